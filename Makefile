@@ -1,0 +1,89 @@
+# tinyrope build.
+#   make            build ./train (the one program: tokenizer, data preparation, training, sampling)
+#   make test       build and run every test twice: optimised, then under ASan + UBSan
+#   make demo       the main job on the shipped TinyStories sample (see README)
+#   make bench      benchmarks (make bench-tokenizer: tokenizer only)
+# Overridable: CC, CFLAGS, LDFLAGS, NO_OMP=1 (build without OpenMP), SAN=1 (sanitizer build).
+
+CC ?= cc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_INC  := /usr/include/$(MULTIARCH)/openblas-openmp
+
+ifeq ($(SAN),1)
+  BUILD  ?= build-san
+  OPT    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  SANLD  := -fsanitize=address,undefined
+else
+  BUILD  ?= build
+  # -march=native where the compiler accepts it (as llm.c does).
+  NATIVE := $(shell $(CC) -march=native -x c -E /dev/null >/dev/null 2>&1 && echo -march=native)
+  OPT    := -O3 $(NATIVE) -g
+endif
+
+ifeq ($(NO_OMP),1)
+  OMPFLAGS :=
+else
+  OMPFLAGS := -fopenmp
+endif
+
+CFLAGS  ?= $(OPT)
+CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I. -I$(BLAS_INC) $(OMPFLAGS)
+LDFLAGS += $(SANLD) $(OMPFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
+LDLIBS  += -lopenblas -lcjson -lstb -lm
+
+LIB_SRCS := $(wildcard data/*.c tokenizer/*.c model/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+DEPS_OK  := build/.deps-ok
+
+.SECONDARY:
+.PHONY: all test test-fast test-san demo bench bench-tokenizer clean deps
+
+all: train
+
+# Installs the Debian packages if a header is missing (or says which command to run).
+$(DEPS_OK): scripts/install_deps.sh
+	@sh scripts/install_deps.sh
+	@mkdir -p build && touch $@
+deps: $(DEPS_OK)
+
+$(BUILD)/%.o: %.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libtinyrope.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/train: $(BUILD)/train.o $(BUILD)/libtinyrope.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+train: $(BUILD)/train
+	cp $(BUILD)/train ./train
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libtinyrope.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The test command of the README: the fast build, then the sanitizer build on small inputs.
+test: deps
+	@sh tests/run.sh
+
+test-fast: $(TEST_BINS) $(BUILD)/train
+	@sh tests/run_binaries.sh $(BUILD) $(TEST_BINS)
+
+test-san:
+	@$(MAKE) --no-print-directory SAN=1 test-fast
+
+demo: train
+	sh scripts/demo.sh
+
+bench-tokenizer: train
+	sh scripts/bench_tokenizer.sh
+
+bench: bench-tokenizer
+
+clean:
+	rm -rf build build-san train
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/train.d $(TEST_BINS:%=%.d)

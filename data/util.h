@@ -1,0 +1,71 @@
+/* util.h: the small pieces every part of tinyrope shares.
+ *
+ * - Errors: library functions never print and never exit. They record one message with
+ *   tr_set_error("%s: what is wrong", path) and return NULL or -1; the command-line layer prints
+ *   tr_error() as the single "error: ..." line and exits non-zero. Tests read the same message.
+ * - Allocation: xmalloc/xcalloc/xrealloc stop the program on out-of-memory (there is nothing
+ *   sensible to recover), everything else reports through tr_set_error.
+ * - Files: atomic writes (temporary file + fsync + rename) so no reader ever sees half a file.
+ * - Hashing: 64-bit FNV-1a, used to fingerprint tokenizers and inputs.
+ */
+#ifndef TINYROPE_UTIL_H
+#define TINYROPE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- errors ---- */
+#if defined(__GNUC__)
+#define TR_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define TR_PRINTF(a, b)
+#endif
+void tr_set_error(const char *fmt, ...) TR_PRINTF(1, 2);
+const char *tr_error(void);           /* the last message, "" if none */
+void tr_clear_error(void);
+/* Prints "error: <tr_error()>" to stderr and exits with status 1. For the command-line layer. */
+void tr_die_with_error(void);
+/* Prints "error: <formatted>" to stderr and exits with status 1. For the command-line layer. */
+void tr_die(const char *fmt, ...) TR_PRINTF(1, 2);
+
+/* ---- allocation (stop on out-of-memory) ---- */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+/* ---- time ---- */
+double tr_now_seconds(void);          /* monotonic clock */
+
+/* ---- hashing ---- */
+#define TR_FNV_OFFSET 0xcbf29ce484222325ULL
+uint64_t tr_fnv1a64(const void *data, size_t n, uint64_t h); /* pass TR_FNV_OFFSET to start */
+
+/* ---- files ---- */
+/* Reads a whole (small) file into a NUL-terminated buffer. Returns NULL and sets the error
+ * ("<path>: cannot open: <reason>") on failure. *len_out (may be NULL) gets the byte count. */
+char *tr_read_file(const char *path, size_t *len_out);
+int tr_file_exists(const char *path);
+/* Size in bytes, or -1 (error set) if it cannot be stat'ed. */
+int64_t tr_file_size(const char *path);
+/* Creates dir and its parents; 0 on success, -1 with error set. */
+int tr_mkdir_p(const char *dir);
+
+/* Atomic write: open "<path>.tmp.<pid>", write, then tr_atomic_commit() fsyncs, closes and renames
+ * onto path; tr_atomic_abort() closes and removes the temporary. */
+typedef struct {
+    FILE *f;
+    char *path;
+    char *tmp_path;
+} TrAtomicFile;
+int tr_atomic_open(TrAtomicFile *af, const char *path); /* 0 or -1 (error set) */
+int tr_atomic_commit(TrAtomicFile *af);                  /* 0 or -1 (error set, temp removed) */
+void tr_atomic_abort(TrAtomicFile *af);
+
+/* ---- UTF-8 ---- */
+/* Returns 1 if s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). On failure,
+ * *bad_offset (may be NULL) gets the offset of the first invalid byte. */
+int tr_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset);
+
+#endif
