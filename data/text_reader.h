@@ -43,7 +43,7 @@ typedef struct TextReader TextReader; /* opaque */
 /* Opens path. NULL + error ("<path>: ...") if it cannot be opened or its format is unknown. */
 TextReader *text_reader_open(const char *path, TextFormat format);
 TextFormat text_reader_format(const TextReader *r);   /* the resolved format */
-/* Next story: returns 1 and points *story/*len at it (valid until the next call), 0 at the end,
+/* Next story: returns 1 and points *story and *len at it (valid until the next call), 0 at the end,
  * -1 on error (error set: "<path>: line N: what"). At the end, a file that gave no story at all
  * is an error ("<path>: no stories"). */
 int text_reader_next(TextReader *r, const uint8_t **story, size_t *len);

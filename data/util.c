@@ -227,3 +227,19 @@ bad:
     if (bad_offset) *bad_offset = i;
     return 0;
 }
+
+/* ---- command-line helpers ---- */
+
+const char *tr_arg_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) tr_die("%s needs a value", argv[*i]);
+    return argv[++*i];
+}
+
+long long tr_parse_int(const char *s, const char *what, long long min, long long max) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) tr_die("%s: '%s' is not an integer", what, s);
+    if (v < min || v > max) tr_die("%s: %lld is out of range [%lld, %lld]", what, v, min, max);
+    return v;
+}

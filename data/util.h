@@ -68,4 +68,10 @@ void tr_atomic_abort(TrAtomicFile *af);
  * *bad_offset (may be NULL) gets the offset of the first invalid byte. */
 int tr_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset);
 
+/* ---- command-line helpers (for the command layer only: they exit on bad input) ---- */
+/* The value after option argv[*i] (advancing *i), or "error: <option> needs a value" + exit. */
+const char *tr_arg_value(int argc, char **argv, int *i);
+/* Parses a whole decimal integer in [min, max] or exits with "error: <what>: ...". */
+long long tr_parse_int(const char *s, const char *what, long long min, long long max);
+
 #endif
