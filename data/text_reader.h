@@ -7,8 +7,8 @@
  *   hf-txt  HF .txt (V1 and V2): stories separated by lines holding exactly "<|endoftext|>".
  *           Text after the last separator is an unterminated, possibly truncated story: dropped
  *           and counted in stats.dropped.
- *   lines   .txt without separators (HF `datasets` rows dumped as text): "\n\n" between
- *           paragraphs, a single "\n" (one not next to another "\n") between stories.
+ *   lines   .txt without separators (HF `datasets` rows dumped as text): a blank line (empty or
+ *           only spaces/tabs) between paragraphs, a newline between two non-blank lines between stories.
  *   json    {"texts": [string, ...]}, or a top-level array of strings or of objects with a
  *           "story" or "text" field. Parsed whole with cJSON (such files are small).
  *   jsonl   one JSON object per line with a "story" or "text" field. A last line that is cut off
