@@ -22,14 +22,14 @@ else
 endif
 
 ifeq ($(NO_OMP),1)
-  OMPFLAGS :=
+  OMPFLAGS := -Wno-unknown-pragmas
 else
   OMPFLAGS := -fopenmp
 endif
 
 CFLAGS  ?= $(OPT)
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I. -I$(BLAS_INC) $(OMPFLAGS)
-LDFLAGS += $(SANLD) $(OMPFLAGS) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
+LDFLAGS += $(SANLD) $(filter -fopenmp,$(OMPFLAGS)) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
 LDLIBS  += -lopenblas -lcjson -lstb -lm
 
 LIB_SRCS := $(wildcard data/*.c tokenizer/*.c model/*.c)

@@ -5,7 +5,7 @@
  *     offset  size  field
  *          0     8  magic "TRSHARD\0"
  *          8     4  version (1)                   all integers little-endian
- *         12     4  bytes per token (2 = uint16, 4 = uint32 when vocab_size > 65535)
+ *         12     4  bytes per token (2 = uint16, 4 = uint32 when vocab_size > 65536)
  *         16     8  token count N
  *         24     4  vocab size
  *         28     4  id of <|endoftext|>
@@ -62,7 +62,7 @@ typedef struct {
     uint64_t tokens, stories, text_bytes, dropped;
     int n_shards;
     int reused;            /* 1 if existing shards matched and nothing was written */
-    double seconds;        /* encoding wall time */
+    double seconds;        /* wall time of the whole split: reading, encoding, writing, fsync */
 } SplitReport;
 
 typedef struct {

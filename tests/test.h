@@ -70,13 +70,17 @@ static inline const char *test_shared_dir(void) {
     return (stat(d, &st) == 0 && S_ISDIR(st.st_mode)) ? d : NULL;
 }
 
-/* A fresh scratch directory under build/ for files a test writes; created if needed. */
+/* The scratch directory (under the build directory) for files a test writes; created once. */
 static inline const char *test_tmp_dir(void) {
+    static int made;
     const char *d = getenv("TINYROPE_TEST_TMP");
     if (!d) d = "build/test-tmp";
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", d);
-    if (system(cmd) != 0) fprintf(stderr, "cannot create %s\n", d);
+    if (!made) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s'", d);
+        if (system(cmd) != 0) fprintf(stderr, "cannot create %s\n", d);
+        made = 1;
+    }
     return d;
 }
 
