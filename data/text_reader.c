@@ -172,8 +172,8 @@ static int carry_append(TextReader *r, const uint8_t *p, size_t n) {
     return 0;
 }
 
-/* The next line: 1 with the line in *line and *len (without its '\n', and without a '\r' just before it) and
- * *has_newline; 0 at end of file; -1 on error. *line stays valid until the next call.
+/* The next line: 1 with the line in *line and *len (without its '\n', and without a '\r' just
+ * before it) and *has_newline; 0 at end of file; -1 on error. *line stays valid until the next call.
  * r->line_no, r->line_offset and r->line_raw_len describe the line returned. */
 static int next_line(TextReader *r, const uint8_t **line, size_t *len, int *has_newline) {
     int carrying = 0;

@@ -3,6 +3,7 @@
 # appends its PASS/FAIL/SKIP lines to BUILD_DIR/test-results.txt. A binary that dies without
 # reporting (crash, sanitizer abort) counts as one failure.
 build=$1; shift
+export TINYROPE_TRAIN_BIN="$build/train" TINYROPE_TEST_TMP="$build/test-tmp"
 results="$build/test-results.txt"
 : > "$results"
 for bin in "$@"; do
