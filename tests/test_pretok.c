@@ -123,6 +123,20 @@ static void test_fast_equals_reference_random(void) {
     }
 }
 
+/* Every ASCII byte, in random strings: the fast path classifies ASCII without the tables. */
+static void test_fast_equals_reference_ascii(void) {
+    uint8_t buf[64];
+    for (int r = 0; r < (test_small() ? 2000 : 20000); r++) {
+        size_t n = 1 + rng_next() % sizeof buf;
+        for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)(rng_next() % 128);
+        size_t where = 0;
+        if (!scanners_agree(buf, n, &where)) {
+            CHECKF(0, "scanners disagree at byte %zu (0x%02x) of a random ASCII string", where, buf[where]);
+            return;
+        }
+    }
+}
+
 static void test_fast_equals_reference_sample(void) {
     const char *paths[] = {"data/sample/tinystories_10k.txt", "data/sample/tiny_stories.txt"};
     int checked = 0;
@@ -144,6 +158,7 @@ int main(void) {
     RUN(test_classes);
     RUN(test_decode_invalid);
     RUN(test_fast_equals_reference_random);
+    RUN(test_fast_equals_reference_ascii);
     RUN(test_fast_equals_reference_sample);
     return test_summary();
 }

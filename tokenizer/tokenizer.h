@@ -13,8 +13,8 @@
  *     tinyrope-bpe 1
  *     pattern gpt2
  *     vocab_size 4096
- *     merges 4095-256-1 ... (count)
- *     special <id> <|endoftext|>            one line per special token
+ *     merges 3839                           the count (vocab_size - 256 - 1)
+ *     special 4095 <|endoftext|>            version 1: exactly this one special token, id 256 + merges
  *     merge <id> <left> <right> # "escaped bytes of the new token"   one line per merge, rank order
  *     end
  * Byte tokens are implicit (id b = byte b). Everything after '#' is a comment for people. The
