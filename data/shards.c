@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "story_batch.h"
 #include "util.h"
 
 #define SHARD_MAGIC "TRSHARD"           /* 7 characters + the NUL = the 8 magic bytes */
@@ -32,8 +33,6 @@
 #define DEFAULT_SHARD_TOKENS (1ULL << 27)
 /* A batch of stories encoded together: enough work for every thread, bounded memory
  * (text + 4 bytes of ids per text byte). */
-#define BATCH_MAX_BYTES (16u << 20)
-#define BATCH_MAX_STORIES 4096
 
 enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, N_SPLITS = 2 };
 static const char *const split_names[N_SPLITS] = {"train", "val"};
@@ -652,105 +651,24 @@ static int writer_add_story(ShardWriter *w, const uint32_t *ids, size_t n) {
     return writer_put(w, w->header.eot_id);
 }
 
-/* Stories read together, then encoded in parallel; story i is text[start[i] .. start[i+1]) and its
- * ids go to ids[start[i] ..] (never more ids than bytes, so the slices cannot overlap). */
-typedef struct {
-    uint8_t *text;
-    size_t len, cap;
-    size_t *start;             /* n + 1 entries */
-    size_t *n_ids;
-    int n, cap_stories;
-    uint32_t *ids;
-    size_t ids_cap;
-} StoryBatch;
-
-static void batch_add(StoryBatch *b, const uint8_t *story, size_t len) {
-    if (b->n + 1 >= b->cap_stories) {
-        b->cap_stories = b->cap_stories ? 2 * b->cap_stories : 1024;
-        b->start = xrealloc(b->start, (size_t)b->cap_stories * sizeof *b->start);
-        b->n_ids = xrealloc(b->n_ids, (size_t)b->cap_stories * sizeof *b->n_ids);
-    }
-    if (b->len + len > b->cap) {
-        while (b->len + len > b->cap) b->cap = b->cap ? 2 * b->cap : (1u << 20);
-        b->text = xrealloc(b->text, b->cap);
-    }
-    b->start[b->n] = b->len;
-    memcpy(b->text + b->len, story, len);
-    b->len += len;
-    b->n++;
-    b->start[b->n] = b->len;
-}
-
-static void batch_free(StoryBatch *b) {
-    free(b->text);
-    free(b->start);
-    free(b->n_ids);
-    free(b->ids);
-    memset(b, 0, sizeof *b);
-}
-
-/* Encodes every story of the batch. The result does not depend on the number of threads: each
- * story is encoded on its own into its own slice. */
-static int batch_encode(StoryBatch *b, const Tokenizer *tok, const char *input_path) {
-    if (b->ids_cap < b->len) {
-        free(b->ids);
-        b->ids_cap = b->len;
-        b->ids = xmalloc(b->ids_cap * sizeof *b->ids);
-    }
-    const int n = b->n;
-    const uint8_t *text = b->text;
-    const size_t *start = b->start;
-    uint32_t *ids = b->ids;
-    size_t *n_ids = b->n_ids;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic)
-#endif
-    for (int i = 0; i < n; i++) {
-        size_t len = start[i + 1] - start[i];
-        n_ids[i] = tok_encode(tok, text + start[i], len, ids + start[i], len);
-    }
-    for (int i = 0; i < n; i++) {
-        if (n_ids[i] > start[i + 1] - start[i]) {
-            tr_set_error("%s: the tokenizer produced more ids (%zu) than bytes (%zu) for a story",
-                         input_path, n_ids[i], start[i + 1] - start[i]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Reads every input of one split and writes its shards. */
 static int prepare_split(const DataInput *inputs, int n_inputs, const Tokenizer *tok, ShardWriter *w,
                          StoryBatch *batch) {
     MetaSplit *out = w->out;
     for (int i = 0; i < n_inputs; i++) {
         const DataInput *in = &inputs[i];
-        TextReader *r = text_reader_open(in->path, in->format);
+        TextReader *r = data_input_open(in);
         if (!r) return -1;
         const uint8_t *story;
         size_t len;
         int rc = 1;
-        for (long k = 0; k < in->skip; k++) {
-            rc = text_reader_next(r, &story, &len);
-            if (rc <= 0) break;
-        }
-        if (rc == 0) {
-            tr_set_error("%s: skip %ld but the file holds only %" PRIu64 " stories", in->path,
-                         in->skip, text_reader_stats(r).stories);
-            rc = -1;
-        }
         uint64_t encoded = 0;
         while (rc > 0) {
-            batch->n = 0;
-            batch->len = 0;
-            while (batch->n < BATCH_MAX_STORIES && batch->len < BATCH_MAX_BYTES) {
-                rc = text_reader_next(r, &story, &len);
-                if (rc <= 0) break;
-                batch_add(batch, story, len);
-            }
-            if (rc < 0) break;
-            if (batch->n == 0) break;
-            if (batch_encode(batch, tok, in->path) != 0) { rc = -1; break; }
+            story_batch_clear(batch);
+            while (!story_batch_full(batch) && (rc = text_reader_next(r, &story, &len)) > 0)
+                story_batch_add(batch, story, len);
+            if (rc < 0 || batch->n == 0) break;
+            if (story_batch_encode(batch, tok, in->path) != 0) { rc = -1; break; }
             for (int k = 0; k < batch->n && rc >= 0; k++) {
                 if (writer_add_story(w, batch->ids + batch->start[k], batch->n_ids[k]) != 0) rc = -1;
                 out->text_bytes += batch->start[k + 1] - batch->start[k];
@@ -925,7 +843,7 @@ int shards_prepare(const DataSpec *spec, const Tokenizer *tok, const char *token
     if (rc == 0) rc = remove_stale_shards(out_dir, split);
 
     free(w.buf);
-    batch_free(&batch);
+    story_batch_free(&batch);
     for (int s = 0; s < N_SPLITS; s++) {
         for (int i = 0; i < split[s].n_shards; i++) free(split[s].shards[i].file);
         free(split[s].shards);

@@ -15,6 +15,7 @@
 #endif
 
 #include "../data/shards.h"
+#include "../data/story_batch.h"
 #include "../data/text_reader.h"
 #include "../data/util.h"
 #include "bpe_train.h"
@@ -40,14 +41,12 @@ static uint64_t for_each_story(const DataInput *inputs, int n_inputs,
                                void (*fn)(const uint8_t *, size_t, void *), void *ctx) {
     uint64_t stories = 0;
     for (int k = 0; k < n_inputs; k++) {
-        TextReader *r = text_reader_open(inputs[k].path, inputs[k].format);
+        TextReader *r = data_input_open(&inputs[k]);
         if (!r) tr_die_with_error();
         const uint8_t *story;
         size_t len;
-        long skipped = 0;
         int rc;
         while ((rc = text_reader_next(r, &story, &len)) == 1) {
-            if (skipped < inputs[k].skip) { skipped++; continue; }
             fn(story, len, ctx);
             stories++;
         }
@@ -132,51 +131,26 @@ int cmd_tokenizer(int argc, char **argv) {
 
 /* ---- encode ---- */
 
-/* Stories are gathered into batches and each batch is encoded by all threads at once. */
+/* Stories are gathered into a StoryBatch, as prepare does, and each batch is encoded by all
+ * threads at once. */
 typedef struct {
     const Tokenizer *tok;
-    uint8_t *text;        /* the batch's stories, back to back */
-    size_t text_len, text_cap;
-    size_t *starts;       /* (n + 1) offsets into text */
-    size_t n, cap;
+    const char *path;
+    StoryBatch batch;
     uint64_t tokens, bytes;
-} EncodeBatch;
+} EncodeRun;
 
-static void encode_flush(EncodeBatch *b) {
-    uint64_t tokens = 0;
-    #pragma omp parallel
-    {
-        uint32_t *ids = NULL;
-        size_t ids_cap = 0;
-        #pragma omp for schedule(dynamic, 16) reduction(+ : tokens)
-        for (size_t s = 0; s < b->n; s++) {
-            size_t len = b->starts[s + 1] - b->starts[s];
-            if (len > ids_cap) { ids_cap = len; ids = xrealloc(ids, ids_cap * sizeof *ids); }
-            tokens += tok_encode(b->tok, b->text + b->starts[s], len, ids, ids_cap) + 1; /* + EOT */
-        }
-        free(ids);
-    }
-    b->tokens += tokens;
-    b->bytes += b->text_len;
-    b->n = 0;
-    b->text_len = 0;
+static void encode_flush(EncodeRun *e) {
+    if (story_batch_encode(&e->batch, e->tok, e->path) != 0) tr_die_with_error();
+    for (int i = 0; i < e->batch.n; i++) e->tokens += e->batch.n_ids[i] + 1;   /* + EOT */
+    e->bytes += e->batch.len;
+    story_batch_clear(&e->batch);
 }
 
 static void encode_add(const uint8_t *story, size_t len, void *ctx) {
-    EncodeBatch *b = ctx;
-    if (b->text_len + len > b->text_cap) {
-        b->text_cap = 2 * (b->text_len + len);
-        b->text = xrealloc(b->text, b->text_cap);
-    }
-    if (b->n + 2 > b->cap) {
-        b->cap = 2 * b->n + 16;
-        b->starts = xrealloc(b->starts, b->cap * sizeof *b->starts);
-    }
-    memcpy(b->text + b->text_len, story, len);
-    b->starts[b->n] = b->text_len;
-    b->text_len += len;
-    b->starts[++b->n] = b->text_len;
-    if (b->text_len >= (16u << 20)) encode_flush(b);
+    EncodeRun *e = ctx;
+    story_batch_add(&e->batch, story, len);
+    if (story_batch_full(&e->batch)) encode_flush(e);
 }
 
 static void encode_usage(void) {
@@ -209,21 +183,20 @@ int cmd_encode(int argc, char **argv) {
         printf("\n");
         free(ids);
     } else {
-        EncodeBatch b = {.tok = tok};
+        EncodeRun e = {.tok = tok, .path = files[0].path};
         double t0 = tr_now_seconds();
-        uint64_t stories = for_each_story(files, n_files, encode_add, &b);
-        encode_flush(&b);
+        uint64_t stories = for_each_story(files, n_files, encode_add, &e);
+        encode_flush(&e);
         double dt = tr_now_seconds() - t0;
         int threads = 1;
 #ifdef _OPENMP
         threads = omp_get_max_threads();
 #endif
         printf("encoded %llu stories, %.2f MB -> %llu tokens (%.3f bytes/token, EOT after each story) "
-               "in %.3f s: %.2f MB/s on %d threads (reading included)\n",
-               (unsigned long long)stories, b.bytes / 1e6, (unsigned long long)b.tokens,
-               (double)b.bytes / (double)(b.tokens - stories), dt, b.bytes / 1e6 / dt, threads);
-        free(b.text);
-        free(b.starts);
+               "in %.3f s: %.2f MB/s on %d thread(s) (reading included)\n",
+               (unsigned long long)stories, e.bytes / 1e6, (unsigned long long)e.tokens,
+               (double)e.bytes / (double)(e.tokens - stories), dt, e.bytes / 1e6 / dt, threads);
+        story_batch_free(&e.batch);
     }
     tok_free(tok);
     free(files);
