@@ -1,0 +1,99 @@
+/* posenc.h: positional encodings as plug-ins.
+ *
+ * The model knows nothing about any particular encoding: it calls the hooks of one PosEncKind.
+ * Adding a kind = one new file model/posenc_<name>.c defining a `const PosEncKind posenc_<name>`
+ * and one line in the registry (posenc.c). Kinds: none (NoPE), learned (absolute, added to the
+ * token embedding), rope, xpos (torchscale reference, or "variant": "author"), and HDD-RoPE.
+ *
+ * Where the hooks run, per layer l (shape legend in layers.h; S = 3C + E is the qkv row length):
+ *     x   = layernorm(h)                       (B,T,C)
+ *     qkv = x @ Wqkv^T                         (B,T,S)  Wqkv (S,C): q, k, v rows, then E extra rows
+ *     qk_forward(l, qkv, x)                    rotates/scales the q and k columns of qkv in place;
+ *                                              may read its E extra columns (HDD-RoPE's generator
+ *                                              W_g x comes out of the same sgemm) and x
+ *     attention(qkv)
+ * and in the backward, after attention_backward filled dqkv with the gradient w.r.t. the ROTATED
+ * q and k: qk_backward(l, dqkv) turns it, in place, into the gradient w.r.t. the un-rotated q and
+ * k, writes the gradient of its extra columns into dqkv[..., 3C:], and accumulates its own
+ * parameter gradients; matmul_backward then carries everything (W_g included) to Wqkv and x.
+ * The learned kind instead uses embed_forward/embed_backward on the embedding output.
+ *
+ * Positions: a forward over T tokens starting at absolute position pos0 (0 in training; the
+ * number of cached tokens during generation). A kind with a recurrent state (HDD-RoPE's running
+ * product) keeps it in `state`, which the model zeroes at the start of a sequence, so generation
+ * with a KV cache continues exactly where the previous call stopped.
+ *
+ * Memory: the model owns and allocates everything (one allocation per buffer set): the kind only
+ * reports sizes (floats) and receives pointers into the model's parameter, gradient, activation
+ * and state buffers.
+ */
+#ifndef TINYROPE_POSENC_H
+#define TINYROPE_POSENC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+/* The model dimensions a kind may depend on. */
+typedef struct {
+    int L, C, NH, hs;
+    int max_T;                   /* the training context length (block size) */
+} ModelDims;
+
+typedef struct PosEnc PosEnc;
+
+typedef struct {
+    const char *name;            /* the config's "posenc": {"kind": name, ...} */
+    const char *summary;         /* one line, for --help and logs */
+
+    /* Reads the kind's options from `options` (the whole posenc object, "kind" included) and
+     * checks them against the dimensions (e.g. hs even, T within range). Unknown option keys
+     * are an error. Allocates the kind's private config into pe->impl. 0, or -1 with the error set
+     * ("posenc.<key>: what is wrong"). */
+    int (*configure)(PosEnc *pe, const cJSON *options);
+    void (*destroy)(PosEnc *pe);
+
+    /* Sizes, in floats. num_params: parameters the kind owns (all layers), given their own
+     * AdamW group. num_extra: E, the extra QKV-projection outputs per layer (their weight rows
+     * live in Wqkv but belong to the kind's parameter group). num_acts(B,T): activations saved
+     * for the backward (all layers). num_state(B): recurrent state for generation (all layers). */
+    size_t (*num_params)(const PosEnc *pe);
+    int (*num_extra)(const PosEnc *pe);
+    size_t (*num_acts)(const PosEnc *pe, int B, int T);
+    size_t (*num_state)(const PosEnc *pe, int B);
+
+    /* Initialises params (num_params floats) and the extra weight rows of every layer
+     * (extra_w + l*extra_stride points at layer l's (E,C) rows). seed makes it deterministic. */
+    void (*init)(const PosEnc *pe, float *params, float *extra_w, size_t extra_stride, uint64_t seed);
+
+    /* Absolute kinds: out (B,T,C) += position embedding of positions pos0..pos0+T-1; backward
+     * accumulates into dparams. NULL for kinds that act on q and k. */
+    void (*embed_forward)(const PosEnc *pe, float *out, const float *params, int B, int T, int pos0);
+    void (*embed_backward)(const PosEnc *pe, float *dparams, const float *dout, int B, int T, int pos0);
+
+    /* Relative kinds, layer l: see the header comment. qkv (B,T,S) is changed in place; x (B,T,C)
+     * is the layernorm output; acts is the kind's whole activation block (num_acts(B,T) floats;
+     * the kind finds layer l's part itself); state (num_state floats, NULL in training) is the
+     * recurrent state. In qk_backward, qkv is what qk_forward left (q and k already rotated).
+     * NULL for kinds that do not touch q and k. */
+    void (*qk_forward)(const PosEnc *pe, int l, float *qkv, const float *x, const float *params,
+                       float *acts, float *state, int B, int T, int pos0);
+    void (*qk_backward)(const PosEnc *pe, int l, float *dqkv, const float *qkv, const float *x,
+                        const float *params, float *dparams, const float *acts, int B, int T, int pos0);
+} PosEncKind;
+
+struct PosEnc {
+    const PosEncKind *kind;
+    ModelDims dims;
+    void *impl;                  /* the kind's own configuration and tables */
+};
+
+/* Finds the kind named in options["kind"] in the registry and configures it. 0 / -1 (error set,
+ * naming the known kinds when the name is unknown). */
+int posenc_create(PosEnc *pe, const cJSON *options, ModelDims dims);
+void posenc_destroy(PosEnc *pe);
+/* The registry, NULL-terminated, for listing. */
+extern const PosEncKind *const posenc_kinds[];
+
+#endif
