@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,24 @@ uint64_t tr_fnv1a64(const void *data, size_t n, uint64_t h) {
         h *= 0x100000001b3ULL;
     }
     return h;
+}
+
+/* ---- random numbers ---- */
+
+uint64_t tr_rng_u64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+float tr_rng_uniform(uint64_t *state) { return (float)((tr_rng_u64(state) >> 40) * (1.0 / 16777216.0)); }
+
+float tr_rng_normal(uint64_t *state) {
+    /* Box-Muller in double; u1 in (0, 1] so the log is finite. */
+    double u1 = ((tr_rng_u64(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+    double u2 = (tr_rng_u64(state) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
 /* ---- files ---- */

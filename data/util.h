@@ -68,6 +68,12 @@ void tr_atomic_abort(TrAtomicFile *af);
  * *bad_offset (may be NULL) gets the offset of the first invalid byte. */
 int tr_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset);
 
+/* ---- random numbers (deterministic, platform-independent) ---- */
+/* splitmix64: the whole generator state is one uint64, so it is trivial to checkpoint. */
+uint64_t tr_rng_u64(uint64_t *state);
+float tr_rng_uniform(uint64_t *state);             /* [0, 1) */
+float tr_rng_normal(uint64_t *state);              /* N(0, 1), Box-Muller */
+
 /* ---- command-line helpers (for the command layer only: they exit on bad input) ---- */
 /* The value after option argv[*i] (advancing *i), or "error: <option> needs a value" + exit. */
 const char *tr_arg_value(int argc, char **argv, int *i);

@@ -59,8 +59,10 @@ void attention_backward_reference(float *dqkv, const float *dout, const float *q
 void gelu_forward(float *out, const float *inp, long n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
 
-/* ---- residual: out = a + b ---- */
+/* ---- residual: out = a + b (out may alias a or b) ---- */
 void residual_forward(float *out, const float *a, const float *b, long n);
+/* da += dout; db += dout. Either may be NULL (the model passes dout straight on as the gradient of
+ * the branch output, so it only needs da). */
 void residual_backward(float *da, float *db, const float *dout, long n);
 
 /* ---- softmax + cross-entropy, fused ----

@@ -1,0 +1,240 @@
+/* config.c: the run configuration (see config.h). One table lists every key with its type, range
+ * and default; loading = file, then --set overrides, then defaults for what is missing, then one
+ * pass over the table that checks and copies every value. */
+#include "config.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/util.h"
+
+typedef enum { F_INT, F_NUM, F_BOOL, F_STR, F_OBJECT } FieldType;
+
+typedef struct {
+    const char *key;        /* dotted path */
+    FieldType type;
+    size_t offset;          /* into RunConfig */
+    size_t size;            /* capacity for F_STR */
+    double min, max;        /* for F_INT / F_NUM */
+    const char *dflt;       /* JSON text */
+} Field;
+
+#define FIELD(key, type, member, min, max, dflt) \
+    {key, type, offsetof(RunConfig, member), sizeof(((RunConfig *)0)->member), min, max, dflt}
+#define BIG 1e15
+
+static const Field fields[] = {
+    FIELD("data", F_STR, data, 0, 0, "\"configs/data/sample.json\""),
+    FIELD("out_dir", F_STR, out_dir, 0, 0, "\"runs/run\""),
+    FIELD("seed", F_INT, seed, 0, BIG, "1337"),
+    FIELD("tokenizer.vocab_size", F_INT, tokenizer.vocab_size, 258, 1 << 20, "4096"),
+    FIELD("tokenizer.file", F_STR, tokenizer.file, 0, 0, "\"\""),
+    FIELD("model.n_layer", F_INT, model.n_layer, 1, 1024, "4"),
+    FIELD("model.n_embd", F_INT, model.n_embd, 1, 1 << 16, "128"),
+    FIELD("model.n_head", F_INT, model.n_head, 1, 1024, "4"),
+    FIELD("model.block_size", F_INT, model.block_size, 1, 1 << 16, "128"),
+    FIELD("model.posenc", F_OBJECT, model.posenc, 0, 0, "{\"kind\": \"rope\"}"),
+    FIELD("train.batch_size", F_INT, train.batch_size, 1, 1 << 20, "16"),
+    FIELD("train.grad_accum", F_INT, train.grad_accum, 1, 1 << 20, "1"),
+    FIELD("train.max_steps", F_INT, train.max_steps, 1, BIG, "1000"),
+    FIELD("train.eval_every", F_INT, train.eval_every, 1, BIG, "100"),
+    FIELD("train.eval_max_tokens", F_INT, train.eval_max_tokens, 0, BIG, "0"),
+    FIELD("train.log_every", F_INT, train.log_every, 1, BIG, "10"),
+    FIELD("train.checkpoint_every", F_INT, train.checkpoint_every, 0, BIG, "0"),
+    FIELD("train.sample_tokens", F_INT, train.sample_tokens, 0, 1 << 20, "200"),
+    FIELD("optim.lr", F_NUM, optim.lr, 0, 10, "1e-3"),
+    FIELD("optim.min_lr", F_NUM, optim.min_lr, 0, 10, "1e-4"),
+    FIELD("optim.schedule", F_STR, optim.schedule, 0, 0, "\"cosine\""),
+    FIELD("optim.warmup_steps", F_INT, optim.warmup_steps, 0, BIG, "100"),
+    FIELD("optim.beta1", F_NUM, optim.beta1, 0, 0.999999, "0.9"),
+    FIELD("optim.beta2", F_NUM, optim.beta2, 0, 0.999999, "0.95"),
+    FIELD("optim.eps", F_NUM, optim.eps, 1e-30, 1, "1e-8"),
+    FIELD("optim.weight_decay", F_NUM, optim.weight_decay, 0, 10, "0.1"),
+    FIELD("optim.grad_clip", F_NUM, optim.grad_clip, 0, BIG, "1.0"),
+    FIELD("optim.clip_per_group", F_BOOL, optim.clip_per_group, 0, 0, "false"),
+    FIELD("optim.posenc_lr_mult", F_NUM, optim.posenc_lr_mult, 0, 1000, "1.0"),
+    FIELD("optim.posenc_weight_decay", F_NUM, optim.posenc_weight_decay, 0, 10, "0.0"),
+};
+#define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+/* Finds (create = 0) or makes (create = 1) the object holding the last component of key, and
+ * returns that component in *leaf. NULL if a middle component is missing or not an object. */
+static cJSON *parent_of(cJSON *root, const char *key, int create, char *leaf, size_t leaf_cap) {
+    cJSON *node = root;
+    const char *p = key;
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n == 0 || n >= leaf_cap) return NULL;
+        memcpy(leaf, p, n);
+        leaf[n] = '\0';
+        if (!dot) return node;
+        cJSON *child = cJSON_GetObjectItemCaseSensitive(node, leaf);
+        if (!child && create) child = cJSON_AddObjectToObject(node, leaf);
+        if (!child || !cJSON_IsObject(child)) return NULL;
+        node = child;
+        p = dot + 1;
+    }
+}
+
+static const Field *find_field(const char *key) {
+    for (int i = 0; i < N_FIELDS; i++)
+        if (!strcmp(fields[i].key, key)) return &fields[i];
+    return NULL;
+}
+
+/* Every key in the tree must be a field, a section holding fields, or inside model.posenc. */
+static int check_known_keys(const cJSON *node, const char *prefix, const char *where) {
+    for (const cJSON *item = node->child; item; item = item->next) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", item->string);
+        if (find_field(key)) continue;   /* a leaf (model.posenc's contents are the kind's) */
+        int is_section = 0;
+        size_t n = strlen(key);
+        for (int i = 0; i < N_FIELDS; i++)
+            if (!strncmp(fields[i].key, key, n) && fields[i].key[n] == '.') is_section = 1;
+        if (!is_section) {
+            tr_set_error("%s: unknown key \"%s\"", where, key);
+            return -1;
+        }
+        if (!cJSON_IsObject(item)) {
+            tr_set_error("%s: \"%s\" must be an object", where, key);
+            return -1;
+        }
+        if (check_known_keys(item, key, where) != 0) return -1;
+    }
+    return 0;
+}
+
+static int apply_override(cJSON *root, const char *text) {
+    const char *eq = strchr(text, '=');
+    if (!eq || eq == text) {
+        tr_set_error("--set %s: expected key=value", text);
+        return -1;
+    }
+    char key[256], leaf[128];
+    if ((size_t)(eq - text) >= sizeof key) {
+        tr_set_error("--set %s: key too long", text);
+        return -1;
+    }
+    memcpy(key, text, (size_t)(eq - text));
+    key[eq - text] = '\0';
+    cJSON *value = cJSON_Parse(eq + 1);
+    if (!value) value = cJSON_CreateString(eq + 1);   /* bare words are strings: kind=xpos */
+    cJSON *parent = parent_of(root, key, 1, leaf, sizeof leaf);
+    if (!parent) {
+        cJSON_Delete(value);
+        tr_set_error("--set %s: \"%s\" is not a key inside an object", text, key);
+        return -1;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(parent, leaf)) cJSON_ReplaceItemInObjectCaseSensitive(parent, leaf, value);
+    else cJSON_AddItemToObject(parent, leaf, value);
+    return 0;
+}
+
+static int read_field(RunConfig *cfg, cJSON *root, const Field *f, const char *where) {
+    char leaf[128];
+    cJSON *parent = parent_of(root, f->key, 1, leaf, sizeof leaf);
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(parent, leaf);
+    if (!v) {
+        v = cJSON_Parse(f->dflt);
+        cJSON_AddItemToObject(parent, leaf, v);
+    }
+    char *dst = (char *)cfg + f->offset;
+    switch (f->type) {
+    case F_INT:
+    case F_NUM: {
+        if (!cJSON_IsNumber(v)) {
+            tr_set_error("%s: %s must be a number", where, f->key);
+            return -1;
+        }
+        double x = v->valuedouble;
+        if (f->type == F_INT && x != floor(x)) {
+            tr_set_error("%s: %s must be an integer, not %g", where, f->key, x);
+            return -1;
+        }
+        if (!(x >= f->min && x <= f->max)) {
+            tr_set_error("%s: %s = %g is outside [%g, %g]", where, f->key, x, f->min, f->max);
+            return -1;
+        }
+        if (f->type == F_INT) *(long *)dst = (long)x;
+        else *(double *)dst = x;
+        return 0;
+    }
+    case F_BOOL:
+        if (!cJSON_IsBool(v)) {
+            tr_set_error("%s: %s must be true or false", where, f->key);
+            return -1;
+        }
+        *(int *)dst = cJSON_IsTrue(v);
+        return 0;
+    case F_STR:
+        if (!cJSON_IsString(v) || strlen(v->valuestring) >= f->size) {
+            tr_set_error("%s: %s must be a string (under %zu bytes)", where, f->key, f->size);
+            return -1;
+        }
+        strcpy(dst, v->valuestring);
+        return 0;
+    case F_OBJECT:
+        if (!cJSON_IsObject(v)) {
+            tr_set_error("%s: %s must be an object", where, f->key);
+            return -1;
+        }
+        *(cJSON **)dst = v;
+        return 0;
+    }
+    return -1;
+}
+
+int config_load(RunConfig *cfg, const char *path, const char *const *overrides, int n_overrides) {
+    memset(cfg, 0, sizeof *cfg);
+    const char *where = path ? path : "(defaults)";
+    cJSON *root;
+    if (path) {
+        char *text = tr_read_file(path, NULL);
+        if (!text) return -1;
+        root = cJSON_Parse(text);
+        free(text);
+        if (!root || !cJSON_IsObject(root)) {
+            tr_set_error("%s: not a JSON object (parse error near \"%.20s\")", path,
+                         root ? "" : (cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : ""));
+            cJSON_Delete(root);
+            return -1;
+        }
+    } else {
+        root = cJSON_CreateObject();
+    }
+    cfg->json = root;
+    for (int i = 0; i < n_overrides; i++)
+        if (apply_override(root, overrides[i]) != 0) goto fail;
+    if (check_known_keys(root, "", where) != 0) goto fail;
+    for (int i = 0; i < N_FIELDS; i++)
+        if (read_field(cfg, root, &fields[i], where) != 0) goto fail;
+    if (strcmp(cfg->optim.schedule, "cosine") && strcmp(cfg->optim.schedule, "constant")) {
+        tr_set_error("%s: optim.schedule must be \"cosine\" or \"constant\", not \"%s\"", where, cfg->optim.schedule);
+        goto fail;
+    }
+    if (cfg->optim.min_lr > cfg->optim.lr) {
+        tr_set_error("%s: optim.min_lr %g is above optim.lr %g", where, cfg->optim.min_lr, cfg->optim.lr);
+        goto fail;
+    }
+    if (cfg->model.n_embd % cfg->model.n_head != 0) {
+        tr_set_error("%s: model.n_embd %ld is not divisible by model.n_head %ld", where, cfg->model.n_embd,
+                     cfg->model.n_head);
+        goto fail;
+    }
+    return 0;
+fail:
+    config_free(cfg);
+    return -1;
+}
+
+void config_free(RunConfig *cfg) {
+    cJSON_Delete(cfg->json);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+char *config_to_json(const RunConfig *cfg) { return cJSON_Print(cfg->json); }
