@@ -9,13 +9,14 @@
  * LayerNorm weights no, positional-encoding parameters with their own lr multiplier.
  *
  * Clipping: with clip > 0, all gradients are scaled by min(1, clip / ||g||) where ||g|| is the
- * global L2 norm over every parameter (computed in double), before the update; the norm before
+ * global L2 norm over every grouped (trainable) parameter (computed in double, in an order that
+ * does not depend on the thread count), before the update; the norm before
  * clipping is returned for logging. With clip_per_group, each group is instead clipped by its own
  * norm (as the HDD-RoPE author's trainer does), so one group's large gradients cannot shrink the
  * others' updates; the returned norm is still the global one.
  *
  * Schedule: warmup linearly from lr/warmup to lr over `warmup` steps, then cosine from lr down to
- * min_lr at max_steps ("cosine"), or stay at lr ("constant").
+ * min_lr at the last update, step max_steps - 1 ("cosine"), or stay at lr ("constant").
  */
 #ifndef TINYROPE_OPTIM_H
 #define TINYROPE_OPTIM_H
@@ -52,7 +53,9 @@ int adamw_init(AdamW *opt, size_t n_params, const ParamGroup *groups, int n_grou
                float beta2, float eps, float grad_clip, int clip_per_group);
 void adamw_free(AdamW *opt);
 /* Clips (if enabled) and applies one update with learning rate lr. Returns the gradient norm
- * before clipping. grads may be modified (scaled by the clip factor). */
+ * before clipping. grads is not written (the clip factor is applied inside the update). A NaN or
+ * infinite norm skips the update entirely (parameters, moments and t unchanged) and is returned,
+ * so the caller can check it with isfinite() and stop. */
 double adamw_step(AdamW *opt, float *params, float *grads, float lr);
 /* The same update, written as the plainest possible loop (double precision norm, no OpenMP), that
  * the tests compare against. */

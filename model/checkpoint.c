@@ -1,0 +1,126 @@
+/* checkpoint.c: save and load a run's full state (format in checkpoint.h). */
+#include "checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/util.h"
+
+#define CKPT_MAGIC "TRCKPT\0\0"
+#define CKPT_VERSION 1
+#define CKPT_HEADER 128
+
+static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint64_t get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* Writes n bytes and folds them into the running checksum. */
+static int write_hashed(FILE *f, const void *data, size_t n, uint64_t *hash) {
+    *hash = tr_fnv1a64(data, n, *hash);
+    return fwrite(data, 1, n, f) == n ? 0 : -1;
+}
+
+int checkpoint_save(const char *path, const CheckpointState *st, const float *params, size_t n_params,
+                    const AdamW *opt) {
+    uint8_t h[CKPT_HEADER] = {0};
+    memcpy(h, CKPT_MAGIC, 8);
+    h[8] = CKPT_VERSION;
+    h[12] = opt ? 1 : 0;
+    put64(h + 16, st->config_hash);
+    put64(h + 24, n_params);
+    put64(h + 32, st->step);
+    put64(h + 40, st->tokens_seen);
+    put64(h + 48, opt ? opt->t : 0);
+    put64(h + 56, st->rng_state);
+    put64(h + 64, st->loader.epoch);
+    put64(h + 72, st->loader.cursor);
+
+    TrAtomicFile af;
+    if (tr_atomic_open(&af, path) != 0) return -1;
+    uint64_t hash = TR_FNV_OFFSET;
+    int bad = write_hashed(af.f, h, sizeof h, &hash);
+    bad |= write_hashed(af.f, params, n_params * sizeof(float), &hash);
+    if (opt) {
+        bad |= write_hashed(af.f, opt->m, n_params * sizeof(float), &hash);
+        bad |= write_hashed(af.f, opt->v, n_params * sizeof(float), &hash);
+    }
+    uint8_t trailer[8];
+    put64(trailer, hash);
+    bad |= fwrite(trailer, 1, 8, af.f) != 8;
+    if (bad) {
+        tr_atomic_abort(&af);
+        tr_set_error("%s: write failed", path);
+        return -1;
+    }
+    return tr_atomic_commit(&af);
+}
+
+static int read_hashed(FILE *f, void *data, size_t n, uint64_t *hash) {
+    if (fread(data, 1, n, f) != n) return -1;
+    *hash = tr_fnv1a64(data, n, *hash);
+    return 0;
+}
+
+int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_config_hash, float *params,
+                    size_t n_params, AdamW *opt) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tr_set_error("%s: cannot open checkpoint", path);
+        return -1;
+    }
+    uint8_t h[CKPT_HEADER];
+    uint64_t hash = TR_FNV_OFFSET;
+    const char *problem = NULL;
+    if (read_hashed(f, h, sizeof h, &hash) != 0) problem = "truncated header";
+    else if (memcmp(h, CKPT_MAGIC, 8) != 0) problem = "not a tinyrope checkpoint (wrong magic)";
+    else if (h[8] != CKPT_VERSION || h[9] || h[10] || h[11]) problem = "unsupported checkpoint version";
+    else if (get64(h + 16) != expected_config_hash)
+        problem = "made with another model or tokenizer configuration (config hash differs)";
+    else if (get64(h + 24) != n_params) problem = "parameter count differs from this model";
+    else if (opt && !(h[12] & 1)) problem = "holds no optimizer state, so training cannot resume from it";
+    if (problem) {
+        fclose(f);
+        tr_set_error("%s: %s", path, problem);
+        return -1;
+    }
+    int has_opt = h[12] & 1;
+    size_t bytes = n_params * sizeof(float);
+    float *m = NULL, *v = NULL;
+    if (has_opt) {
+        m = xmalloc(bytes ? bytes : 1);
+        v = xmalloc(bytes ? bytes : 1);
+    }
+    /* Read into place only after the checksum says the whole file is intact: parameters are
+     * staged in a copy so a corrupt file leaves the caller's model untouched. */
+    float *p = xmalloc(bytes ? bytes : 1);
+    uint8_t trailer[8];
+    int bad = read_hashed(f, p, bytes, &hash);
+    if (has_opt) bad |= read_hashed(f, m, bytes, &hash) | read_hashed(f, v, bytes, &hash);
+    bad |= fread(trailer, 1, 8, f) != 8;
+    int extra = fgetc(f) != EOF;
+    fclose(f);
+    if (bad || extra || get64(trailer) != hash) {
+        free(p); free(m); free(v);
+        tr_set_error("%s: %s", path, bad ? "truncated checkpoint" : extra ? "trailing bytes after the checkpoint"
+                                                                          : "checksum mismatch (corrupted file)");
+        return -1;
+    }
+    memcpy(params, p, bytes);
+    if (opt) {
+        memcpy(opt->m, m, bytes);
+        memcpy(opt->v, v, bytes);
+        opt->t = get64(h + 48);
+    }
+    free(p); free(m); free(v);
+    st->config_hash = get64(h + 16);
+    st->step = get64(h + 32);
+    st->tokens_seen = get64(h + 40);
+    st->rng_state = get64(h + 56);
+    st->loader.epoch = get64(h + 64);
+    st->loader.cursor = get64(h + 72);
+    return 0;
+}

@@ -1,0 +1,45 @@
+/* checkpoint.h: everything a run needs to continue exactly where it stopped, in one file:
+ * parameters, AdamW moments and step count, the training step, tokens seen, the RNG state and
+ * the loader position. Written atomically (temporary file + fsync + rename), so a crash while
+ * writing leaves the previous checkpoint intact.
+ *
+ * Format (little-endian):
+ *     offset size  field
+ *          0    8  magic "TRCKPT\0\0"
+ *          8    4  version (1)
+ *         12    4  flags (bit 0: AdamW moments present)
+ *         16    8  config hash (what must match to resume: the model and tokenizer)
+ *         24    8  number of parameters P
+ *         32    8  step           40  8  tokens seen     48  8  AdamW t
+ *         56    8  RNG state      64  8  loader epoch    72  8  loader cursor
+ *         80   48  zero
+ *        128  4P   parameters (fp32), then 4P AdamW m and 4P AdamW v if flag bit 0
+ *        end    8  FNV-1a 64 of every byte before it (catches truncation and corruption)
+ */
+#ifndef TINYROPE_CHECKPOINT_H
+#define TINYROPE_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../data/shards.h"
+#include "optim.h"
+
+typedef struct {
+    uint64_t config_hash;
+    uint64_t step;            /* optimizer updates done */
+    uint64_t tokens_seen;
+    uint64_t rng_state;
+    LoaderState loader;
+} CheckpointState;
+
+/* opt may be NULL (a model-only checkpoint). 0 / -1 (error set; the old file is untouched). */
+int checkpoint_save(const char *path, const CheckpointState *st, const float *params, size_t n_params,
+                    const AdamW *opt);
+/* Reads path into st, params (n_params) and, if opt is not NULL, opt's m, v and t. Refuses (-1,
+ * error naming the file) a wrong magic or version, a different config hash or parameter count,
+ * a missing optimizer state when opt is given, and a truncated or corrupted file. */
+int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_config_hash, float *params,
+                    size_t n_params, AdamW *opt);
+
+#endif
