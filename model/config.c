@@ -197,13 +197,15 @@ int config_load(RunConfig *cfg, const char *path, const char *const *overrides, 
         char *text = tr_read_file(path, NULL);
         if (!text) return -1;
         root = cJSON_Parse(text);
-        free(text);
         if (!root || !cJSON_IsObject(root)) {
-            tr_set_error("%s: not a JSON object (parse error near \"%.20s\")", path,
-                         root ? "" : (cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : ""));
+            /* The error pointer points into text, so report before freeing it. */
+            const char *near = root ? "" : cJSON_GetErrorPtr();
+            tr_set_error("%s: not a JSON object (parse error near \"%.20s\")", path, near ? near : "");
             cJSON_Delete(root);
+            free(text);
             return -1;
         }
+        free(text);
     } else {
         root = cJSON_CreateObject();
     }
