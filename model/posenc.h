@@ -25,7 +25,11 @@
  *
  * Memory: the model owns and allocates everything (one allocation per buffer set): the kind only
  * reports sizes (floats) and receives pointers into the model's parameter, gradient, activation
- * and state buffers.
+ * and state buffers. The qkv row length the hooks see is S = 3C + num_extra(pe).
+ *
+ * Every hook except configure may be NULL: a NULL size counts as 0, a NULL init or destroy does
+ * nothing, a NULL embed or qk hook means the kind does not act there. A failed posenc_create
+ * leaves the PosEnc zeroed.
  */
 #ifndef TINYROPE_POSENC_H
 #define TINYROPE_POSENC_H
@@ -88,6 +92,14 @@ struct PosEnc {
     ModelDims dims;
     void *impl;                  /* the kind's own configuration and tables */
 };
+
+/* Helpers for the kinds' configure: each returns 0, or -1 with the error set ("posenc.<key>: ...").
+ * check_option_keys: every key of options is "kind" or in known (NULL-terminated).
+ * number_option / string_option: options[key] if present (checked to be a number / string), else
+ * the fallback. */
+int posenc_check_option_keys(const cJSON *options, const char *kind, const char *const known[]);
+int posenc_number_option(const cJSON *options, const char *key, double fallback, double *value);
+int posenc_string_option(const cJSON *options, const char *key, const char *fallback, const char **value);
 
 /* Finds the kind named in options["kind"] in the registry and configures it. 0 / -1 (error set,
  * naming the known kinds when the name is unknown). */

@@ -1,0 +1,139 @@
+/* posenc.c: the registry of positional-encoding kinds (posenc.h), posenc_create/posenc_destroy,
+ * and the option-reading helpers every kind's configure uses, so that all kinds word their
+ * errors the same way ("posenc.<key>: what is wrong").
+ *
+ * The helpers are not in posenc.h (the public interface); each kind file repeats the prototypes
+ * it uses under "from posenc.c".
+ */
+#include "model/posenc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/util.h"
+
+extern const PosEncKind posenc_none, posenc_learned, posenc_rope, posenc_xpos;
+
+const PosEncKind *const posenc_kinds[] = {
+    &posenc_none,
+    &posenc_learned,
+    &posenc_rope,
+    &posenc_xpos,
+    /* &posenc_hddrope,  <- the HDD-RoPE kind goes here (model/posenc_hddrope.c, not written yet) */
+    NULL,
+};
+
+/* Writes names (up to a NULL or max_count of them) comma-separated ("kind, base") into buf. */
+static void join_names(char *buf, size_t cap, const char *const names[], int max_count) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < max_count && names[i]; i++) {
+        int w = snprintf(buf + used, cap - used, "%s%s", i ? ", " : "", names[i]);
+        if (w < 0 || (size_t)w >= cap - used) break;
+        used += (size_t)w;
+    }
+}
+
+/* "none, learned, rope, xpos": the registered kinds, for error messages. */
+static void kinds_list(char *buf, size_t cap) {
+    const char *names[64];
+    int n = 0;
+    for (; n < 64 && posenc_kinds[n]; n++) names[n] = posenc_kinds[n]->name;
+    join_names(buf, cap, names, n);
+}
+
+/* ---- helpers for the kinds' configure (declared in posenc.h) ---- */
+
+/* Every key of `options` must be in known[] (NULL-terminated, "kind" included). */
+int posenc_check_option_keys(const cJSON *options, const char *kind, const char *const known[]) {
+    for (const cJSON *item = options->child; item; item = item->next) {
+        int found = 0;
+        for (int i = 0; known[i] && !found; i++) found = item->string && strcmp(item->string, known[i]) == 0;
+        if (!found) {
+            char list[256];
+            join_names(list, sizeof list, known, 64);
+            tr_set_error("posenc.%s: unknown option for kind %s (known: %s)", item->string ? item->string : "?", kind,
+                         list);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* options[key] as a finite number, or fallback when absent. 0 / -1 (error set). */
+int posenc_number_option(const cJSON *options, const char *key, double fallback, double *value) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(options, key);
+    if (!item) {
+        *value = fallback;
+        return 0;
+    }
+    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble)) {
+        tr_set_error("posenc.%s: must be a number", key);
+        return -1;
+    }
+    *value = item->valuedouble;
+    return 0;
+}
+
+/* options[key] as a string, or fallback when absent. 0 / -1 (error set). */
+int posenc_string_option(const cJSON *options, const char *key, const char *fallback, const char **value) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(options, key);
+    if (!item) {
+        *value = fallback;
+        return 0;
+    }
+    if (!cJSON_IsString(item) || !item->valuestring) {
+        tr_set_error("posenc.%s: must be a string", key);
+        return -1;
+    }
+    *value = item->valuestring;
+    return 0;
+}
+
+/* ---- create / destroy ---- */
+
+int posenc_create(PosEnc *pe, const cJSON *options, ModelDims dims) {
+    memset(pe, 0, sizeof *pe);
+    char list[256];
+    kinds_list(list, sizeof list);
+    if (!cJSON_IsObject(options)) {
+        tr_set_error("posenc: must be an object such as {\"kind\": \"rope\"} (known kinds: %s)", list);
+        return -1;
+    }
+    if (dims.L < 1 || dims.C < 1 || dims.NH < 1 || dims.hs < 1 || dims.max_T < 1 || dims.NH * dims.hs != dims.C) {
+        tr_set_error("posenc: bad model dimensions (L %d, C %d, NH %d, hs %d, max_T %d)", dims.L, dims.C, dims.NH,
+                     dims.hs, dims.max_T);
+        return -1;
+    }
+    const cJSON *kind_item = cJSON_GetObjectItemCaseSensitive(options, "kind");
+    if (!kind_item) {
+        tr_set_error("posenc.kind: missing (known: %s)", list);
+        return -1;
+    }
+    if (!cJSON_IsString(kind_item) || !kind_item->valuestring) {
+        tr_set_error("posenc.kind: must be a string (known: %s)", list);
+        return -1;
+    }
+    const PosEncKind *kind = NULL;
+    for (int i = 0; posenc_kinds[i] && !kind; i++)
+        if (strcmp(posenc_kinds[i]->name, kind_item->valuestring) == 0) kind = posenc_kinds[i];
+    if (!kind) {
+        tr_set_error("posenc.kind: unknown kind \"%s\" (known: %s)", kind_item->valuestring, list);
+        return -1;
+    }
+    pe->kind = kind;
+    pe->dims = dims;
+    if (kind->configure && kind->configure(pe, options) != 0) {
+        posenc_destroy(pe);
+        return -1;
+    }
+    return 0;
+}
+
+void posenc_destroy(PosEnc *pe) {
+    if (pe->kind && pe->kind->destroy) pe->kind->destroy(pe);
+    else free(pe->impl);
+    memset(pe, 0, sizeof *pe);
+}
