@@ -7,7 +7,9 @@
  * No layer has a bias (the architecture has none).
  *
  * Conventions (as llm.c): every backward ACCUMULATES into its gradient outputs (+=), so the
- * caller zeroes gradients once per step; forwards overwrite their outputs. Fast kernels
+ * caller zeroes gradients once per step (the one exception, crossentropy_backward, overwrites:
+ * it starts the chain); forwards overwrite their outputs. Token ids and targets must be < V and
+ * C divisible by NH: the model checks them before calling, these void functions cannot report. Fast kernels
  * (OpenBLAS sgemm, OpenMP) each have a plain *_reference twin that the tests compare against.
  */
 #ifndef TINYROPE_LAYERS_H

@@ -1,0 +1,358 @@
+/* gpt.c: the transformer's forward and backward, built from the layers of layers.c and one
+ * positional-encoding plug-in (posenc.h). See gpt.h for the architecture, line by line.
+ *
+ * Memory, as llm.c: parameters, gradients, activations and activation gradients are each one
+ * allocation, carved into tensors by a table of sizes computed in one place (fill_*_sizes).
+ * Activation gradients exist only for the tensors the backward writes (no gradient buffer for
+ * the attention probabilities, the LayerNorm statistics or the logits, whose gradient replaces
+ * the probabilities in place).
+ */
+#include "gpt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/util.h"
+#include "layers.h"
+
+/* ---- sizes, computed in one place ---- */
+
+static void fill_param_sizes(size_t sizes[GPT_NUM_PARAM_TENSORS + 1], const GPTConfig *c, int S, size_t n_posenc) {
+    size_t V = (size_t)c->V, L = (size_t)c->L, C = (size_t)c->C;
+    sizes[0] = V * C;           /* wte */
+    sizes[1] = L * C;           /* ln1w */
+    sizes[2] = L * (size_t)S * C; /* qkvw */
+    sizes[3] = L * C * C;       /* attprojw */
+    sizes[4] = L * C;           /* ln2w */
+    sizes[5] = L * 4 * C * C;   /* fcw */
+    sizes[6] = L * C * 4 * C;   /* fcprojw */
+    sizes[7] = C;               /* lnfw */
+    sizes[8] = n_posenc;        /* the posenc's own parameters */
+}
+
+/* want_grads = 1 gives the sizes of the activation gradients: 0 for tensors the backward never
+ * needs a gradient buffer for. */
+static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPT *m, int B, int T, size_t n_posenc_acts,
+                           int want_grads) {
+    size_t L = (size_t)m->config.L, C = (size_t)m->config.C, NH = (size_t)m->config.NH, V = (size_t)m->config.V;
+    size_t N = (size_t)B * (size_t)T, S = (size_t)m->S;
+    size_t g = want_grads ? 0 : 1;   /* multiplies the sizes of forward-only tensors */
+    sizes[0] = N * C;                    /* encoded */
+    sizes[1] = L * N * C;                /* ln1 */
+    sizes[2] = g * L * N;                /* ln1_mean */
+    sizes[3] = g * L * N;                /* ln1_rstd */
+    sizes[4] = L * N * S;                /* qkv */
+    sizes[5] = L * N * C;                /* atty */
+    sizes[6] = g * L * NH * (size_t)T * N; /* att (L, B, NH, T, T) */
+    sizes[7] = L * N * C;                /* res2 */
+    sizes[8] = L * N * C;                /* ln2 */
+    sizes[9] = g * L * N;                /* ln2_mean */
+    sizes[10] = g * L * N;               /* ln2_rstd */
+    sizes[11] = L * N * 4 * C;           /* fch */
+    sizes[12] = L * N * 4 * C;           /* fch_gelu */
+    sizes[13] = L * N * C;               /* res3 */
+    sizes[14] = N * C;                   /* lnf */
+    sizes[15] = g * N;                   /* lnf_mean */
+    sizes[16] = g * N;                   /* lnf_rstd */
+    sizes[17] = g * N * V;               /* probs */
+    sizes[18] = g * n_posenc_acts;       /* the posenc's saved activations */
+}
+
+/* One allocation for all tensors; points each field (in struct order) into it. Zero-size
+ * tensors get NULL. */
+static float *alloc_and_point(float **fields[], const size_t *sizes, int n, size_t *total_out) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += sizes[i];
+    float *memory = xcalloc(total ? total : 1, sizeof(float));
+    float *p = memory;
+    for (int i = 0; i < n; i++) {
+        *fields[i] = sizes[i] ? p : NULL;
+        p += sizes[i];
+    }
+    *total_out = total;
+    return memory;
+}
+
+#define PARAM_FIELDS(t, extra) {&(t)->wte, &(t)->ln1w, &(t)->qkvw, &(t)->attprojw, &(t)->ln2w, &(t)->fcw, \
+                                &(t)->fcprojw, &(t)->lnfw, (extra)}
+#define ACT_FIELDS(a, extra) {&(a)->encoded, &(a)->ln1, &(a)->ln1_mean, &(a)->ln1_rstd, &(a)->qkv, &(a)->atty, \
+                              &(a)->att, &(a)->res2, &(a)->ln2, &(a)->ln2_mean, &(a)->ln2_rstd, &(a)->fch,   \
+                              &(a)->fch_gelu, &(a)->res3, &(a)->lnf, &(a)->lnf_mean, &(a)->lnf_rstd,         \
+                              &(a)->probs, (extra)}
+
+/* ---- build ---- */
+
+static void fill_normal(float *p, size_t n, float std, uint64_t *rng) {
+    for (size_t i = 0; i < n; i++) p[i] = std * tr_rng_normal(rng);
+}
+
+int gpt_build(GPT *m, const GPTConfig *cfg, const cJSON *posenc_options, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    if (cfg->V < 2 || cfg->L < 1 || cfg->C < 1 || cfg->NH < 1 || cfg->max_T < 1) {
+        tr_set_error("model: sizes must be positive (vocab %d, n_layer %d, n_embd %d, n_head %d, block_size %d)",
+                     cfg->V, cfg->L, cfg->C, cfg->NH, cfg->max_T);
+        return -1;
+    }
+    if (cfg->C % cfg->NH != 0) {
+        tr_set_error("model: n_embd %d is not divisible by n_head %d", cfg->C, cfg->NH);
+        return -1;
+    }
+    m->config = *cfg;
+    ModelDims dims = {.L = cfg->L, .C = cfg->C, .NH = cfg->NH, .hs = cfg->C / cfg->NH, .max_T = cfg->max_T};
+    if (posenc_create(&m->posenc, posenc_options, dims) != 0) return -1;
+    const PosEncKind *k = m->posenc.kind;
+    int E = k->num_extra ? k->num_extra(&m->posenc) : 0;
+    m->S = 3 * cfg->C + E;
+
+    fill_param_sizes(m->param_sizes, cfg, m->S, k->num_params ? k->num_params(&m->posenc) : 0);
+    float **pf[] = PARAM_FIELDS(&m->params, &m->posenc_params);
+    m->params_memory = alloc_and_point(pf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, &m->num_params);
+    float **gf[] = PARAM_FIELDS(&m->grads, &m->posenc_grads);
+    size_t n_grads;
+    m->grads_memory = alloc_and_point(gf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, &n_grads);
+
+    /* Init: the order of draws is fixed, so a seed gives the same model on every machine. */
+    uint64_t rng = seed;
+    size_t L = (size_t)cfg->L, C = (size_t)cfg->C, S = (size_t)m->S;
+    float resid_std = 0.02f / sqrtf(2.0f * (float)cfg->L);
+    ParameterTensors *p = &m->params;
+    fill_normal(p->wte, m->param_sizes[0], 0.02f, &rng);
+    for (size_t l = 0; l < L; l++) {
+        for (size_t i = 0; i < C; i++) p->ln1w[l * C + i] = 1.0f;
+        for (size_t i = 0; i < C; i++) p->ln2w[l * C + i] = 1.0f;
+        fill_normal(p->qkvw + l * S * C, 3 * C * C, 0.02f, &rng);
+        fill_normal(p->attprojw + l * C * C, C * C, resid_std, &rng);
+        fill_normal(p->fcw + l * 4 * C * C, 4 * C * C, 0.02f, &rng);
+        fill_normal(p->fcprojw + l * C * 4 * C, 4 * C * C, resid_std, &rng);
+    }
+    for (size_t i = 0; i < C; i++) p->lnfw[i] = 1.0f;
+    if (k->init) k->init(&m->posenc, m->posenc_params, p->qkvw + 3 * C * C, S * C, seed ^ 0x5DEECE66DULL);
+    m->mean_loss = -1.0f;
+    return 0;
+}
+
+void gpt_free(GPT *m) {
+    posenc_destroy(&m->posenc);
+    free(m->params_memory);
+    free(m->grads_memory);
+    free(m->acts_memory);
+    free(m->grad_acts_memory);
+    free(m->targets);
+    memset(m, 0, sizeof *m);
+}
+
+/* (Re)allocates the activations for a batch of (B, T). */
+static void ensure_activations(GPT *m, int B, int T) {
+    if (m->acts_memory && m->B == B && m->T == T) return;
+    free(m->acts_memory);
+    free(m->grad_acts_memory);
+    free(m->targets);
+    const PosEncKind *k = m->posenc.kind;
+    size_t n_pe_acts = k->num_acts ? k->num_acts(&m->posenc, B, T) : 0;
+    m->B = B;
+    m->T = T;
+    fill_act_sizes(m->act_sizes, m, B, T, n_pe_acts, 0);
+    float **af[] = ACT_FIELDS(&m->acts, &m->posenc_acts);
+    m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_acts);
+    size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1], n_grad_acts;
+    fill_act_sizes(grad_sizes, m, B, T, n_pe_acts, 1);
+    float *unused_posenc_grad_acts;
+    float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
+    m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, &n_grad_acts);
+    m->targets = xmalloc((size_t)B * (size_t)T * sizeof *m->targets);
+}
+
+/* ---- forward ---- */
+
+int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, int T) {
+    const GPTConfig *c = &m->config;
+    if (T < 1 || T > c->max_T || B < 1) {
+        tr_set_error("model: batch (B=%d, T=%d) outside 1 <= T <= block_size %d", B, T, c->max_T);
+        return -1;
+    }
+    size_t N = (size_t)B * (size_t)T;
+    for (size_t i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= c->V) {
+            tr_set_error("model: token %d at position %zu is outside the vocabulary (%d)", tokens[i], i, c->V);
+            return -1;
+        }
+        if (targets && targets[i] >= c->V) {
+            tr_set_error("model: target %d at position %zu is outside the vocabulary (%d)", targets[i], i, c->V);
+            return -1;
+        }
+    }
+    ensure_activations(m, B, T);
+    const int L = c->L, C = c->C, NH = c->NH, S = m->S, V = c->V;
+    const PosEnc *pe = &m->posenc;
+    const ParameterTensors *p = &m->params;
+    ActivationTensors *a = &m->acts;
+
+    embedding_forward(a->encoded, tokens, p->wte, B, T, C);
+    if (pe->kind->embed_forward) pe->kind->embed_forward(pe, a->encoded, m->posenc_params, B, T, 0);
+
+    const float *res = a->encoded;
+    for (int l = 0; l < L; l++) {
+        float *l_ln1 = a->ln1 + (size_t)l * N * C;
+        float *l_ln1_mean = a->ln1_mean + (size_t)l * N, *l_ln1_rstd = a->ln1_rstd + (size_t)l * N;
+        float *l_qkv = a->qkv + (size_t)l * N * S;
+        float *l_atty = a->atty + (size_t)l * N * C;
+        float *l_att = a->att + (size_t)l * B * NH * T * T;
+        float *l_res2 = a->res2 + (size_t)l * N * C;
+        float *l_ln2 = a->ln2 + (size_t)l * N * C;
+        float *l_ln2_mean = a->ln2_mean + (size_t)l * N, *l_ln2_rstd = a->ln2_rstd + (size_t)l * N;
+        float *l_fch = a->fch + (size_t)l * N * 4 * C;
+        float *l_fch_gelu = a->fch_gelu + (size_t)l * N * 4 * C;
+        float *l_res3 = a->res3 + (size_t)l * N * C;
+
+        layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, res, p->ln1w + (size_t)l * C, (int)N, C);
+        matmul_forward(l_qkv, l_ln1, p->qkvw + (size_t)l * S * C, (int)N, C, S);
+        if (pe->kind->qk_forward)
+            pe->kind->qk_forward(pe, l, l_qkv, l_ln1, m->posenc_params, m->posenc_acts, NULL, B, T, 0);
+        attention_forward(l_atty, l_att, l_qkv, B, T, C, NH, S);
+        matmul_forward(l_res2, l_atty, p->attprojw + (size_t)l * C * C, (int)N, C, C);
+        residual_forward(l_res2, res, l_res2, (long)(N * C));
+        layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_res2, p->ln2w + (size_t)l * C, (int)N, C);
+        matmul_forward(l_fch, l_ln2, p->fcw + (size_t)l * 4 * C * C, (int)N, C, 4 * C);
+        gelu_forward(l_fch_gelu, l_fch, (long)(N * 4 * C));
+        matmul_forward(l_res3, l_fch_gelu, p->fcprojw + (size_t)l * C * 4 * C, (int)N, 4 * C, C);
+        residual_forward(l_res3, l_res2, l_res3, (long)(N * C));
+        res = l_res3;
+    }
+    layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, p->lnfw, (int)N, C);
+    matmul_forward(a->probs, a->lnf, p->wte, (int)N, C, V);
+
+    /* Without targets every position gets -1: the softmax is still computed, the loss is not. */
+    m->n_targets = 0;
+    for (size_t i = 0; i < N; i++) {
+        m->targets[i] = targets ? targets[i] : -1;
+        m->n_targets += m->targets[i] >= 0;
+    }
+    double loss_sum = crossentropy_forward(a->probs, NULL, m->targets, (int)N, V);
+    m->mean_loss = targets ? (m->n_targets ? (float)(loss_sum / (double)m->n_targets) : 0.0f) : -1.0f;
+    return 0;
+}
+
+/* ---- backward: the forward above, undone line by line from the bottom ---- */
+
+void gpt_zero_grad(GPT *m) { memset(m->grads_memory, 0, m->num_params * sizeof(float)); }
+
+void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
+    const GPTConfig *c = &m->config;
+    const int B = m->B, T = m->T, L = c->L, C = c->C, NH = c->NH, S = m->S, V = c->V;
+    const size_t N = (size_t)B * (size_t)T;
+    const PosEnc *pe = &m->posenc;
+    const ParameterTensors *p = &m->params;
+    ParameterTensors *g = &m->grads;
+    ActivationTensors *a = &m->acts, *ga = &m->grad_acts;
+    size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1], n_grad_acts = 0;
+    fill_act_sizes(grad_sizes, m, B, T, 0, 1);
+    for (int i = 0; i < GPT_NUM_ACT_TENSORS; i++) n_grad_acts += grad_sizes[i];
+    memset(m->grad_acts_memory, 0, n_grad_acts * sizeof(float));   /* the layers accumulate */
+
+    /* loss = mean over targets of crossentropy(softmax(logits)): dlogits replaces probs. */
+    float *dlogits = a->probs;
+    crossentropy_backward(dlogits, a->probs, m->targets, (int)N, V,
+                          m->n_targets ? loss_scale / (float)m->n_targets : 0.0f);
+    /* logits = lnf @ wte^T */
+    matmul_backward(ga->lnf, g->wte, dlogits, a->lnf, p->wte, (int)N, C, V);
+    /* lnf = layernorm(res_L) */
+    const float *res_last = a->res3 + (size_t)(L - 1) * N * C;
+    float *dres_last = ga->res3 + (size_t)(L - 1) * N * C;
+    layernorm_backward(dres_last, g->lnfw, ga->lnf, res_last, p->lnfw, a->lnf_mean, a->lnf_rstd, (int)N, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * N * C;
+        float *dres = l == 0 ? ga->encoded : ga->res3 + (size_t)(l - 1) * N * C;
+        const float *l_ln1 = a->ln1 + (size_t)l * N * C;
+        const float *l_ln1_mean = a->ln1_mean + (size_t)l * N, *l_ln1_rstd = a->ln1_rstd + (size_t)l * N;
+        const float *l_qkv = a->qkv + (size_t)l * N * S;
+        const float *l_atty = a->atty + (size_t)l * N * C;
+        const float *l_att = a->att + (size_t)l * B * NH * T * T;
+        const float *l_res2 = a->res2 + (size_t)l * N * C;
+        const float *l_ln2 = a->ln2 + (size_t)l * N * C;
+        const float *l_ln2_mean = a->ln2_mean + (size_t)l * N, *l_ln2_rstd = a->ln2_rstd + (size_t)l * N;
+        const float *l_fch = a->fch + (size_t)l * N * 4 * C;
+        const float *l_fch_gelu = a->fch_gelu + (size_t)l * N * 4 * C;
+        float *dl_ln1 = ga->ln1 + (size_t)l * N * C;
+        float *dl_qkv = ga->qkv + (size_t)l * N * S;
+        float *dl_atty = ga->atty + (size_t)l * N * C;
+        float *dl_res2 = ga->res2 + (size_t)l * N * C;
+        float *dl_ln2 = ga->ln2 + (size_t)l * N * C;
+        float *dl_fch = ga->fch + (size_t)l * N * 4 * C;
+        float *dl_fch_gelu = ga->fch_gelu + (size_t)l * N * 4 * C;
+        float *dl_res3 = ga->res3 + (size_t)l * N * C;
+
+        /* res3 = res2 + fch_gelu @ fcprojw^T */
+        residual_backward(dl_res2, NULL, dl_res3, (long)(N * C));
+        matmul_backward(dl_fch_gelu, g->fcprojw + (size_t)l * C * 4 * C, dl_res3, l_fch_gelu,
+                        p->fcprojw + (size_t)l * C * 4 * C, (int)N, 4 * C, C);
+        /* fch_gelu = gelu(fch) */
+        gelu_backward(dl_fch, l_fch, dl_fch_gelu, (long)(N * 4 * C));
+        /* fch = ln2 @ fcw^T */
+        matmul_backward(dl_ln2, g->fcw + (size_t)l * 4 * C * C, dl_fch, l_ln2, p->fcw + (size_t)l * 4 * C * C,
+                        (int)N, C, 4 * C);
+        /* ln2 = layernorm(res2) */
+        layernorm_backward(dl_res2, g->ln2w + (size_t)l * C, dl_ln2, l_res2, p->ln2w + (size_t)l * C, l_ln2_mean,
+                           l_ln2_rstd, (int)N, C);
+        /* res2 = res + atty @ attprojw^T */
+        residual_backward(dres, NULL, dl_res2, (long)(N * C));
+        matmul_backward(dl_atty, g->attprojw + (size_t)l * C * C, dl_res2, l_atty, p->attprojw + (size_t)l * C * C,
+                        (int)N, C, C);
+        /* atty = attention(qkv) */
+        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S);
+        /* posenc.qk_forward(qkv, ln1): from rotated to un-rotated q, k, and the extra columns */
+        if (pe->kind->qk_backward)
+            pe->kind->qk_backward(pe, l, dl_qkv, l_qkv, l_ln1, m->posenc_params, m->posenc_grads, m->posenc_acts,
+                                  B, T, 0);
+        /* qkv = ln1 @ qkvw^T */
+        matmul_backward(dl_ln1, g->qkvw + (size_t)l * S * C, dl_qkv, l_ln1, p->qkvw + (size_t)l * S * C, (int)N, C,
+                        S);
+        /* ln1 = layernorm(res) */
+        layernorm_backward(dres, g->ln1w + (size_t)l * C, dl_ln1, res, p->ln1w + (size_t)l * C, l_ln1_mean,
+                           l_ln1_rstd, (int)N, C);
+    }
+    /* encoded = wte[tokens] (+ position embedding) */
+    if (pe->kind->embed_backward) pe->kind->embed_backward(pe, m->posenc_grads, ga->encoded, B, T, 0);
+    embedding_backward(g->wte, ga->encoded, tokens, B, T, C);
+}
+
+/* ---- parameter groups ---- */
+
+static void group_add(ParamGroup *g, size_t start, size_t count) {
+    if (!count) return;
+    g->ranges = xrealloc(g->ranges, (size_t)(g->n_ranges + 1) * sizeof *g->ranges);
+    g->ranges[g->n_ranges++] = (ParamRange){start, count};
+}
+
+int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, float posenc_weight_decay,
+                     ParamGroup **groups_out) {
+    ParamGroup *gs = xcalloc(3, sizeof *gs);
+    snprintf(gs[0].name, sizeof gs[0].name, "decay");
+    snprintf(gs[1].name, sizeof gs[1].name, "no_decay");
+    snprintf(gs[2].name, sizeof gs[2].name, "posenc");
+    gs[0].lr_mult = gs[1].lr_mult = 1.0f;
+    gs[0].weight_decay = weight_decay;
+    gs[2].lr_mult = posenc_lr_mult;
+    gs[2].weight_decay = posenc_weight_decay;
+
+    const size_t L = (size_t)m->config.L, C = (size_t)m->config.C, S = (size_t)m->S;
+    const float *base = m->params_memory;
+    const ParameterTensors *p = &m->params;
+#define OFFSET(ptr) ((size_t)((ptr) - base))
+    group_add(&gs[1], OFFSET(p->wte), m->param_sizes[0]);
+    group_add(&gs[1], OFFSET(p->ln1w), m->param_sizes[1]);
+    for (size_t l = 0; l < L; l++) {
+        group_add(&gs[0], OFFSET(p->qkvw) + l * S * C, 3 * C * C);           /* q, k, v rows */
+        group_add(&gs[2], OFFSET(p->qkvw) + l * S * C + 3 * C * C, (S - 3 * C) * C); /* the posenc's rows */
+    }
+    group_add(&gs[0], OFFSET(p->attprojw), m->param_sizes[3]);
+    group_add(&gs[1], OFFSET(p->ln2w), m->param_sizes[4]);
+    group_add(&gs[0], OFFSET(p->fcw), m->param_sizes[5]);
+    group_add(&gs[0], OFFSET(p->fcprojw), m->param_sizes[6]);
+    group_add(&gs[1], OFFSET(p->lnfw), m->param_sizes[7]);
+    if (m->posenc_params) group_add(&gs[2], OFFSET(m->posenc_params), m->param_sizes[8]);
+#undef OFFSET
+    *groups_out = gs;
+    return 3;
+}

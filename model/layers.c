@@ -1,0 +1,570 @@
+/* layers.c: the transformer's layers, each forward next to its backward (shapes: layers.h).
+ *
+ * Written in the manner of llm.c's train_gpt2.c: the forward saves what the backward needs, and
+ * each backward step says which forward line it undoes. Every backward ACCUMULATES (+=) into its
+ * gradients (crossentropy_backward, which the header says overwrites, is the one exception).
+ *
+ * Speed: the linear layers and attention's products are OpenBLAS sgemm calls; every other layer
+ * is a loop over rows parallelised with OpenMP, written so that GCC vectorises it (hence
+ * fast_expf and the `omp simd` reductions). Attention runs one (batch, head) per OpenMP
+ * iteration; OpenBLAS's OpenMP build runs an sgemm called inside a parallel region on the calling
+ * thread only, so the two levels of parallelism do not fight. The *_reference functions are the
+ * plain loops the tests hold the fast versions to. tests/bench_layers.c measures all of this.
+ */
+#include "model/layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "data/util.h"
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static int num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* exp for the hot loops (softmax, GELU, cross-entropy). glibc's expf is an opaque call per
+ * element that the compiler cannot vectorise, and it made those layers cost as much as the
+ * matmuls around them; this branch-free version vectorises. exp(x) = 2^k exp(r) with
+ * k = round(x / ln 2) and r = x - k ln 2 in [-ln2/2, ln2/2], where the Taylor series to degree 7
+ * is accurate to 1e-8. Measured against double exp over every float in [-87, 88]: relative
+ * error < 8e-8 (1.3 ulp; glibc's expf: 6e-8). Below -87.3 (2^k would leave the normal range) it
+ * returns 0, above 88 it saturates at exp(88) ~ 1.7e38 instead of going to inf; NaN stays NaN. */
+static inline float fast_expf(float x) {
+    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-6f;
+    float xc = x < -87.3f ? -87.3f : x > 88.0f ? 88.0f : x;  // (fminf/fmaxf would block vectorising)
+    // round to nearest integer: adding 1.5 * 2^23 pushes the fraction bits out of the float
+    const float round_magic = 12582912.0f;
+    float k = (xc * log2e + round_magic) - round_magic;
+    float r = (xc - k * ln2_hi) - k * ln2_lo;          // two steps keep r exact to ~1 ulp
+    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+              r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) << 23};
+    return x < -87.3f ? 0.0f : p * two_k.f;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* token embedding */
+
+void embedding_forward(float *out /*(B,T,C)*/, const int32_t *tokens /*(B,T)*/, const float *wte /*(V,C)*/,
+                       int B, int T, int C) {
+    long N = (long)B * T;
+#pragma omp parallel for schedule(static)
+    for (long n = 0; n < N; n++) {
+        memcpy(out + n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+    }
+}
+
+void embedding_backward(float *dwte /*(V,C)*/, const float *dout /*(B,T,C)*/, const int32_t *tokens /*(B,T)*/,
+                        int B, int T, int C) {
+    long N = (long)B * T;
+    // A token may appear at many positions, so two rows n may add into the same row of dwte.
+    // Each thread therefore owns a slice of channels [c0, c1) and walks every row: no two
+    // threads ever write the same float, and each dwte element gets its terms in row order
+    // (the result does not depend on the thread count).
+#pragma omp parallel
+    {
+        int nth = num_threads(), id = thread_id();
+        int c0 = (int)((long)C * id / nth), c1 = (int)((long)C * (id + 1) / nth);
+        for (long n = 0; n < N; n++) {
+            float *dwte_row = dwte + (size_t)tokens[n] * C;
+            const float *dout_row = dout + n * C;
+            // undoes out[n,:] = wte[tokens[n],:]
+            for (int c = c0; c < c1; c++) dwte_row[c] += dout_row[c];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* LayerNorm, weight only */
+
+void layernorm_forward(float *out /*(N,C)*/, float *mean /*(N)*/, float *rstd /*(N)*/,
+                       const float *inp /*(N,C)*/, const float *weight /*(C)*/, int N, int C) {
+    const float eps = 1e-5f;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float m = 0.0f;
+#pragma omp simd reduction(+ : m)
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        float v = 0.0f;                        // biased variance (divides by C, as PyTorch)
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++) {
+            float d = x[c] - m;
+            v += d * d;
+        }
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            float norm = (x[c] - m) * s;       // (1)
+            o[c] = norm * weight[c];           // (2)
+        }
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+void layernorm_backward(float *dinp /*(N,C)*/, float *dweight /*(C)*/, const float *dout /*(N,C)*/,
+                        const float *inp /*(N,C)*/, const float *weight /*(C)*/,
+                        const float *mean /*(N)*/, const float *rstd /*(N)*/, int N, int C) {
+    // dweight sums over all rows. Each thread sums its rows into its own (C) partial, and the
+    // partials are added in thread order afterwards: no race, and a fixed summation order for a
+    // given thread count.
+    int nth = max_threads();
+    float *dweight_partial = xcalloc((size_t)nth * C, sizeof(float));
+#pragma omp parallel
+    {
+        float *my_dweight = dweight_partial + (size_t)thread_id() * C;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C;
+            const float *dy = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            float m = mean[n], s = rstd[n];
+            // first pass: the two row means the normalisation's backward needs
+            float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - m) * s;
+                float dnorm = weight[c] * dy[c];
+                dnorm_mean += dnorm;
+                dnorm_norm_mean += dnorm * norm;
+            }
+            dnorm_mean /= C;
+            dnorm_norm_mean /= C;
+            // second pass
+            for (int c = 0; c < C; c++) {
+                float norm = (x[c] - m) * s;
+                float dnorm = weight[c] * dy[c];
+                // undoes (2) o = norm * weight, for the weight
+                my_dweight[c] += norm * dy[c];
+                // undoes (1) norm = (x - mean) * rstd, with mean and rstd functions of the whole
+                // row: the gradient flows through x directly, through the mean (every norm moves
+                // by -rstd) and through rstd (every norm moves by -norm/C * d(var)).
+                dx[c] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+            }
+        }
+    }
+    for (int t = 0; t < nth; t++)
+        for (int c = 0; c < C; c++) dweight[c] += dweight_partial[(size_t)t * C + c];
+    free(dweight_partial);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* linear layer: out = inp @ weight^T */
+
+void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
+                    int N, int C, int OC) {
+    // out (N,OC) = inp (N,C) . weight^T (C,OC)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+}
+
+void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
+                     const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
+    // out = inp . weight^T, so (beta = 1: accumulate)
+    // dinp (N,C) += dout (N,OC) . weight (OC,C)
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
+                    dinp, C);
+    // dweight (OC,C) += dout^T (OC,N) . inp (N,C)
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
+}
+
+void matmul_forward_reference(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
+                              int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            float sum = 0.0f;
+            for (int c = 0; c < C; c++) sum += inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = sum;
+        }
+    }
+}
+
+void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
+                               const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C,
+                               int OC) {
+    // undoes out[n,o] = sum_c inp[n,c] * weight[o,c], one (n,o) term at a time
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            float d = dout[(size_t)n * OC + o];
+            for (int c = 0; c < C; c++) {
+                if (dinp) dinp[(size_t)n * C + c] += weight[(size_t)o * C + c] * d;
+                if (dweight) dweight[(size_t)o * C + c] += inp[(size_t)n * C + c] * d;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* causal self-attention
+ *
+ * For one (batch b, head h), with Q, K, V the (T,hs) slices of qkv and P the (T,T) block of att:
+ *     S = Q K^T * scale          (1) scores
+ *     P = causal_softmax(S)      (2) row t over columns 0..t, exact zeros after
+ *     O = P V                    (3) the head's (T,hs) slice of out
+ * The fast version works in tiles of ATTENTION_TILE query rows: rows [r0,r1) only ever look at
+ * keys [0,r1), so the products skip the blocks above the diagonal (about half the FLOPs at large
+ * T) and a tile of scores is still warm in cache when the softmax and P V read it. 64 was the
+ * fastest of 32, 64, 96, 128, 256 and no tiling (B=4 NH=16 T=512 hs=48, forward + backward on 2
+ * threads: 44 ms; 52 ms with 32 or 128; 97 ms untiled). */
+
+enum { ATTENTION_TILE = 64 };
+
+static int min_int(int a, int b) { return a < b ? a : b; }
+
+/* The row loops of the softmax and its backward live in their own functions, kept out of line:
+ * inlined into the loop over rows, whose length t+1 changes from row to row, GCC 12 leaves their
+ * reductions scalar (the attention forward took 2x as long); on their own they vectorise. */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
+/* x[0..n) = softmax(x[0..n)), in place. */
+NOINLINE static void softmax_inplace(float *x, int n) {
+    float maxval = x[0];                       // subtracting the max keeps exp from overflowing
+#pragma omp simd reduction(max : maxval)
+    for (int j = 1; j < n; j++) maxval = x[j] > maxval ? x[j] : maxval;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        x[j] = fast_expf(x[j] - maxval);
+        sum += x[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < n; j++) x[j] *= inv;
+}
+
+/* Given p = softmax(s) and dp = dL/dp over [0, n), replaces dp by dL/ds:
+ * ds_j = sum_i dp_i p_i ([i == j] - p_j) = p_j (dp_j - sum_i p_i dp_i). */
+NOINLINE static void softmax_backward_inplace(float *dp, const float *p, int n) {
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (int j = 0; j < n; j++) dot += p[j] * dp[j];
+    for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dot);
+}
+
+/* One head. q, k, v: (T,hs) with row stride ld_qkv; out: (T,hs) with row stride ld_out;
+ * att: (T,T). */
+static void attention_head_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                                   int T, int hs, int ld_qkv, int ld_out, float scale) {
+    for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
+        int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
+        float *p = att + (size_t)r0 * T;       // rows [r0,r1) of P, (rows, T) with stride T
+        // (1) S[r0:r1, 0:r1] = Q[r0:r1] . K[0:r1]^T * scale
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, scale, q + (size_t)r0 * ld_qkv,
+                    ld_qkv, k, ld_qkv, 0.0f, p, T);
+        // (2) causal softmax of each row, in place: row t over keys 0..t, the future exactly 0
+        for (int t = r0; t < r1; t++) {
+            float *row = att + (size_t)t * T;
+            softmax_inplace(row, t + 1);
+            memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+        }
+        // (3) O[r0:r1] = P[r0:r1, 0:r1] . V[0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, 1.0f, p, T, v, ld_qkv, 0.0f,
+                    out + (size_t)r0 * ld_out, ld_out);
+    }
+}
+
+void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
+                       int B, int T, int C, int NH, int qkv_stride) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const float *q = qkv + (size_t)b * T * qkv_stride + (size_t)h * hs;
+            attention_head_forward(out + (size_t)b * T * C + (size_t)h * hs, att + ((size_t)b * NH + h) * T * T,
+                                   q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale);
+        }
+    }
+}
+
+/* One head's backward, tile by tile. dq, dk, dv: (T,hs) with stride ld_qkv; dout: (T,hs) with
+ * stride ld_out; p: the head's saved (T,T) probabilities; scratch: ATTENTION_TILE * T floats. */
+static void attention_head_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                    const float *k, const float *v, const float *att, float *scratch,
+                                    int T, int hs, int ld_qkv, int ld_out, float scale) {
+    for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
+        int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
+        const float *p = att + (size_t)r0 * T;      // P[r0:r1, :]
+        const float *dO = dout + (size_t)r0 * ld_out; // dO[r0:r1]
+        float *dS = scratch;                         // (rows, r1), stride T; first holds dP
+        // undo (3) O = P V:
+        //   dP[r0:r1, 0:r1] = dO[r0:r1] . V[0:r1]^T
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, 1.0f, dO, ld_out, v, ld_qkv, 0.0f,
+                    dS, T);
+        //   dV[0:r1] += P[r0:r1, 0:r1]^T . dO[r0:r1]
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, p, T, dO, ld_out, 1.0f, dv,
+                    ld_qkv);
+        // undo (2) P = softmax(S), row by row. Above the diagonal P is 0, so dS is 0 there too.
+        for (int t = r0; t < r1; t++) {
+            float *drow = dS + (size_t)(t - r0) * T;
+            softmax_backward_inplace(drow, att + (size_t)t * T, t + 1);
+            for (int j = t + 1; j < r1; j++) drow[j] = 0.0f;
+        }
+        // undo (1) S = Q K^T * scale:
+        //   dQ[r0:r1] += dS[r0:r1, 0:r1] . K[0:r1] * scale
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, scale, dS, T, k, ld_qkv, 1.0f,
+                    dq + (size_t)r0 * ld_qkv, ld_qkv);
+        //   dK[0:r1] += dS[r0:r1, 0:r1]^T . Q[r0:r1] * scale
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, scale, dS, T, q + (size_t)r0 * ld_qkv,
+                    ld_qkv, 1.0f, dk, ld_qkv);
+    }
+}
+
+void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
+                        const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
+                        int B, int T, int C, int NH, int qkv_stride) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    // Each (b,h) writes only its own head's columns of dqkv, so the iterations are independent.
+#pragma omp parallel
+    {
+        float *scratch = xmalloc((size_t)min_int(ATTENTION_TILE, T) * T * sizeof(float));
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                size_t qoff = (size_t)b * T * qkv_stride + (size_t)h * hs;
+                float *dq = dqkv + qoff;
+                const float *q = qkv + qoff;
+                attention_head_backward(dq, dq + C, dq + 2 * C, dout + (size_t)b * T * C + (size_t)h * hs, q,
+                                        q + C, q + 2 * C, att + ((size_t)b * NH + h) * T * T, scratch, T, hs,
+                                        qkv_stride, C, scale);
+            }
+        }
+        free(scratch);
+    }
+}
+
+void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
+                                 const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
+                                 int qkv_stride) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                const float *query = qkv + ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
+                float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                // (1) scores against keys 0..t, and their max
+                float maxval = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *key = qkv + ((size_t)b * T + t2) * qkv_stride + C + (size_t)h * hs;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) s += query[i] * key[i];
+                    s *= scale;
+                    if (s > maxval) maxval = s;
+                    att_row[t2] = s;
+                }
+                // (2) softmax
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    float e = expf(att_row[t2] - maxval);
+                    att_row[t2] = e;
+                    sum += e;
+                }
+                for (int t2 = 0; t2 < T; t2++) att_row[t2] = t2 <= t ? att_row[t2] / sum : 0.0f;
+                // (3) weighted sum of the values
+                float *out_row = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                for (int i = 0; i < hs; i++) out_row[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *value = qkv + ((size_t)b * T + t2) * qkv_stride + 2 * C + (size_t)h * hs;
+                    for (int i = 0; i < hs; i++) out_row[i] += att_row[t2] * value[i];
+                }
+            }
+        }
+    }
+}
+
+void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
+                                  const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
+                                  int B, int T, int C, int NH, int qkv_stride) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *datt = xmalloc((size_t)T * sizeof(float));    // one row's dP, then dS
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                size_t row_off = ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
+                const float *query = qkv + row_off;
+                float *dquery = dqkv + row_off;
+                const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *dout_row = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+                // undo (3) out_row = sum_t2 att_row[t2] * value[t2]
+                for (int t2 = 0; t2 <= t; t2++) {
+                    size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
+                    const float *value = qkv + off2 + 2 * C;
+                    float *dvalue = dqkv + off2 + 2 * C;
+                    float d = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        d += dout_row[i] * value[i];
+                        dvalue[i] += att_row[t2] * dout_row[i];
+                    }
+                    datt[t2] = d;
+                }
+                // undo (2) softmax: d score[t3] = sum_t2 datt[t2] * att[t2] * ([t2 == t3] - att[t3])
+                //                              = att[t3] * (datt[t3] - sum_t2 att[t2] datt[t2])
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) dot += att_row[t2] * datt[t2];
+                for (int t2 = 0; t2 <= t; t2++) datt[t2] = att_row[t2] * (datt[t2] - dot);
+                // undo (1) score[t2] = query . key[t2] * scale
+                for (int t2 = 0; t2 <= t; t2++) {
+                    size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
+                    const float *key = qkv + off2 + C;
+                    float *dkey = dqkv + off2 + C;
+                    for (int i = 0; i < hs; i++) {
+                        dquery[i] += key[i] * datt[t2] * scale;
+                        dkey[i] += query[i] * datt[t2] * scale;
+                    }
+                }
+            }
+        }
+    }
+    free(datt);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GELU, tanh approximation (GPT-2's): gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+ * Computed through the identity 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), which needs
+ * one (vectorised) exp instead of a tanhf call and does not cancel near u = 0. */
+
+#define GELU_SCALING_FACTOR 0.7978845608028654f /* sqrt(2/pi) */
+
+void gelu_forward(float *out, const float *inp, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);  // (1)
+        float s = 1.0f / (1.0f + fast_expf(-2.0f * u));              // (2) s = 0.5 (1 + tanh u)
+        out[i] = x * s;                                               // (3)
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
+        float s = 1.0f / (1.0f + fast_expf(-2.0f * u));
+        // undo (3) out = x s: d/dx = s + x ds/dx
+        // undo (2): ds/du = 2 s (1 - s)  (the sigmoid's derivative, at 2u)
+        // undo (1): du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+        float du_dx = GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
+        float grad = s + x * 2.0f * s * (1.0f - s) * du_dx;
+        dinp[i] += grad * dout[i];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* residual */
+
+/* out may be the same buffer as a or b (elementwise). */
+void residual_forward(float *out, const float *a, const float *b, long n) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+/* undoes out = a + b: the gradient passes unchanged to both. Either of da, db may be NULL to skip
+ * it (the model can read one branch's gradient straight from dout instead of copying it). */
+void residual_backward(float *da, float *db, const float *dout, long n) {
+    if (da) {
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) da[i] += dout[i];
+    }
+    if (db) {
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++) db[i] += dout[i];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* softmax + cross-entropy */
+
+double crossentropy_forward(float *probs_inout /*(N,V)*/, float *losses /*(N) or NULL*/,
+                            const int32_t *targets /*(N)*/, int N, int V) {
+    // The total is summed per thread in double and the per-thread sums added in thread order,
+    // so it is the same from run to run (for a given thread count).
+    int nth = max_threads();
+    double *thread_sum = xcalloc((size_t)nth, sizeof(double));
+#pragma omp parallel
+    {
+        double my_sum = 0.0;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *row = probs_inout + (size_t)n * V;
+            // subtract the max so exp never overflows
+            float maxval = row[0];
+#pragma omp simd reduction(max : maxval)
+            for (int v = 1; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
+            // the target's loss, -log p = log(sum exp(logit - max)) - (logit_target - max), is
+            // computed from the logits (read before they are overwritten), which stays accurate
+            // where p itself underflows
+            int32_t target = targets[n];
+            float target_shifted = target >= 0 ? row[target] - maxval : 0.0f;
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int v = 0; v < V; v++) {
+                row[v] = fast_expf(row[v] - maxval);
+                sum += row[v];
+            }
+            float inv = 1.0f / sum;
+            for (int v = 0; v < V; v++) row[v] *= inv;
+            float loss = target >= 0 ? logf(sum) - target_shifted : 0.0f;
+            if (losses) losses[n] = loss;
+            my_sum += loss;
+        }
+        thread_sum[thread_id()] = my_sum;
+    }
+    double total = 0.0;
+    for (int t = 0; t < nth; t++) total += thread_sum[t];
+    free(thread_sum);
+    return total;
+}
+
+void crossentropy_backward(float *dlogits /*(N,V)*/, const float *probs /*(N,V)*/, const int32_t *targets /*(N)*/,
+                           int N, int V, float scale) {
+    // Each element is read before it is written, at the same index, so dlogits may alias probs.
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V;
+        int32_t target = targets[n];
+        if (target < 0) {                      // no target: no loss, no gradient
+            for (int v = 0; v < V; v++) d[v] = 0.0f;
+            continue;
+        }
+        // undoes loss = -log softmax(logits)[target]: d loss / d logit_v = p_v - [v == target]
+        for (int v = 0; v < V; v++) d[v] = scale * (p[v] - (v == target ? 1.0f : 0.0f));
+    }
+}

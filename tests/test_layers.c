@@ -1,0 +1,830 @@
+/* test_layers.c: every layer of model/layers.c.
+ *
+ * - Gradients: each backward against central finite differences of L = sum(out * R) (R a fixed
+ *   random tensor, which the backward gets as dout). The differences are taken on forwards
+ *   written again here in double precision, so they are accurate to ~1e-10 and the tolerances
+ *   only have to absorb the float arithmetic of the layer under test. The float forwards are
+ *   checked against the same double forwards.
+ * - Fast against reference: the sgemm matmul and tiled sgemm attention against the plain loops,
+ *   on odd sizes and on sizes that cross the attention tile boundary.
+ * - Properties: backwards accumulate, attention is causal (exactly), its probability rows sum to 1
+ *   with exact zeros above the diagonal, q/k/v's extra columns are neither read nor written,
+ *   cross-entropy of uniform logits is log V, and its backward works in place.
+ *
+ * Errors are normwise: max|got - want| / max|want|, so an entry that cancels to ~0 does not make
+ * the check flaky while any real mistake (a dropped term, a wrong index) shows up as O(1).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/util.h"
+#include "../model/layers.h"
+#include "test.h"
+
+/* ---- helpers ---- */
+
+static uint64_t rng_state = 0x853c49e6748fea9bULL;
+
+static void rng_seed(uint64_t seed) { rng_state = seed * 0x9e3779b97f4a7c15ULL + 1; }
+
+/* uniform in [-1, 1) (splitmix64) */
+static float rand_sym(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / (double)(1ULL << 24) * 2.0 - 1.0);
+}
+
+static float *random_floats(size_t n, float scale) {
+    float *x = xmalloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = scale * rand_sym();
+    return x;
+}
+
+static double *to_double(const float *x, size_t n) {
+    double *d = xmalloc((n ? n : 1) * sizeof(double));
+    for (size_t i = 0; i < n; i++) d[i] = x[i];
+    return d;
+}
+
+static float *copy_floats(const float *x, size_t n) {
+    float *y = xmalloc((n ? n : 1) * sizeof(float));
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+/* max|got - want| / max|want| (want double) */
+static double rel_err_d(const float *got, const double *want, size_t n) {
+    double diff = 0, scale = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)got[i] - want[i]));
+        scale = fmax(scale, fabs(want[i]));
+    }
+    return diff / scale;
+}
+
+static double rel_err(const float *got, const float *want, size_t n) {
+    double diff = 0, scale = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)got[i] - (double)want[i]));
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    return diff / scale;
+}
+
+static double dot_d(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Central differences of loss(ctx) with respect to each x[i] (x is what loss reads). */
+typedef double (*LossFn)(void *ctx);
+static void finite_differences(double *grad, double *x, size_t n, LossFn loss, void *ctx) {
+    for (size_t i = 0; i < n; i++) {
+        double saved = x[i], h = 1e-5 * fmax(1.0, fabs(saved));
+        x[i] = saved + h;
+        double plus = loss(ctx);
+        x[i] = saved - h;
+        double minus = loss(ctx);
+        x[i] = saved;
+        grad[i] = (plus - minus) / (2 * h);
+    }
+}
+
+/* Tolerance of a float backward against finite differences (normwise, see the top). */
+#define GRAD_TOL 2e-6
+/* Tolerance of a float forward against the double forward. */
+#define FWD_TOL 1e-6
+
+/* ---- double-precision forwards: the same formulas as layers.c, written independently ---- */
+
+static void embedding_forward_d(double *out, const int32_t *tokens, const double *wte, int N, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) out[(size_t)n * C + c] = wte[(size_t)tokens[n] * C + c];
+}
+
+static void layernorm_forward_d(double *out, double *mean, double *rstd, const double *inp,
+                                const double *weight, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const double *x = inp + (size_t)n * C;
+        double m = 0, v = 0;
+        for (int c = 0; c < C; c++) m += x[c];
+        m /= C;
+        for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        double s = 1.0 / sqrt(v + 1e-5);
+        for (int c = 0; c < C; c++) out[(size_t)n * C + c] = (x[c] - m) * s * weight[c];
+        if (mean) mean[n] = m;
+        if (rstd) rstd[n] = s;
+    }
+}
+
+static void matmul_forward_d(double *out, const double *inp, const double *weight, int N, int C, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            double s = 0;
+            for (int c = 0; c < C; c++) s += inp[(size_t)n * C + c] * weight[(size_t)o * C + c];
+            out[(size_t)n * OC + o] = s;
+        }
+}
+
+/* att may be NULL. Reads only the first 3C columns of each qkv row. */
+static void attention_forward_d(double *out, double *att, const double *qkv, int B, int T, int C, int NH,
+                                int S) {
+    int hs = C / NH;
+    double scale = 1.0 / sqrt((double)hs);
+    double *p = xmalloc((size_t)T * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = qkv + ((size_t)b * T + t) * S + h * hs;
+                double maxval = -INFINITY, sum = 0;
+                for (int j = 0; j <= t; j++) {
+                    const double *k = qkv + ((size_t)b * T + j) * S + C + h * hs;
+                    p[j] = 0;
+                    for (int i = 0; i < hs; i++) p[j] += q[i] * k[i];
+                    p[j] *= scale;
+                    maxval = fmax(maxval, p[j]);
+                }
+                for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - maxval));
+                for (int j = 0; j <= t; j++) p[j] /= sum;
+                double *o = out + ((size_t)b * T + t) * C + h * hs;
+                for (int i = 0; i < hs; i++) {
+                    o[i] = 0;
+                    for (int j = 0; j <= t; j++) o[i] += p[j] * qkv[((size_t)b * T + j) * S + 2 * C + h * hs + i];
+                }
+                if (att)
+                    for (int j = 0; j < T; j++) att[(((size_t)b * NH + h) * T + t) * T + j] = j <= t ? p[j] : 0;
+            }
+    free(p);
+}
+
+static double gelu_d(double x) {
+    return 0.5 * x * (1 + tanh(sqrt(2 / acos(-1.0)) * (x + 0.044715 * x * x * x)));
+}
+
+/* sum of -log softmax(logits)[target] over rows with a target; losses (N) may be NULL */
+static double crossentropy_d(double *losses, const double *logits, const int32_t *targets, int N, int V) {
+    double total = 0;
+    for (int n = 0; n < N; n++) {
+        const double *row = logits + (size_t)n * V;
+        double maxval = row[0], sum = 0;
+        for (int v = 1; v < V; v++) maxval = fmax(maxval, row[v]);
+        for (int v = 0; v < V; v++) sum += exp(row[v] - maxval);
+        double loss = targets[n] >= 0 ? log(sum) + maxval - row[targets[n]] : 0;
+        if (losses) losses[n] = loss;
+        total += loss;
+    }
+    return total;
+}
+
+/* ---- gradients against finite differences ---- */
+
+typedef struct {
+    int N, C, V, OC, B, T, NH, S;
+    const int32_t *tokens;
+    double *a, *b;            /* the inputs being differentiated (layer-specific meaning) */
+    double *R;                /* the fixed random weights of L = sum(out * R) */
+    double *out;              /* scratch for the forward's output */
+    float scale;
+} GradCtx;
+
+static double embedding_loss(void *p) {
+    GradCtx *g = p;
+    embedding_forward_d(g->out, g->tokens, g->a, g->N, g->C);
+    return dot_d(g->out, g->R, (size_t)g->N * g->C);
+}
+
+static void test_embedding_grad(void) {
+    rng_seed(1);
+    enum { B = 2, T = 5, C = 6, V = 5, N = B * T };
+    // repeated tokens (1 four times, 3 three times) and an unused one (4): its gradient is 0
+    const int32_t tokens[N] = {1, 3, 1, 1, 0, 2, 3, 3, 1, 0};
+    float *wte = random_floats(V * C, 1.0f), *R = random_floats(N * C, 1.0f);
+    float *out = xmalloc(N * C * sizeof(float)), *dwte = xcalloc(V * C, sizeof(float));
+    GradCtx g = {.N = N, .C = C, .tokens = tokens, .a = to_double(wte, V * C), .R = to_double(R, N * C),
+                 .out = xmalloc(N * C * sizeof(double))};
+    double *fd = xmalloc(V * C * sizeof(double));
+
+    embedding_forward(out, tokens, wte, B, T, C);
+    embedding_loss(&g);
+    CHECKF(rel_err_d(out, g.out, N * C) == 0, "forward differs from wte rows");
+    embedding_backward(dwte, R, tokens, B, T, C);
+    finite_differences(fd, g.a, V * C, embedding_loss, &g);
+    double err = rel_err_d(dwte, fd, V * C);
+    CHECKF(err < GRAD_TOL, "dwte rel err %g", err);
+    for (int c = 0; c < C; c++) CHECKF(dwte[4 * C + c] == 0.0f, "unused token got gradient %g", dwte[4 * C + c]);
+
+    free(wte); free(R); free(out); free(dwte); free(g.a); free(g.R); free(g.out); free(fd);
+}
+
+/* Thousands of rows on 3 tokens: with threads, a backward that splits the rows among threads
+ * would lose updates (two threads adding into the same dwte row); the sums must be complete. */
+static void test_embedding_backward_repeats(void) {
+    rng_seed(15);
+    int B = 8, T = test_small() ? 128 : 1024, C = 64, V = 3, N = B * T;
+    int32_t *tokens = xmalloc((size_t)N * sizeof(int32_t));
+    for (int n = 0; n < N; n++) tokens[n] = n % V;
+    float *dout = random_floats((size_t)N * C, 1.0f), *dwte = xcalloc((size_t)V * C, sizeof(float));
+    double *want = xcalloc((size_t)V * C, sizeof(double));
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) want[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+    embedding_backward(dwte, dout, tokens, B, T, C);
+    double err = rel_err_d(dwte, want, (size_t)V * C);
+    CHECKF(err < 1e-5, "dwte rel err %g", err);
+    free(tokens); free(dout); free(dwte); free(want);
+}
+
+static double layernorm_loss(void *p) {
+    GradCtx *g = p;
+    layernorm_forward_d(g->out, NULL, NULL, g->a, g->b, g->N, g->C);
+    return dot_d(g->out, g->R, (size_t)g->N * g->C);
+}
+
+static void test_layernorm_grad(void) {
+    rng_seed(2);
+    enum { N = 6, C = 10 };
+    float *inp = random_floats(N * C, 2.0f), *weight = random_floats(C, 1.0f), *R = random_floats(N * C, 1.0f);
+    for (int i = 0; i < N * C; i++) inp[i] += 3.0f;   // a non-zero mean, so its gradient term matters
+    float *out = xmalloc(N * C * sizeof(float)), mean[N], rstd[N];
+    float *dinp = xcalloc(N * C, sizeof(float)), *dweight = xcalloc(C, sizeof(float));
+    GradCtx g = {.N = N, .C = C, .a = to_double(inp, N * C), .b = to_double(weight, C), .R = to_double(R, N * C),
+                 .out = xmalloc(N * C * sizeof(double))};
+    double *fd = xmalloc(N * C * sizeof(double)), mean_d[N], rstd_d[N];
+
+    layernorm_forward(out, mean, rstd, inp, weight, N, C);
+    layernorm_forward_d(g.out, mean_d, rstd_d, g.a, g.b, N, C);
+    CHECKF(rel_err_d(out, g.out, N * C) < FWD_TOL, "forward rel err %g", rel_err_d(out, g.out, N * C));
+    CHECKF(rel_err_d(mean, mean_d, N) < FWD_TOL, "mean rel err %g", rel_err_d(mean, mean_d, N));
+    CHECKF(rel_err_d(rstd, rstd_d, N) < FWD_TOL, "rstd rel err %g", rel_err_d(rstd, rstd_d, N));
+
+    layernorm_backward(dinp, dweight, R, inp, weight, mean, rstd, N, C);
+    finite_differences(fd, g.a, N * C, layernorm_loss, &g);
+    double err = rel_err_d(dinp, fd, N * C);
+    CHECKF(err < GRAD_TOL, "dinp rel err %g", err);
+    finite_differences(fd, g.b, C, layernorm_loss, &g);
+    err = rel_err_d(dweight, fd, C);
+    CHECKF(err < GRAD_TOL, "dweight rel err %g", err);
+
+    free(inp); free(weight); free(R); free(out); free(dinp); free(dweight);
+    free(g.a); free(g.b); free(g.R); free(g.out); free(fd);
+}
+
+static double matmul_loss(void *p) {
+    GradCtx *g = p;
+    matmul_forward_d(g->out, g->a, g->b, g->N, g->C, g->OC);
+    return dot_d(g->out, g->R, (size_t)g->N * g->OC);
+}
+
+static void test_matmul_grad(void) {
+    rng_seed(3);
+    enum { N = 6, C = 5, OC = 7 };
+    float *inp = random_floats(N * C, 1.0f), *weight = random_floats(OC * C, 1.0f);
+    float *R = random_floats(N * OC, 1.0f);
+    float *out = xmalloc(N * OC * sizeof(float));
+    GradCtx g = {.N = N, .C = C, .OC = OC, .a = to_double(inp, N * C), .b = to_double(weight, OC * C),
+                 .R = to_double(R, N * OC), .out = xmalloc(N * OC * sizeof(double))};
+    double *fd_inp = xmalloc(N * C * sizeof(double)), *fd_weight = xmalloc(OC * C * sizeof(double));
+    finite_differences(fd_inp, g.a, N * C, matmul_loss, &g);
+    finite_differences(fd_weight, g.b, OC * C, matmul_loss, &g);
+    matmul_loss(&g);
+
+    for (int reference = 0; reference <= 1; reference++) {
+        const char *name = reference ? "reference" : "fast";
+        (reference ? matmul_forward_reference : matmul_forward)(out, inp, weight, N, C, OC);
+        double err = rel_err_d(out, g.out, N * OC);
+        CHECKF(err < FWD_TOL, "%s forward rel err %g", name, err);
+        float *dinp = xcalloc(N * C, sizeof(float)), *dweight = xcalloc(OC * C, sizeof(float));
+        (reference ? matmul_backward_reference : matmul_backward)(dinp, dweight, R, inp, weight, N, C, OC);
+        err = rel_err_d(dinp, fd_inp, N * C);
+        CHECKF(err < GRAD_TOL, "%s dinp rel err %g", name, err);
+        err = rel_err_d(dweight, fd_weight, OC * C);
+        CHECKF(err < GRAD_TOL, "%s dweight rel err %g", name, err);
+        // a NULL output is skipped and does not change the other one
+        float *dinp2 = xcalloc(N * C, sizeof(float)), *dweight2 = xcalloc(OC * C, sizeof(float));
+        (reference ? matmul_backward_reference : matmul_backward)(dinp2, NULL, R, inp, weight, N, C, OC);
+        (reference ? matmul_backward_reference : matmul_backward)(NULL, dweight2, R, inp, weight, N, C, OC);
+        CHECKF(rel_err(dinp2, dinp, N * C) == 0, "%s dinp alone differs", name);
+        CHECKF(rel_err(dweight2, dweight, OC * C) == 0, "%s dweight alone differs", name);
+        free(dinp); free(dweight); free(dinp2); free(dweight2);
+    }
+    free(inp); free(weight); free(R); free(out); free(g.a); free(g.b); free(g.R); free(g.out);
+    free(fd_inp); free(fd_weight);
+}
+
+static double attention_loss(void *p) {
+    GradCtx *g = p;
+    attention_forward_d(g->out, NULL, g->a, g->B, g->T, g->C, g->NH, g->S);
+    return dot_d(g->out, g->R, (size_t)g->B * g->T * g->C);
+}
+
+/* qkv rows with `extra` columns after q, k, v: they hold NaN, which would poison the output or
+ * the gradient if anything read them, and dqkv's extra columns must keep their initial value. */
+static void check_attention_grad(int B, int T, int C, int NH, int extra, int check_reference) {
+    int S = 3 * C + extra;
+    size_t nqkv = (size_t)B * T * S, nout = (size_t)B * T * C;
+    float *qkv = random_floats(nqkv, 1.5f), *R = random_floats(nout, 1.0f);
+    double *qkv_d = to_double(qkv, nqkv);
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        for (int e = 0; e < extra; e++) {
+            qkv[r * S + 3 * C + e] = NAN;
+            qkv_d[r * S + 3 * C + e] = 0;    // the double forward never reads them either
+        }
+    GradCtx g = {.B = B, .T = T, .C = C, .NH = NH, .S = S, .a = qkv_d, .R = to_double(R, nout),
+                 .out = xmalloc(nout * sizeof(double))};
+    double *fd = xmalloc(nqkv * sizeof(double)), *att_d = xmalloc((size_t)B * NH * T * T * sizeof(double));
+    finite_differences(fd, g.a, nqkv, attention_loss, &g);
+    attention_forward_d(g.out, att_d, qkv_d, B, T, C, NH, S);
+
+    float *out = xmalloc(nout * sizeof(float)), *att = xmalloc((size_t)B * NH * T * T * sizeof(float));
+    float *dqkv0 = random_floats(nqkv, 1.0f);      // backward accumulates onto this
+    for (int reference = 0; reference <= check_reference; reference++) {
+        const char *name = reference ? "reference" : "fast";
+        (reference ? attention_forward_reference : attention_forward)(out, att, qkv, B, T, C, NH, S);
+        double err = rel_err_d(out, g.out, nout);
+        CHECKF(err < FWD_TOL, "%s T=%d forward out rel err %g", name, T, err);
+        err = rel_err_d(att, att_d, (size_t)B * NH * T * T);
+        CHECKF(err < FWD_TOL, "%s T=%d forward att rel err %g", name, T, err);
+
+        float *dqkv = copy_floats(dqkv0, nqkv);
+        (reference ? attention_backward_reference : attention_backward)(dqkv, R, qkv, att, B, T, C, NH, S);
+        // compare dqkv - dqkv0 (in double) with the finite differences, on the q, k, v columns
+        double diff = 0, scale = 1e-30;
+        int extras_kept = 1;
+        for (size_t r = 0; r < (size_t)B * T; r++)
+            for (int c = 0; c < S; c++) {
+                size_t i = r * S + c;
+                if (c >= 3 * C) {
+                    extras_kept &= memcmp(&dqkv[i], &dqkv0[i], sizeof(float)) == 0;
+                    continue;
+                }
+                diff = fmax(diff, fabs(((double)dqkv[i] - dqkv0[i]) - fd[i]));
+                scale = fmax(scale, fabs(fd[i]));
+            }
+        CHECKF(diff / scale < GRAD_TOL, "%s T=%d dqkv rel err %g", name, T, diff / scale);
+        CHECKF(extras_kept, "%s T=%d wrote dqkv's extra columns", name, T);
+        free(dqkv);
+    }
+    free(qkv); free(R); free(qkv_d); free(g.R); free(g.out); free(fd); free(att_d); free(out); free(att);
+    free(dqkv0);
+}
+
+static void test_attention_grad(void) {
+    rng_seed(4);
+    check_attention_grad(2, 5, 8, 2, 3, 1);
+    // long enough to cross attention tile boundaries (tiles of 64 query rows)
+    check_attention_grad(1, test_small() ? 70 : 133, 4, 2, 1, 0);
+}
+
+static double gelu_loss(void *p) {
+    GradCtx *g = p;
+    double L = 0;
+    for (int i = 0; i < g->N; i++) L += (g->out[i] = gelu_d(g->a[i])) * g->R[i];
+    return L;
+}
+
+static void test_gelu_grad(void) {
+    rng_seed(5);
+    enum { N = 60 };
+    float *inp = random_floats(N, 5.0f), *R = random_floats(N, 1.0f);
+    float *out = xmalloc(N * sizeof(float)), *dinp = xcalloc(N, sizeof(float));
+    GradCtx g = {.N = N, .a = to_double(inp, N), .R = to_double(R, N), .out = xmalloc(N * sizeof(double))};
+    double fd[N];
+    gelu_forward(out, inp, N);
+    gelu_loss(&g);
+    CHECKF(rel_err_d(out, g.out, N) < FWD_TOL, "forward rel err %g", rel_err_d(out, g.out, N));
+    gelu_backward(dinp, inp, R, N);
+    finite_differences(fd, g.a, N, gelu_loss, &g);
+    double err = rel_err_d(dinp, fd, N);
+    CHECKF(err < GRAD_TOL, "dinp rel err %g", err);
+    // far out: gelu(x) = x (gradient 1) on the right, 0 (gradient 0) on the left, and finite
+    const float far[4] = {30.0f, 100.0f, -30.0f, -100.0f};
+    float far_out[4], far_grad[4] = {0}, ones[4] = {1, 1, 1, 1};
+    gelu_forward(far_out, far, 4);
+    gelu_backward(far_grad, far, ones, 4);
+    for (int i = 0; i < 4; i++) {
+        float want = far[i] > 0 ? far[i] : 0.0f, want_grad = far[i] > 0 ? 1.0f : 0.0f;
+        CHECKF(fabsf(far_out[i] - want) < 1e-6f && fabsf(far_grad[i] - want_grad) < 1e-6f,
+               "gelu(%g) = %g, gelu'(%g) = %g", far[i], far_out[i], far[i], far_grad[i]);
+    }
+    free(inp); free(R); free(out); free(dinp); free(g.a); free(g.R); free(g.out);
+}
+
+static double residual_loss(void *p) {
+    GradCtx *g = p;
+    double L = 0;
+    for (int i = 0; i < g->N; i++) L += (g->out[i] = g->a[i] + g->b[i]) * g->R[i];
+    return L;
+}
+
+static void test_residual_grad(void) {
+    rng_seed(6);
+    enum { N = 20 };
+    float *a = random_floats(N, 1.0f), *b = random_floats(N, 1.0f), *R = random_floats(N, 1.0f);
+    float *out = xmalloc(N * sizeof(float)), *da = xcalloc(N, sizeof(float)), *db = xcalloc(N, sizeof(float));
+    GradCtx g = {.N = N, .a = to_double(a, N), .b = to_double(b, N), .R = to_double(R, N),
+                 .out = xmalloc(N * sizeof(double))};
+    double fd[N];
+    residual_forward(out, a, b, N);
+    residual_loss(&g);
+    CHECKF(rel_err_d(out, g.out, N) < FWD_TOL, "forward rel err %g", rel_err_d(out, g.out, N));
+    residual_backward(da, db, R, N);
+    finite_differences(fd, g.a, N, residual_loss, &g);
+    CHECKF(rel_err_d(da, fd, N) < GRAD_TOL, "da rel err %g", rel_err_d(da, fd, N));
+    finite_differences(fd, g.b, N, residual_loss, &g);
+    CHECKF(rel_err_d(db, fd, N) < GRAD_TOL, "db rel err %g", rel_err_d(db, fd, N));
+    // either gradient may be NULL; the other still accumulates
+    float *da2 = copy_floats(da, N), *db2 = copy_floats(db, N);
+    residual_backward(da2, NULL, R, N);
+    residual_backward(NULL, db2, R, N);
+    for (int i = 0; i < N; i++) CHECK(da2[i] == da[i] + R[i] && db2[i] == db[i] + R[i]);
+    free(da2); free(db2);
+    // in place: out may be a or b
+    float *sum = copy_floats(b, N);
+    residual_forward(sum, a, sum, N);
+    CHECK(memcmp(sum, out, N * sizeof(float)) == 0);
+    free(sum);
+    free(a); free(b); free(R); free(out); free(da); free(db); free(g.a); free(g.b); free(g.R); free(g.out);
+}
+
+static double crossentropy_loss(void *p) {
+    GradCtx *g = p;
+    return g->scale * crossentropy_d(NULL, g->a, g->tokens, g->N, g->V);
+}
+
+static void test_crossentropy_grad(void) {
+    rng_seed(7);
+    enum { N = 6, V = 7 };
+    const int32_t targets[N] = {3, -1, 0, 6, -1, 3};
+    float scale = 0.25f;                                // 1 / number of targets
+    float *logits = random_floats(N * V, 3.0f);
+    GradCtx g = {.N = N, .V = V, .tokens = targets, .a = to_double(logits, N * V), .scale = scale};
+    double fd[N * V], losses_d[N], probs_d[N * V];
+    double total_d = crossentropy_d(losses_d, g.a, targets, N, V);
+    for (int n = 0; n < N; n++) {
+        double maxval = -INFINITY, sum = 0;
+        for (int v = 0; v < V; v++) maxval = fmax(maxval, g.a[n * V + v]);
+        for (int v = 0; v < V; v++) sum += exp(g.a[n * V + v] - maxval);
+        for (int v = 0; v < V; v++) probs_d[n * V + v] = exp(g.a[n * V + v] - maxval) / sum;
+    }
+
+    float *probs = copy_floats(logits, N * V), losses[N];
+    double total = crossentropy_forward(probs, losses, targets, N, V);
+    CHECKF(fabs(total - total_d) < 1e-6 * total_d, "total %.9g, want %.9g", total, total_d);
+    CHECKF(rel_err_d(losses, losses_d, N) < FWD_TOL, "losses rel err %g", rel_err_d(losses, losses_d, N));
+    CHECK(losses[1] == 0.0f && losses[4] == 0.0f);
+    CHECKF(rel_err_d(probs, probs_d, N * V) < FWD_TOL, "probs rel err %g", rel_err_d(probs, probs_d, N * V));
+    // losses may be NULL
+    float *probs2 = copy_floats(logits, N * V);
+    CHECK(crossentropy_forward(probs2, NULL, targets, N, V) == total);
+
+    float *dlogits = random_floats(N * V, 1.0f);        // overwritten, whatever it held
+    crossentropy_backward(dlogits, probs, targets, N, V, scale);
+    finite_differences(fd, g.a, N * V, crossentropy_loss, &g);
+    double err = rel_err_d(dlogits, fd, N * V);
+    CHECKF(err < GRAD_TOL, "dlogits rel err %g", err);
+    for (int v = 0; v < V; v++) CHECK(dlogits[1 * V + v] == 0.0f && dlogits[4 * V + v] == 0.0f);
+    free(logits); free(g.a); free(probs); free(probs2); free(dlogits);
+}
+
+/* ---- fast against reference ---- */
+
+static void check_matmul_fast_vs_reference(int N, int C, int OC) {
+    float *inp = random_floats((size_t)N * C, 1.0f), *weight = random_floats((size_t)OC * C, 1.0f);
+    float *dout = random_floats((size_t)N * OC, 1.0f);
+    float *out = xmalloc((size_t)N * OC * sizeof(float)), *out_ref = xmalloc((size_t)N * OC * sizeof(float));
+    matmul_forward(out, inp, weight, N, C, OC);
+    matmul_forward_reference(out_ref, inp, weight, N, C, OC);
+    double err = rel_err(out, out_ref, (size_t)N * OC);
+    CHECKF(err < 1e-5, "N=%d C=%d OC=%d forward rel err %g", N, C, OC, err);
+
+    // both accumulate onto the same non-zero starting gradients
+    float *dinp = random_floats((size_t)N * C, 1.0f), *dweight = random_floats((size_t)OC * C, 1.0f);
+    float *dinp_ref = copy_floats(dinp, (size_t)N * C), *dweight_ref = copy_floats(dweight, (size_t)OC * C);
+    matmul_backward(dinp, dweight, dout, inp, weight, N, C, OC);
+    matmul_backward_reference(dinp_ref, dweight_ref, dout, inp, weight, N, C, OC);
+    err = rel_err(dinp, dinp_ref, (size_t)N * C);
+    CHECKF(err < 1e-5, "N=%d C=%d OC=%d dinp rel err %g", N, C, OC, err);
+    err = rel_err(dweight, dweight_ref, (size_t)OC * C);
+    CHECKF(err < 1e-5, "N=%d C=%d OC=%d dweight rel err %g", N, C, OC, err);
+    free(inp); free(weight); free(dout); free(out); free(out_ref); free(dinp); free(dweight);
+    free(dinp_ref); free(dweight_ref);
+}
+
+static void test_matmul_fast_vs_reference(void) {
+    rng_seed(8);
+    check_matmul_fast_vs_reference(2 * 7, 12, 20);
+    check_matmul_fast_vs_reference(2 * 64, 64, 3 * 64);
+    if (!test_small()) check_matmul_fast_vs_reference(4 * 64, 96, 4 * 96);
+}
+
+static void check_attention_fast_vs_reference(int B, int T, int C, int NH, int extra) {
+    int S = 3 * C + extra;
+    size_t nqkv = (size_t)B * T * S, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+    float *qkv = random_floats(nqkv, 2.0f), *dout = random_floats(nout, 1.0f);
+    float *out = xmalloc(nout * sizeof(float)), *out_ref = xmalloc(nout * sizeof(float));
+    float *att = xmalloc(natt * sizeof(float)), *att_ref = xmalloc(natt * sizeof(float));
+    attention_forward(out, att, qkv, B, T, C, NH, S);
+    attention_forward_reference(out_ref, att_ref, qkv, B, T, C, NH, S);
+    double err = rel_err(out, out_ref, nout);
+    CHECKF(err < 1e-5, "B=%d T=%d C=%d NH=%d out rel err %g", B, T, C, NH, err);
+    err = rel_err(att, att_ref, natt);
+    CHECKF(err < 1e-5, "B=%d T=%d C=%d NH=%d att rel err %g", B, T, C, NH, err);
+
+    float *dqkv = random_floats(nqkv, 1.0f), *dqkv_ref = copy_floats(dqkv, nqkv);
+    // both backwards from the reference's probabilities, so only the backwards are compared
+    attention_backward(dqkv, dout, qkv, att_ref, B, T, C, NH, S);
+    attention_backward_reference(dqkv_ref, dout, qkv, att_ref, B, T, C, NH, S);
+    err = rel_err(dqkv, dqkv_ref, nqkv);
+    CHECKF(err < 1e-5, "B=%d T=%d C=%d NH=%d dqkv rel err %g", B, T, C, NH, err);
+    free(qkv); free(dout); free(out); free(out_ref); free(att); free(att_ref); free(dqkv); free(dqkv_ref);
+}
+
+static void test_attention_fast_vs_reference(void) {
+    rng_seed(9);
+    check_attention_fast_vs_reference(2, 7, 12, 3, 5);
+    check_attention_fast_vs_reference(2, 64, 64, 4, 0);
+    check_attention_fast_vs_reference(1, test_small() ? 70 : 150, 32, 2, 2); // crosses tile boundaries
+}
+
+/* ---- properties ---- */
+
+/* Runs a backward on zeroed gradients once, then again: the second call must double them. */
+static void check_doubles(const char *name, float *const *grads, const size_t *sizes, int n_grads,
+                          void (*backward)(void *ctx), void *ctx) {
+    for (int k = 0; k < n_grads; k++) memset(grads[k], 0, sizes[k] * sizeof(float));
+    backward(ctx);
+    float *once[3];
+    for (int k = 0; k < n_grads; k++) once[k] = copy_floats(grads[k], sizes[k]);
+    backward(ctx);
+    for (int k = 0; k < n_grads; k++) {
+        double norm = 0;
+        for (size_t i = 0; i < sizes[k]; i++) {
+            once[k][i] *= 2;
+            norm = fmax(norm, fabs(once[k][i]));
+        }
+        double err = rel_err(grads[k], once[k], sizes[k]);
+        CHECKF(norm > 0 && err < 1e-6, "%s gradient %d: twice vs 2 x once rel err %g", name, k, err);
+        free(once[k]);
+    }
+}
+
+typedef struct {
+    int B, T, C, NH, S, V;
+    const int32_t *tokens;
+    float *x, *w, *dout, *dx, *dy, *dw, *mean, *rstd, *att;
+} AccCtx;
+
+static void acc_embedding(void *p) {
+    AccCtx *a = p;
+    embedding_backward(a->dw, a->dout, a->tokens, a->B, a->T, a->C);
+}
+static void acc_layernorm(void *p) {
+    AccCtx *a = p;
+    layernorm_backward(a->dx, a->dw, a->dout, a->x, a->w, a->mean, a->rstd, a->B * a->T, a->C);
+}
+static void acc_matmul(void *p) {
+    AccCtx *a = p;
+    matmul_backward(a->dx, a->dw, a->dout, a->x, a->w, a->B * a->T, a->C, a->V);
+}
+static void acc_matmul_ref(void *p) {
+    AccCtx *a = p;
+    matmul_backward_reference(a->dx, a->dw, a->dout, a->x, a->w, a->B * a->T, a->C, a->V);
+}
+static void acc_attention(void *p) {
+    AccCtx *a = p;
+    attention_backward(a->dx, a->dout, a->x, a->att, a->B, a->T, a->C, a->NH, a->S);
+}
+static void acc_attention_ref(void *p) {
+    AccCtx *a = p;
+    attention_backward_reference(a->dx, a->dout, a->x, a->att, a->B, a->T, a->C, a->NH, a->S);
+}
+static void acc_gelu(void *p) { AccCtx *a = p; gelu_backward(a->dx, a->x, a->dout, (long)a->B * a->T * a->C); }
+static void acc_residual(void *p) {
+    AccCtx *a = p;
+    residual_backward(a->dx, a->dy, a->dout, (long)a->B * a->T * a->C);
+}
+
+static void test_backward_accumulates(void) {
+    rng_seed(10);
+    enum { B = 2, T = 9, C = 8, NH = 2, S = 3 * C + 1, V = 6, N = B * T };
+    int32_t tokens[N];
+    for (int n = 0; n < N; n++) tokens[n] = n % 4;          // repeats
+    float *big = random_floats(N * S, 1.0f);                 // inputs; large enough for every layer
+    AccCtx a = {.B = B, .T = T, .C = C, .NH = NH, .S = S, .V = V, .tokens = tokens, .x = big,
+                .w = random_floats(V * C, 1.0f), .dout = random_floats(N * S, 1.0f),
+                .dx = xmalloc(N * S * sizeof(float)), .dy = xmalloc(N * C * sizeof(float)),
+                .dw = xmalloc(V * C * sizeof(float)), .mean = xmalloc(N * sizeof(float)),
+                .rstd = xmalloc(N * sizeof(float)), .att = xmalloc(B * NH * T * T * sizeof(float))};
+    float *scratch = xmalloc(N * S * sizeof(float));
+
+    check_doubles("embedding", (float *[]){a.dw}, (size_t[]){V * C}, 1, acc_embedding, &a);
+    layernorm_forward(scratch, a.mean, a.rstd, a.x, a.w, N, C);
+    check_doubles("layernorm", (float *[]){a.dx, a.dw}, (size_t[]){N * C, C}, 2, acc_layernorm, &a);
+    check_doubles("matmul", (float *[]){a.dx, a.dw}, (size_t[]){N * C, V * C}, 2, acc_matmul, &a);
+    check_doubles("matmul_reference", (float *[]){a.dx, a.dw}, (size_t[]){N * C, V * C}, 2, acc_matmul_ref, &a);
+    attention_forward(scratch, a.att, a.x, B, T, C, NH, S);
+    // (dqkv's extra column stays 0 in both calls, so doubling holds there too)
+    check_doubles("attention", (float *[]){a.dx}, (size_t[]){N * S}, 1, acc_attention, &a);
+    check_doubles("attention_reference", (float *[]){a.dx}, (size_t[]){N * S}, 1, acc_attention_ref, &a);
+    check_doubles("gelu", (float *[]){a.dx}, (size_t[]){N * C}, 1, acc_gelu, &a);
+    check_doubles("residual", (float *[]){a.dx, a.dy}, (size_t[]){N * C, N * C}, 2, acc_residual, &a);
+
+    free(big); free(a.w); free(a.dout); free(a.dx); free(a.dy); free(a.dw); free(a.mean); free(a.rstd);
+    free(a.att); free(scratch);
+}
+
+/* Changing the token at position t0 (all of its q, k, v) leaves every output and probability
+ * row before t0 bit-for-bit unchanged; and a gradient that enters only at positions <= t0 reaches
+ * no input after t0. */
+static void check_causal(int T, int t0, int reference) {
+    enum { B = 2, C = 12, NH = 3, S = 3 * C + 2 };
+    const char *name = reference ? "reference" : "fast";
+    size_t nqkv = (size_t)B * T * S, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+    float *qkv = random_floats(nqkv, 2.0f), *qkv2 = copy_floats(qkv, nqkv);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < 3 * C; c++) qkv2[((size_t)b * T + t0) * S + c] += 10.0f * rand_sym() + 1.0f;
+    float *out = xmalloc(nout * sizeof(float)), *out2 = xmalloc(nout * sizeof(float));
+    float *att = xmalloc(natt * sizeof(float)), *att2 = xmalloc(natt * sizeof(float));
+    void (*forward)(float *, float *, const float *, int, int, int, int, int) =
+        reference ? attention_forward_reference : attention_forward;
+    forward(out, att, qkv, B, T, C, NH, S);
+    forward(out2, att2, qkv2, B, T, C, NH, S);
+    for (int b = 0; b < B; b++) {
+        size_t row0 = (size_t)b * T * C;
+        CHECKF(memcmp(out + row0, out2 + row0, (size_t)t0 * C * sizeof(float)) == 0,
+               "%s T=%d: outputs before %d changed", name, T, t0);
+        CHECKF(memcmp(out + row0 + (size_t)t0 * C, out2 + row0 + (size_t)t0 * C, C * sizeof(float)) != 0,
+               "%s T=%d: output at %d did not change (test is vacuous)", name, T, t0);
+        for (int h = 0; h < NH; h++) {
+            size_t a0 = ((size_t)b * NH + h) * T * T;
+            CHECKF(memcmp(att + a0, att2 + a0, (size_t)t0 * T * sizeof(float)) == 0,
+                   "%s T=%d: probabilities before %d changed", name, T, t0);
+        }
+    }
+    // backward: dout zero after t0
+    float *dout = random_floats(nout, 1.0f), *dqkv = xcalloc(nqkv, sizeof(float));
+    for (int b = 0; b < B; b++)
+        memset(dout + ((size_t)b * T + t0 + 1) * C, 0, (size_t)(T - t0 - 1) * C * sizeof(float));
+    (reference ? attention_backward_reference : attention_backward)(dqkv, dout, qkv, att, B, T, C, NH, S);
+    int leaked = 0;
+    for (int b = 0; b < B; b++)
+        for (size_t i = ((size_t)b * T + t0 + 1) * S; i < ((size_t)b + 1) * T * S; i++) leaked |= dqkv[i] != 0.0f;
+    CHECKF(!leaked, "%s T=%d: gradient reached positions after %d", name, T, t0);
+    free(qkv); free(qkv2); free(out); free(out2); free(att); free(att2); free(dout); free(dqkv);
+}
+
+static void test_attention_causal(void) {
+    rng_seed(11);
+    for (int reference = 0; reference <= 1; reference++) {
+        check_causal(9, 4, reference);
+        check_causal(100, 70, reference);     // t0 inside the second tile
+        check_causal(100, 64, reference);     // t0 on a tile boundary
+    }
+}
+
+/* Rows sum to 1, exact zeros above the diagonal, every entry written; with scores spread over
+ * hundreds (far past exp's range) the fast probabilities still match the reference's, which
+ * they only can if the softmax subtracts each row's max. */
+static void test_attention_probabilities(void) {
+    rng_seed(12);
+    enum { B = 2, C = 16, NH = 4, S = 3 * C };
+    int T = test_small() ? 70 : 140;
+    size_t natt = (size_t)B * NH * T * T;
+    float *qkv = random_floats((size_t)B * T * S, 15.0f);  // scores of a row span about +-200
+    float *out = xmalloc((size_t)B * T * C * sizeof(float)), *att = xmalloc(natt * sizeof(float));
+    float *att_ref = xmalloc(natt * sizeof(float));
+    for (int reference = 1; reference >= 0; reference--) {
+        const char *name = reference ? "reference" : "fast";
+        float *probs = reference ? att_ref : att;
+        for (size_t i = 0; i < natt; i++) probs[i] = NAN;   // every entry must be written
+        (reference ? attention_forward_reference : attention_forward)(out, probs, qkv, B, T, C, NH, S);
+        double worst_sum = 0;
+        int above_nonzero = 0, bad = 0;
+        for (int bh = 0; bh < B * NH; bh++)
+            for (int t = 0; t < T; t++) {
+                const float *row = probs + ((size_t)bh * T + t) * T;
+                double sum = 0;
+                for (int j = 0; j < T; j++) {
+                    if (j > t) above_nonzero |= row[j] != 0.0f;
+                    else bad |= !(row[j] >= 0.0f && row[j] <= 1.0f);
+                    sum += row[j];
+                }
+                worst_sum = fmax(worst_sum, fabs(sum - 1));
+            }
+        CHECKF(worst_sum < 1e-5, "%s: a row sums to 1 +- %g", name, worst_sum);
+        CHECKF(!above_nonzero, "%s: non-zero probability above the diagonal", name);
+        CHECKF(!bad, "%s: probability outside [0,1] (or NaN)", name);
+        for (size_t i = 0; i < (size_t)B * T * C; i++) bad |= !isfinite(out[i]);
+        CHECKF(!bad, "%s: non-finite output", name);
+    }
+    // scores of size ~100 carry rounding errors of ~1e-5 (sgemm and the loops add in different
+    // orders), which move the probabilities by as much
+    double err = rel_err(att, att_ref, natt);
+    CHECKF(err < 1e-4, "fast vs reference probabilities rel err %g", err);
+    free(qkv); free(out); free(att); free(att_ref);
+}
+
+static void test_crossentropy_uniform(void) {
+    enum { N = 8, V = 1000 };
+    const int32_t targets[N] = {0, 999, -1, 5, 17, -1, 500, 3};
+    float *logits = xmalloc(N * V * sizeof(float)), losses[N];
+    for (int i = 0; i < N * V; i++) logits[i] = 2.5f;
+    double total = crossentropy_forward(logits, losses, targets, N, V);
+    CHECKF(fabs(total - 6 * log(V)) < 1e-5 * 6 * log(V), "total %.9g, want 6 log V = %.9g", total, 6 * log(V));
+    for (int n = 0; n < N; n++) {
+        double want = targets[n] < 0 ? 0 : log(V);
+        CHECKF(fabs(losses[n] - want) <= 1e-6 * log(V), "row %d loss %.9g, want %.9g", n, losses[n], want);
+    }
+    for (int i = 0; i < N * V; i++) CHECK(fabsf(logits[i] - 1.0f / V) < 1e-9f);
+
+    // huge logits stay finite; a target far below the max has a large but exact loss
+    for (int i = 0; i < N * V; i++) logits[i] = (i % V == 7) ? 1000.0f : -1000.0f;
+    total = crossentropy_forward(logits, losses, targets, N, V);
+    CHECKF(isfinite(total), "total %g", total);
+    CHECKF(fabs(losses[0] - 2000.0) < 1e-3, "loss %g, want 2000", losses[0]);
+    free(logits);
+}
+
+/* Logits spread over [-120, 30]: every probability keeps its relative accuracy down to where it
+ * underflows (the exp behind the softmax is a hand-written one), and the loss of a target far
+ * below the max is still accurate (it comes from the logits, not from the tiny probability).
+ * A probability exp(x - max) / sum can only be as accurate as x - max is in float, so the double
+ * softmax here starts from the same float differences; beyond them, a few ulp are allowed. */
+static void test_crossentropy_wide_range(void) {
+    rng_seed(14);
+    enum { N = 4, V = 300 };
+    int32_t targets[N] = {0, 1, 2, 3};
+    float *logits = random_floats(N * V, 1.0f);
+    for (int i = 0; i < N * V; i++) logits[i] = -45.0f + 75.0f * logits[i];
+    for (int n = 0; n < N; n++) {                  // target n: the row's smallest logit
+        int arg = 0;
+        for (int v = 1; v < V; v++) arg = logits[n * V + v] < logits[n * V + arg] ? v : arg;
+        targets[n] = arg;
+    }
+    double *logits_d = to_double(logits, N * V), losses_d[N];
+    crossentropy_d(losses_d, logits_d, targets, N, V);
+    float losses[N];
+    crossentropy_forward(logits, losses, targets, N, V);
+    double worst_prob = 0, shifted[V];
+    for (int n = 0; n < N; n++) {
+        float maxval = -INFINITY;
+        for (int v = 0; v < V; v++) maxval = fmaxf(maxval, (float)logits_d[n * V + v]);
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += exp(shifted[v] = (float)logits_d[n * V + v] - maxval);
+        for (int v = 0; v < V; v++) {
+            double want = exp(shifted[v]) / sum, got = logits[n * V + v];
+            if (want > 1e-30) worst_prob = fmax(worst_prob, fabs(got - want) / want);
+            else CHECKF(got >= 0 && got < 1e-30, "p=%g where %g is due", got, want);
+            // below exp(-104) even a correctly rounded float exp is 0
+            if (shifted[v] < -104) CHECKF(got == 0.0f, "p=%g where %g is due", got, want);
+        }
+        CHECKF(losses_d[n] > 100 && fabs(losses[n] - losses_d[n]) < 1e-6 * losses_d[n],
+               "row %d loss %.9g, want %.9g", n, losses[n], losses_d[n]);
+    }
+    CHECKF(worst_prob < 5e-7, "a probability is off by %g of itself", worst_prob);
+    free(logits); free(logits_d);
+}
+
+static void test_crossentropy_backward_in_place(void) {
+    rng_seed(13);
+    enum { N = 5, V = 33 };
+    const int32_t targets[N] = {4, -1, 32, 0, 4};
+    float *probs = random_floats(N * V, 4.0f);
+    crossentropy_forward(probs, NULL, targets, N, V);
+    float *dlogits = random_floats(N * V, 1.0f);
+    crossentropy_backward(dlogits, probs, targets, N, V, 0.25f);
+    crossentropy_backward(probs, probs, targets, N, V, 0.25f);
+    CHECK(memcmp(probs, dlogits, N * V * sizeof(float)) == 0);
+    // each row with a target: gradient sums to 0 (probabilities sum to 1, minus the one-hot)
+    for (int n = 0; n < N; n++) {
+        double sum = 0;
+        for (int v = 0; v < V; v++) sum += dlogits[n * V + v];
+        CHECKF(fabs(sum) < 1e-6, "row %d gradient sums to %g", n, sum);
+    }
+    free(probs); free(dlogits);
+}
+
+int main(void) {
+    RUN(test_embedding_grad);
+    RUN(test_embedding_backward_repeats);
+    RUN(test_layernorm_grad);
+    RUN(test_matmul_grad);
+    RUN(test_attention_grad);
+    RUN(test_gelu_grad);
+    RUN(test_residual_grad);
+    RUN(test_crossentropy_grad);
+    RUN(test_matmul_fast_vs_reference);
+    RUN(test_attention_fast_vs_reference);
+    RUN(test_backward_accumulates);
+    RUN(test_attention_causal);
+    RUN(test_attention_probabilities);
+    RUN(test_crossentropy_uniform);
+    RUN(test_crossentropy_wide_range);
+    RUN(test_crossentropy_backward_in_place);
+    return test_summary();
+}
