@@ -1,5 +1,8 @@
 /* train.c: the tinyrope program, one binary with subcommands.
  *
+ *   ./train run configs/demo.json [--set model.n_layer=2]... [--resume]
+ *         the main job: learn (or load) the tokenizer, prepare the shards, train, evaluate on the
+ *         whole validation split, log to <out_dir>/log.csv, checkpoint
  *   ./train tokenizer --data configs/data/sample.json --vocab 4096 --out runs/tok.bpe
  *         learn a byte-level BPE tokenizer from the train split of a data spec (or --input FILES)
  *   ./train prepare --data configs/data/sample.json --tokenizer runs/tok.bpe --out runs/data
@@ -9,14 +12,299 @@
  *   ./train decode (--tokenizer FILE | --gpt2 ENCODER_JSON VOCAB_BPE) ID...
  *
  * Every command reports bad input as one "error: <file>: <what>" line and exits with status 1.
- * The commands themselves live next to what they drive (tokenizer/tok_cli.c, data/...); this file
- * only dispatches, so it can read top to bottom as the map of the program.
+ * The tokenizer and data commands live next to what they drive (tokenizer/tok_cli.c,
+ * data/data_cli.c); the training loop is here, so this file reads as the map of the program.
  */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/data_cli.h"
+#include "data/shards.h"
+#include "data/util.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
+#include "model/gpt.h"
+#include "model/optim.h"
 #include "tokenizer/tok_cli.h"
+
+/* Loader windows (B, T+1) -> model inputs (B, T) and targets (B, T), -1 where there is none. */
+static void split_windows(const int32_t *window, const int *n_targets, int32_t *inputs, int32_t *targets, int B,
+                          int T) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            inputs[b * T + t] = window[b * (T + 1) + t];
+            targets[b * T + t] = t < n_targets[b] ? window[b * (T + 1) + t + 1] : -1;
+        }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * ./train run CONFIG [--set key=value]... [--resume]: the training loop.
+ */
+
+typedef struct {
+    double loss;              /* mean loss per target token, nats */
+    double bits_per_byte;
+    uint64_t tokens;          /* targets evaluated */
+} EvalResult;
+
+/* Mean loss over the validation split (all of it unless max_tokens caps it), and bits per byte:
+ * total nats / ln 2 / text bytes, with the split's text bytes prorated when capped. */
+static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *window,
+                           int *n_targets, int32_t *inputs, int32_t *targets) {
+    EvalResult r = {0};
+    double nats = 0;
+    loader_reset(val);
+    int rc;
+    while ((rc = loader_next(val, window, n_targets)) == 1) {
+        split_windows(window, n_targets, inputs, targets, B, T);
+        if (gpt_forward(model, inputs, targets, B, T) != 0) tr_die_with_error();
+        nats += (double)model->mean_loss * (double)model->n_targets;
+        r.tokens += (uint64_t)model->n_targets;
+        if (max_tokens > 0 && r.tokens >= (uint64_t)max_tokens) break;
+    }
+    if (rc < 0) tr_die_with_error();
+    double bytes = (double)loader_text_bytes(val);
+    if (rc == 1) bytes *= (double)r.tokens / (double)(loader_num_tokens(val) - 1);   /* capped */
+    r.loss = r.tokens ? nats / (double)r.tokens : 0.0;
+    r.bits_per_byte = bytes > 0 ? nats / log(2.0) / bytes : 0.0;
+    return r;
+}
+
+/* What a checkpoint must agree on to be resumed: the model section of the config (posenc
+ * included), the batch shape and the tokenizer. */
+static uint64_t run_config_hash(const RunConfig *cfg, const Tokenizer *tok) {
+    char *model_json = cJSON_PrintUnformatted(cJSON_GetObjectItem(cfg->json, "model"));
+    uint64_t h = tr_fnv1a64(model_json, strlen(model_json), TR_FNV_OFFSET);
+    long shape[2] = {cfg->train.batch_size, cfg->train.grad_accum};
+    uint64_t tok_h = tok_hash(tok);
+    h = tr_fnv1a64(shape, sizeof shape, h);
+    h = tr_fnv1a64(&tok_h, sizeof tok_h, h);
+    free(model_json);
+    return h;
+}
+
+static void path_in(char *out, size_t cap, const char *dir, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
+
+/* On resume, keeps the CSV rows up to the checkpoint's step, so the rows that follow line up
+ * with those of an uninterrupted run. */
+static void truncate_log(const char *log_path, uint64_t step) {
+    size_t n;
+    char *text = tr_read_file(log_path, &n);
+    if (!text) tr_die_with_error();
+    TrAtomicFile af;
+    if (tr_atomic_open(&af, log_path) != 0) tr_die_with_error();
+    char *line = text;
+    int first = 1;
+    while (*line) {
+        char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line + 1) : strlen(line);
+        if (first || strtoull(line, NULL, 10) <= step) fwrite(line, 1, len, af.f);
+        first = 0;
+        line += len;
+    }
+    free(text);
+    if (tr_atomic_commit(&af) != 0) tr_die_with_error();
+}
+
+static void format_duration(char *out, size_t cap, double s) {
+    if (s < 0 || !isfinite(s)) snprintf(out, cap, "?");
+    else if (s < 60) snprintf(out, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(out, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(out, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void run_usage(void) {
+    fprintf(stderr, "usage: train run CONFIG.json [--set key=value]... [--resume] [--stop-at STEP]\n"
+                    "  --set model.n_layer=2   override any key of the config (repeatable)\n"
+                    "  --resume                continue from <out_dir>/checkpoint.bin\n"
+                    "  --stop-at STEP          stop after STEP updates with a checkpoint, as if interrupted\n"
+                    "                          (the schedule still runs to train.max_steps on --resume)\n");
+}
+
+static int cmd_run(int argc, char **argv) {
+    const char *config_path = NULL;
+    const char **sets = xcalloc((size_t)argc, sizeof *sets);
+    int n_sets = 0, resume = 0;
+    long long stop_at = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set")) sets[n_sets++] = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--resume")) resume = 1;
+        else if (!strcmp(argv[i], "--stop-at")) stop_at = tr_parse_int(tr_arg_value(argc, argv, &i), "--stop-at", 1, 1LL << 50);
+        else if (!strcmp(argv[i], "--help")) { run_usage(); return 0; }
+        else if (!strncmp(argv[i], "--", 2)) { run_usage(); tr_die("run: unknown option '%s'", argv[i]); }
+        else if (!config_path) config_path = argv[i];
+        else { run_usage(); tr_die("run: more than one config file given"); }
+    }
+    if (!config_path) { run_usage(); tr_die("run: give a config file (see configs/)"); }
+    RunConfig cfg;
+    if (config_load(&cfg, config_path, sets, n_sets) != 0) tr_die_with_error();
+    const int B = (int)cfg.train.batch_size, T = (int)cfg.model.block_size;
+    {   /* Check the positional encoding's options against the shapes now, before any work. */
+        PosEnc probe;
+        ModelDims dims = {.L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd, .NH = (int)cfg.model.n_head,
+                          .hs = (int)(cfg.model.n_embd / cfg.model.n_head), .max_T = T};
+        if (posenc_create(&probe, cfg.model.posenc, dims) != 0) tr_die("%s: model.%s", config_path, tr_error());
+        posenc_destroy(&probe);
+    }
+    const char *out = cfg.out_dir;
+    char path[1100], tok_path[1100], data_dir[1100], log_path[1100], ckpt_path[1100];
+    if (tr_mkdir_p(out) != 0) tr_die_with_error();
+    path_in(log_path, sizeof log_path, out, "log.csv");
+    path_in(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
+    path_in(data_dir, sizeof data_dir, out, "data");
+
+    /* Tokenizer: the config's file, else the run's own (learned once, reused on resume). */
+    DataSpec spec;
+    if (data_spec_load(cfg.data, &spec) != 0) tr_die_with_error();
+    Tokenizer *tok;
+    if (cfg.tokenizer.file[0]) {
+        snprintf(tok_path, sizeof tok_path, "%s", cfg.tokenizer.file);
+        if (!(tok = tok_load(tok_path))) tr_die_with_error();
+    } else {
+        path_in(tok_path, sizeof tok_path, out, "tokenizer.bpe");
+        if (tr_file_exists(tok_path)) {
+            if (!(tok = tok_load(tok_path))) tr_die_with_error();
+        } else {
+            tok = learn_tokenizer(spec.train, spec.n_train, (int)cfg.tokenizer.vocab_size, tok_path);
+        }
+    }
+    PrepareReport report;
+    if (shards_prepare(&spec, tok, tok_path, data_dir, 0, 0, &report) != 0) tr_die_with_error();
+    data_spec_free(&spec);
+    uint64_t th = tok_hash(tok);
+    TokenLoader *train = loader_open(data_dir, "train", th, B, T, 1, (uint64_t)cfg.seed);
+    TokenLoader *val = train ? loader_open(data_dir, "val", th, B, T, 0, 0) : NULL;
+    if (!train || !val) tr_die_with_error();
+
+    GPTConfig mc = {.V = tok_vocab_size(tok), .L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd,
+                    .NH = (int)cfg.model.n_head, .max_T = T};
+    GPT model;
+    if (gpt_build(&model, &mc, cfg.model.posenc, (uint64_t)cfg.seed) != 0) tr_die_with_error();
+    ParamGroup *groups;
+    int n_groups = gpt_param_groups(&model, (float)cfg.optim.weight_decay, (float)cfg.optim.posenc_lr_mult,
+                                    (float)cfg.optim.posenc_weight_decay, &groups);
+    AdamW opt;
+    if (adamw_init(&opt, model.num_params, groups, n_groups, (float)cfg.optim.beta1, (float)cfg.optim.beta2,
+                   (float)cfg.optim.eps, (float)cfg.optim.grad_clip, cfg.optim.clip_per_group) != 0)
+        tr_die_with_error();
+    for (int g = 0; g < n_groups; g++) free(groups[g].ranges);
+    free(groups);
+    LrSchedule sched = {.kind = strcmp(cfg.optim.schedule, "cosine") ? LR_CONSTANT : LR_COSINE,
+                        .lr = (float)cfg.optim.lr, .min_lr = (float)cfg.optim.min_lr,
+                        .warmup = cfg.optim.warmup_steps, .max_steps = cfg.train.max_steps};
+
+    int32_t *window = xmalloc((size_t)B * (T + 1) * sizeof *window);
+    int *n_targets = xmalloc((size_t)B * sizeof *n_targets);
+    int32_t *inputs = xmalloc((size_t)B * T * sizeof *inputs), *targets = xmalloc((size_t)B * T * sizeof *targets);
+    /* One forward to size the activations, so the memory report below is complete. */
+    if (loader_next(train, window, n_targets) != 1) tr_die_with_error();
+    split_windows(window, n_targets, inputs, targets, B, T);
+    if (gpt_forward(&model, inputs, targets, B, T) != 0) tr_die_with_error();
+    loader_set_state(train, (LoaderState){0, 0});
+    printf("model: %s, L=%d C=%d NH=%d T=%d V=%d: %zu parameters\n", model.posenc.kind->name, mc.L, mc.C, mc.NH, T,
+           mc.V, model.num_params);
+    printf("memory: parameters %.1f MB, gradients %.1f MB, AdamW %.1f MB, activations (B=%d) %.1f MB\n",
+           model.num_params * 4e-6, model.num_params * 4e-6, model.num_params * 8e-6, B, model.num_acts * 4e-6);
+    printf("data: train %llu tokens, val %llu tokens; %ld tokens per step\n",
+           (unsigned long long)loader_num_tokens(train), (unsigned long long)loader_num_tokens(val),
+           cfg.train.batch_size * cfg.model.block_size * cfg.train.grad_accum);
+
+    CheckpointState st = {.config_hash = run_config_hash(&cfg, tok), .rng_state = (uint64_t)cfg.seed};
+    if (resume) {
+        if (checkpoint_load(ckpt_path, &st, st.config_hash, model.params_memory, model.num_params, &opt) != 0)
+            tr_die_with_error();
+        if (loader_set_state(train, st.loader) != 0) tr_die_with_error();
+        truncate_log(log_path, st.step);
+        printf("resumed from %s at step %llu\n", ckpt_path, (unsigned long long)st.step);
+    } else {
+        char *json = config_to_json(&cfg);
+        TrAtomicFile af;
+        path_in(path, sizeof path, out, "config.json");
+        if (tr_atomic_open(&af, path) != 0) tr_die_with_error();
+        fprintf(af.f, "%s\n", json);
+        free(json);
+        if (tr_atomic_commit(&af) != 0) tr_die_with_error();
+        if (tr_atomic_open(&af, log_path) != 0) tr_die_with_error();
+        fprintf(af.f, "step,tokens,train_loss,val_loss,val_bpb,lr,grad_norm,elapsed_s,tokens_per_s\n");
+        if (tr_atomic_commit(&af) != 0) tr_die_with_error();
+    }
+
+    FILE *log = fopen(log_path, "a");
+    if (!log) tr_die("%s: cannot append", log_path);
+    const int tty = isatty(fileno(stdout));
+    const long steps = cfg.train.max_steps, accum = cfg.train.grad_accum;
+    const double t_start = tr_now_seconds();
+    const uint64_t first_step = st.step;
+    const double elapsed_before = st.elapsed_s;   /* training time of earlier sessions (resume) */
+    double train_loss = 0, grad_norm = 0;
+    float lr = 0;
+    const uint64_t end = stop_at > 0 && stop_at < steps ? (uint64_t)stop_at : (uint64_t)steps;
+    for (uint64_t step = st.step; step < end; step++) {
+        gpt_zero_grad(&model);
+        train_loss = 0;
+        for (long micro = 0; micro < accum; micro++) {
+            if (loader_next(train, window, n_targets) != 1) tr_die_with_error();
+            split_windows(window, n_targets, inputs, targets, B, T);
+            if (gpt_forward(&model, inputs, targets, B, T) != 0) tr_die_with_error();
+            if (!isfinite(model.mean_loss))
+                tr_die("step %llu: the loss is %f; stopping (the last checkpoint, if any, is intact)",
+                       (unsigned long long)step, model.mean_loss);
+            gpt_backward(&model, inputs, 1.0f / (float)accum);
+            train_loss += model.mean_loss / (double)accum;
+        }
+        lr = lr_at(&sched, (long)step);
+        grad_norm = adamw_step(&opt, model.params_memory, model.grads_memory, lr);
+        if (!isfinite(grad_norm))
+            tr_die("step %llu: the gradient norm is %f; stopping (the last checkpoint, if any, is intact)",
+                   (unsigned long long)step, grad_norm);
+        st.step = step + 1;
+        st.tokens_seen += (uint64_t)B * T * accum;
+
+        double session_s = tr_now_seconds() - t_start;
+        double elapsed = st.elapsed_s = elapsed_before + session_s;
+        double tok_per_s = (double)(st.step - first_step) * B * T * accum / session_s;
+        if (tty || st.step % cfg.train.log_every == 0 || st.step == (uint64_t)steps) {
+            char eta[32];
+            format_duration(eta, sizeof eta, (double)(steps - (long)st.step) * B * T * accum / tok_per_s);
+            printf("%sstep %llu/%ld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s%s", tty ? "\r" : "",
+                   (unsigned long long)st.step, steps, train_loss, lr, grad_norm, tok_per_s, eta, tty ? "  " : "\n");
+            fflush(stdout);
+        }
+        int last = st.step == (uint64_t)steps;
+        if (st.step % cfg.train.eval_every == 0 || last) {
+            EvalResult ev = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, window, n_targets, inputs, targets);
+            if (tty) printf("\n");
+            printf("eval step %llu: val loss %.4f, %.4f bits per byte (%llu tokens)\n", (unsigned long long)st.step,
+                   ev.loss, ev.bits_per_byte, (unsigned long long)ev.tokens);
+            fprintf(log, "%llu,%llu,%.6f,%.6f,%.6f,%.6e,%.6f,%.2f,%.1f\n", (unsigned long long)st.step,
+                    (unsigned long long)st.tokens_seen, train_loss, ev.loss, ev.bits_per_byte, lr, grad_norm, elapsed,
+                    tok_per_s);
+            fflush(log);
+        }
+        if ((cfg.train.checkpoint_every && st.step % cfg.train.checkpoint_every == 0) || st.step == end) {
+            st.loader = loader_get_state(train);
+            if (checkpoint_save(ckpt_path, &st, model.params_memory, model.num_params, &opt) != 0)
+                tr_die_with_error();
+        }
+    }
+    fclose(log);
+    printf("done: %s (log.csv, config.json, checkpoint.bin)\n", out);
+
+    free(window); free(n_targets); free(inputs); free(targets); free(sets);
+    adamw_free(&opt);
+    gpt_free(&model);
+    loader_close(train);
+    loader_close(val);
+    tok_free(tok);
+    config_free(&cfg);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 
 typedef struct {
     const char *name;
@@ -25,6 +313,7 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"run", cmd_run, "train a model from a config (the main job)"},
     {"tokenizer", cmd_tokenizer, "learn a BPE tokenizer from text"},
     {"prepare", cmd_prepare, "encode text into token shards"},
     {"encode", cmd_encode, "encode a string or files; reports MB/s"},

@@ -38,6 +38,9 @@ int checkpoint_save(const char *path, const CheckpointState *st, const float *pa
     put64(h + 56, st->rng_state);
     put64(h + 64, st->loader.epoch);
     put64(h + 72, st->loader.cursor);
+    uint64_t elapsed_bits;
+    memcpy(&elapsed_bits, &st->elapsed_s, 8);
+    put64(h + 80, elapsed_bits);
 
     TrAtomicFile af;
     if (tr_atomic_open(&af, path) != 0) return -1;
@@ -122,5 +125,7 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
     st->rng_state = get64(h + 56);
     st->loader.epoch = get64(h + 64);
     st->loader.cursor = get64(h + 72);
+    uint64_t elapsed_bits = get64(h + 80);
+    memcpy(&st->elapsed_s, &elapsed_bits, 8);
     return 0;
 }

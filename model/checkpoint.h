@@ -12,7 +12,8 @@
  *         24    8  number of parameters P
  *         32    8  step           40  8  tokens seen     48  8  AdamW t
  *         56    8  RNG state      64  8  loader epoch    72  8  loader cursor
- *         80   48  zero
+ *         80    8  training seconds so far (IEEE double)
+ *         88   40  zero
  *        128  4P   parameters (fp32), then 4P AdamW m and 4P AdamW v if flag bit 0
  *        end    8  FNV-1a 64 of every byte before it (catches truncation and corruption)
  */
@@ -31,6 +32,7 @@ typedef struct {
     uint64_t tokens_seen;
     uint64_t rng_state;
     LoaderState loader;
+    double elapsed_s;         /* training wall time so far, so log.csv's clock continues */
 } CheckpointState;
 
 /* opt may be NULL (a model-only checkpoint). 0 / -1 (error set; the old file is untouched). */

@@ -101,7 +101,15 @@ int cmd_tokenizer(int argc, char **argv) {
         n_inputs = spec.n_train;
     }
 
-    int n_merges = (int)vocab - 257;
+    Tokenizer *tok = learn_tokenizer(inputs, n_inputs, (int)vocab, out_path);
+    tok_free(tok);
+    data_spec_free(&spec);
+    free(files);
+    return 0;
+}
+
+Tokenizer *learn_tokenizer(const DataInput *inputs, int n_inputs, int vocab, const char *out_path) {
+    int n_merges = vocab - 257;
     double t0 = tr_now_seconds();
     BpeCounter *counter = bpe_counter_new();
     uint64_t stories = for_each_story(inputs, n_inputs, count_story, counter);
@@ -110,23 +118,20 @@ int cmd_tokenizer(int argc, char **argv) {
             (unsigned long long)bpe_counter_total(counter), bpe_counter_distinct(counter),
             (unsigned long long)stories, t_count);
 
-    uint32_t (*merges)[2] = xmalloc((size_t)n_merges * sizeof *merges);
+    uint32_t (*merges)[2] = xmalloc((size_t)(n_merges > 0 ? n_merges : 1) * sizeof *merges);
     double t1 = tr_now_seconds();
     int learned = bpe_train(counter, n_merges, merges, 500);
     double t_merge = tr_now_seconds() - t1;
     if (learned < n_merges)
-        fprintf(stderr, "note: only %d merges possible (no pair occurs twice any more): vocab %d, not %lld\n",
+        fprintf(stderr, "note: only %d merges possible (no pair occurs twice any more): vocab %d, not %d\n",
                 learned, learned + 257, vocab);
     Tokenizer *tok = tok_from_merges((const uint32_t(*)[2])merges, learned);
     if (!tok || tok_save(tok, out_path) != 0) tr_die_with_error();
     fprintf(stderr, "learned %d merges in %.2f s (total %.2f s); vocab %d, hash %016llx -> %s\n", learned,
             t_merge, tr_now_seconds() - t0, tok_vocab_size(tok), (unsigned long long)tok_hash(tok), out_path);
-    tok_free(tok);
     free(merges);
     bpe_counter_free(counter);
-    data_spec_free(&spec);
-    free(files);
-    return 0;
+    return tok;
 }
 
 /* ---- encode ---- */

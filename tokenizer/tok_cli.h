@@ -3,6 +3,7 @@
 #ifndef TINYROPE_TOK_CLI_H
 #define TINYROPE_TOK_CLI_H
 
+#include "../data/shards.h"
 #include "tokenizer.h"
 
 int cmd_tokenizer(int argc, char **argv);   /* learn merges, save the tokenizer */
@@ -13,5 +14,9 @@ int cmd_decode(int argc, char **argv);      /* text of ids */
  * (advancing *i); returns NULL if argv[*i] is neither option. Exits with one error line if the
  * files are bad. */
 Tokenizer *cli_tokenizer_option(int argc, char **argv, int *i);
+
+/* Learns a vocab-token BPE tokenizer from the stories of inputs, saves it to out_path and returns
+ * it, printing progress to stderr. Exits with one error line on bad input. */
+Tokenizer *learn_tokenizer(const DataInput *inputs, int n_inputs, int vocab, const char *out_path);
 
 #endif

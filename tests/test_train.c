@@ -1,0 +1,137 @@
+/* test_train.c: training as a whole: a tiny model overfits one batch; `./train run` resumed from a
+ * checkpoint writes the same log rows as an uninterrupted run; bad configs and foreign
+ * checkpoints are refused with one error line. */
+#include <math.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "../data/util.h"
+#include "../model/gpt.h"
+#include "../model/optim.h"
+#include "test.h"
+
+/* Overfitting one batch: the model, the backward and AdamW together can drive the loss to ~0. */
+static void test_overfit_one_batch(void) {
+    GPTConfig cfg = {.V = 64, .L = 2, .C = 32, .NH = 2, .max_T = 16};
+    const int B = 4, T = 16, steps = test_small() ? 150 : 300;
+    cJSON *pe = cJSON_Parse("{\"kind\": \"rope\"}");
+    GPT m;
+    CHECK(gpt_build(&m, &cfg, pe, 42) == 0);
+    cJSON_Delete(pe);
+    ParamGroup *groups;
+    int n = gpt_param_groups(&m, 0.0f, 1.0f, 0.0f, &groups);
+    AdamW opt;
+    CHECK(adamw_init(&opt, m.num_params, groups, n, 0.9f, 0.95f, 1e-8f, 1.0f, 0) == 0);
+    for (int g = 0; g < n; g++) free(groups[g].ranges);
+    free(groups);
+    int32_t tokens[4 * 16], targets[4 * 16];
+    uint64_t rng = 7;
+    for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)(tr_rng_u64(&rng) % 64);
+    for (int i = 0; i < B * T; i++) targets[i] = (int32_t)(tr_rng_u64(&rng) % 64);
+    float first = 0, loss = 0;
+    for (int s = 0; s < steps; s++) {
+        gpt_forward(&m, tokens, targets, B, T);
+        if (s == 0) first = m.mean_loss;
+        loss = m.mean_loss;
+        gpt_zero_grad(&m);
+        gpt_backward(&m, tokens, 1.0f);
+        adamw_step(&opt, m.params_memory, m.grads_memory, 1e-2f);
+    }
+    CHECKF(fabsf(first - logf(64.0f)) < 0.1f, "initial loss %f, want about log 64 = %f", first, logf(64.0f));
+    CHECKF(loss < 0.1f, "loss after %d steps on one batch: %f (want < 0.1)", steps, loss);
+    adamw_free(&opt);
+    gpt_free(&m);
+}
+
+static char err_buf[4096];
+
+static int run_train(const char *args) {
+    const char *bin = getenv("TINYROPE_TRAIN_BIN");
+    char cmd[4096], err_path[600];
+    snprintf(err_path, sizeof err_path, "%s/train.err", test_tmp_dir());
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin ? bin : "./train", args, err_path);
+    int status = system(cmd);
+    char *e = tr_read_file(err_path, NULL);
+    snprintf(err_buf, sizeof err_buf, "%s", e ? e : "");
+    free(e);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* The first 7 columns of log.csv (everything but the clock). */
+static char *log_without_timing(const char *dir) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/log.csv", dir);
+    char *text = tr_read_file(path, NULL);
+    if (!text) return xstrdup("");
+    char *out = xmalloc(strlen(text) + 1), *o = out;
+    int col = 0;
+    for (char *p = text; *p; p++) {
+        if (*p == '\n') col = 0;
+        else if (*p == ',') col++;
+        if (col < 7 || *p == '\n') *o++ = *p;
+    }
+    *o = '\0';
+    free(text);
+    return out;
+}
+
+#define TINY_RUN "run configs/demo.json --set model.n_layer=1 --set model.n_embd=32 --set model.n_head=2 " \
+                 "--set model.block_size=32 --set train.batch_size=4 --set train.max_steps=12 "            \
+                 "--set train.eval_every=4 --set train.eval_max_tokens=2000 --set optim.warmup_steps=2"
+
+static void test_resume_equals_uninterrupted(void) {
+    const char *tmp = test_tmp_dir();
+    char a[600], b[600], args[2048];
+    snprintf(a, sizeof a, "%s/run_a", tmp);
+    snprintf(b, sizeof b, "%s/run_b", tmp);
+    snprintf(args, sizeof args, "rm -rf %s %s", a, b);
+    CHECK(system(args) == 0);
+    const char *kinds[] = {"rope", "learned"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, TINY_RUN " --set model.posenc.kind=%s --set out_dir=%s", kinds[k], a);
+        CHECKF(run_train(args) == 0, "uninterrupted run: %s", err_buf);
+        snprintf(args, sizeof args, TINY_RUN " --set model.posenc.kind=%s --set out_dir=%s --stop-at 6", kinds[k], b);
+        CHECKF(run_train(args) == 0, "interrupted run: %s", err_buf);
+        snprintf(args, sizeof args, TINY_RUN " --set model.posenc.kind=%s --set out_dir=%s --resume", kinds[k], b);
+        CHECKF(run_train(args) == 0, "resumed run: %s", err_buf);
+        char *la = log_without_timing(a), *lb = log_without_timing(b);
+        CHECKF(strlen(la) > 100 && !strcmp(la, lb), "%s: logs differ:\n%s\nvs\n%s", kinds[k], la, lb);
+        free(la);
+        free(lb);
+        /* A checkpoint from another model configuration is refused. */
+        snprintf(args, sizeof args, TINY_RUN " --set model.posenc.kind=%s --set out_dir=%s --set model.n_layer=2 --resume",
+                 kinds[k], b);
+        CHECKF(run_train(args) == 1 && strstr(err_buf, "checkpoint.bin") && strstr(err_buf, "another model"),
+               "foreign checkpoint not refused: %s", err_buf);
+        snprintf(args, sizeof args, "rm -rf %s %s", a, b);
+        CHECK(system(args) == 0);
+    }
+}
+
+/* Each is refused before any work: the run directory is never created. */
+static void expect_refused(const char *sets, const char *needle) {
+    char dir[600], args[2048];
+    snprintf(dir, sizeof dir, "%s/refused_run", test_tmp_dir());
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    CHECK(system(args) == 0);
+    snprintf(args, sizeof args, "run configs/demo.json --set out_dir=%s %s", dir, sets);
+    CHECKF(run_train(args) == 1 && strstr(err_buf, needle), "%s: '%s' lacks '%s'", sets, err_buf, needle);
+    CHECKF(!tr_file_exists(dir), "%s: the run directory was created before the config was checked", sets);
+}
+
+static void test_bad_configs(void) {
+    expect_refused("--set model.n_head=3", "divisible");
+    expect_refused("--set model.posenc.kind=alibi", "alibi");
+    expect_refused("--set model.posenc.base=-1", "posenc.base");
+    expect_refused("--set train.batch_size=0", "train.batch_size");
+    expect_refused("--set model.posenc.kind=xpos --set model.posenc.variant=author --set model.block_size=4096", "2048");
+    expect_refused("--set model.n_embd=30 --set model.n_head=2 --set model.posenc.kind=rope", "hs");
+    CHECK(run_train("run /nonexistent/config.json") == 1 && strstr(err_buf, "/nonexistent/config.json"));
+}
+
+int main(void) {
+    RUN(test_overfit_one_batch);
+    RUN(test_resume_equals_uninterrupted);
+    RUN(test_bad_configs);
+    return test_summary();
+}
