@@ -29,6 +29,7 @@
 #include "model/config.h"
 #include "model/gpt.h"
 #include "model/optim.h"
+#include "model/sample.h"
 #include "tokenizer/tok_cli.h"
 
 /* Loader windows (B, T+1) -> model inputs (B, T) and targets (B, T), -1 where there is none. */
@@ -39,6 +40,44 @@ static void split_windows(const int32_t *window, const int *n_targets, int32_t *
             inputs[b * T + t] = window[b * (T + 1) + t];
             targets[b * T + t] = t < n_targets[b] ? window[b * (T + 1) + t + 1] : -1;
         }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Stories: EOT (as every story in the shards starts after one), the prompt, then sampled tokens
+ * until EOT, max_tokens or the end of the context. Tokens are written to out as they come.
+ */
+static void write_story(GPT *model, const Tokenizer *tok, const char *prompt, int max_tokens, float temperature,
+                        float top_p, uint64_t seed, FILE *out) {
+    const int eot = tok_eot_id(tok);
+    size_t n = strlen(prompt);
+    uint32_t *ids = xmalloc((n + 1) * sizeof *ids);
+    size_t n_ids = tok_encode(tok, (const uint8_t *)prompt, n, ids, n + 1);
+    KVCache kv;
+    gpt_kv_init(&kv, model);
+    Sampler sampler;
+    sampler_init(&sampler, model->config.V);
+    uint64_t rng = seed;
+    const float *logits = gpt_step(model, &kv, eot);
+    for (size_t i = 0; i < n_ids && logits; i++) logits = gpt_step(model, &kv, (int32_t)ids[i]);
+    if (!logits) tr_die("prompt: %s", tr_error());
+    fwrite(prompt, 1, n, out);
+    for (int i = 0; i < max_tokens; i++) {
+        int next = sample_token(&sampler, logits, temperature, top_p, &rng);
+        if (next == eot) break;
+        int len;
+        const uint8_t *bytes = tok_token_bytes(tok, next, &len);
+        fwrite(bytes, 1, (size_t)len, out);
+        fflush(out);
+        if (kv.len == kv.capacity) {
+            fprintf(out, " [context of %d tokens full]", kv.capacity);
+            break;
+        }
+        logits = gpt_step(model, &kv, next);
+    }
+    fputc('\n', out);
+    sampler_free(&sampler);
+    gpt_kv_free(&kv);
+    free(ids);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -292,6 +331,11 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     fclose(log);
+    if (cfg.train.sample_tokens > 0 && st.step == (uint64_t)steps) {
+        printf("sample (temperature 0.8, top-p 0.9):\n");
+        write_story(&model, tok, "Once upon a time", (int)cfg.train.sample_tokens, 0.8f, 0.9f, (uint64_t)cfg.seed,
+                    stdout);
+    }
     printf("done: %s (log.csv, config.json, checkpoint.bin)\n", out);
 
     free(window); free(n_targets); free(inputs); free(targets); free(sets);
@@ -299,6 +343,54 @@ static int cmd_run(int argc, char **argv) {
     gpt_free(&model);
     loader_close(train);
     loader_close(val);
+    tok_free(tok);
+    config_free(&cfg);
+    return 0;
+}
+
+static void sample_usage(void) {
+    fprintf(stderr, "usage: train sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P]\n"
+                    "                    [--seed S] [--checkpoint FILE]\n"
+                    "  writes a story from the run's checkpoint (default: RUN_DIR/checkpoint.bin), with a\n"
+                    "  KV cache; temperature 0 = always the most likely token\n");
+}
+
+static int cmd_sample(int argc, char **argv) {
+    const char *run_dir = NULL, *prompt = "Once upon a time", *ckpt = NULL;
+    long long n_tokens = 200, seed = 1;
+    double temperature = 0.8, top_p = 0.9;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--prompt")) prompt = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--tokens")) n_tokens = tr_parse_int(tr_arg_value(argc, argv, &i), "--tokens", 0, 1 << 20);
+        else if (!strcmp(argv[i], "--temperature"))
+            temperature = tr_parse_double(tr_arg_value(argc, argv, &i), "--temperature", 0, 100);
+        else if (!strcmp(argv[i], "--top-p")) top_p = tr_parse_double(tr_arg_value(argc, argv, &i), "--top-p", 0, 1);
+        else if (!strcmp(argv[i], "--seed")) seed = tr_parse_int(tr_arg_value(argc, argv, &i), "--seed", 0, 1LL << 62);
+        else if (!strcmp(argv[i], "--checkpoint")) ckpt = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--help")) { sample_usage(); return 0; }
+        else if (!strncmp(argv[i], "--", 2)) { sample_usage(); tr_die("sample: unknown option '%s'", argv[i]); }
+        else run_dir = argv[i];
+    }
+    if (!run_dir) { sample_usage(); tr_die("sample: give the run directory (the out_dir of a run)"); }
+    char path[1100], tok_path[1100], ckpt_path[1100];
+    path_in(path, sizeof path, run_dir, "config.json");
+    RunConfig cfg;
+    if (config_load(&cfg, path, NULL, 0) != 0) tr_die_with_error();
+    if (cfg.tokenizer.file[0]) snprintf(tok_path, sizeof tok_path, "%s", cfg.tokenizer.file);
+    else path_in(tok_path, sizeof tok_path, run_dir, "tokenizer.bpe");
+    Tokenizer *tok = tok_load(tok_path);
+    if (!tok) tr_die_with_error();
+    GPTConfig mc = {.V = tok_vocab_size(tok), .L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd,
+                    .NH = (int)cfg.model.n_head, .max_T = (int)cfg.model.block_size};
+    GPT model;
+    if (gpt_build(&model, &mc, cfg.model.posenc, (uint64_t)cfg.seed) != 0) tr_die_with_error();
+    if (ckpt) snprintf(ckpt_path, sizeof ckpt_path, "%s", ckpt);
+    else path_in(ckpt_path, sizeof ckpt_path, run_dir, "checkpoint.bin");
+    CheckpointState st;
+    if (checkpoint_load(ckpt_path, &st, run_config_hash(&cfg, tok), model.params_memory, model.num_params, NULL) != 0)
+        tr_die_with_error();
+    write_story(&model, tok, prompt, (int)n_tokens, (float)temperature, (float)top_p, (uint64_t)seed, stdout);
+    gpt_free(&model);
     tok_free(tok);
     config_free(&cfg);
     return 0;
@@ -314,6 +406,7 @@ typedef struct {
 
 static const Command commands[] = {
     {"run", cmd_run, "train a model from a config (the main job)"},
+    {"sample", cmd_sample, "write a story from a run's checkpoint"},
     {"tokenizer", cmd_tokenizer, "learn a BPE tokenizer from text"},
     {"prepare", cmd_prepare, "encode text into token shards"},
     {"encode", cmd_encode, "encode a string or files; reports MB/s"},

@@ -262,3 +262,12 @@ long long tr_parse_int(const char *s, const char *what, long long min, long long
     if (v < min || v > max) tr_die("%s: %lld is out of range [%lld, %lld]", what, v, min, max);
     return v;
 }
+
+double tr_parse_double(const char *s, const char *what, double min, double max) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) tr_die("%s: '%s' is not a number", what, s);
+    if (v < min || v > max) tr_die("%s: %g is out of range [%g, %g]", what, v, min, max);
+    return v;
+}

@@ -79,5 +79,7 @@ float tr_rng_normal(uint64_t *state);              /* N(0, 1), Box-Muller */
 const char *tr_arg_value(int argc, char **argv, int *i);
 /* Parses a whole decimal integer in [min, max] or exits with "error: <what>: ...". */
 long long tr_parse_int(const char *s, const char *what, long long min, long long max);
+/* Parses a whole finite number in [min, max] or exits with "error: <what>: ...". */
+double tr_parse_double(const char *s, const char *what, double min, double max);
 
 #endif

@@ -356,3 +356,93 @@ int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, flo
     *groups_out = gs;
     return 3;
 }
+
+/* ---- generation with a KV cache: the forward above for one row at position kv->len ---- */
+
+void gpt_kv_init(KVCache *kv, const GPT *m) {
+    const GPTConfig *c = &m->config;
+    const PosEncKind *k = m->posenc.kind;
+    size_t L = (size_t)c->L, C = (size_t)c->C, cap = (size_t)c->max_T, S = (size_t)m->S, V = (size_t)c->V;
+    size_t n_state = k->num_state ? k->num_state(&m->posenc, 1) : 0;
+    size_t n_acts = k->num_acts ? k->num_acts(&m->posenc, 1, 1) : 0;
+    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V};
+    float **fields[] = {&kv->k, &kv->v, &kv->posenc_state, &kv->posenc_acts, &kv->x, &kv->ln, &kv->qkv,
+                        &kv->atty, &kv->att, &kv->fch, &kv->logits};
+    size_t total;
+    kv->memory = alloc_and_point(fields, sizes, (int)(sizeof sizes / sizeof sizes[0]), &total);
+    kv->capacity = c->max_T;
+    gpt_kv_reset(kv, m);
+}
+
+void gpt_kv_reset(KVCache *kv, const GPT *m) {
+    const PosEncKind *k = m->posenc.kind;
+    size_t n_state = k->num_state ? k->num_state(&m->posenc, 1) : 0;
+    if (n_state) memset(kv->posenc_state, 0, n_state * sizeof(float));
+    kv->len = 0;
+}
+
+void gpt_kv_free(KVCache *kv) {
+    free(kv->memory);
+    memset(kv, 0, sizeof *kv);
+}
+
+const float *gpt_step(GPT *m, KVCache *kv, int32_t token) {
+    const GPTConfig *c = &m->config;
+    const int L = c->L, C = c->C, NH = c->NH, S = m->S, V = c->V, hs = C / NH, pos = kv->len;
+    if (pos >= kv->capacity) {
+        tr_set_error("generation: the context of %d tokens is full", kv->capacity);
+        return NULL;
+    }
+    if (token < 0 || token >= V) {
+        tr_set_error("generation: token %d is outside the vocabulary (%d)", token, V);
+        return NULL;
+    }
+    const PosEnc *pe = &m->posenc;
+    const ParameterTensors *p = &m->params;
+    float mean, rstd;
+    embedding_forward(kv->x, &token, p->wte, 1, 1, C);
+    if (pe->kind->embed_forward) pe->kind->embed_forward(pe, kv->x, m->posenc_params, 1, 1, pos);
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int l = 0; l < L; l++) {
+        float *k_cache = kv->k + (size_t)l * kv->capacity * C, *v_cache = kv->v + (size_t)l * kv->capacity * C;
+        layernorm_forward(kv->ln, &mean, &rstd, kv->x, p->ln1w + (size_t)l * C, 1, C);
+        matmul_forward(kv->qkv, kv->ln, p->qkvw + (size_t)l * S * C, 1, C, S);
+        if (pe->kind->qk_forward)
+            pe->kind->qk_forward(pe, l, kv->qkv, kv->ln, m->posenc_params, kv->posenc_acts, kv->posenc_state, 1, 1,
+                                 pos);
+        memcpy(k_cache + (size_t)pos * C, kv->qkv + C, (size_t)C * sizeof(float));
+        memcpy(v_cache + (size_t)pos * C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
+        /* attention of the one query over positions 0..pos, head by head */
+        for (int h = 0; h < NH; h++) {
+            const float *q = kv->qkv + h * hs;
+            float maxval = -INFINITY, sum = 0.0f;
+            for (int s = 0; s <= pos; s++) {
+                const float *k = k_cache + (size_t)s * C + h * hs;
+                float dot = 0.0f;
+                for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                kv->att[s] = dot * scale;
+                if (kv->att[s] > maxval) maxval = kv->att[s];
+            }
+            for (int s = 0; s <= pos; s++) sum += (kv->att[s] = expf(kv->att[s] - maxval));
+            float *y = kv->atty + h * hs;
+            for (int i = 0; i < hs; i++) y[i] = 0.0f;
+            for (int s = 0; s <= pos; s++) {
+                const float *v = v_cache + (size_t)s * C + h * hs;
+                float w = kv->att[s] / sum;
+                for (int i = 0; i < hs; i++) y[i] += w * v[i];
+            }
+        }
+        /* res2 = x + atty @ attprojw^T; res3 = res2 + gelu(ln2 @ fcw^T) @ fcprojw^T (ln doubles as scratch) */
+        matmul_forward(kv->ln, kv->atty, p->attprojw + (size_t)l * C * C, 1, C, C);
+        residual_forward(kv->x, kv->x, kv->ln, C);
+        layernorm_forward(kv->ln, &mean, &rstd, kv->x, p->ln2w + (size_t)l * C, 1, C);
+        matmul_forward(kv->fch, kv->ln, p->fcw + (size_t)l * 4 * C * C, 1, C, 4 * C);
+        gelu_forward(kv->fch, kv->fch, 4 * C);
+        matmul_forward(kv->ln, kv->fch, p->fcprojw + (size_t)l * C * 4 * C, 1, 4 * C, C);
+        residual_forward(kv->x, kv->x, kv->ln, C);
+    }
+    layernorm_forward(kv->ln, &mean, &rstd, kv->x, p->lnfw, 1, C);
+    matmul_forward(kv->logits, kv->ln, p->wte, 1, C, V);
+    kv->len++;
+    return kv->logits;
+}

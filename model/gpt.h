@@ -109,6 +109,27 @@ int gpt_forward(GPT *model, const int32_t *tokens, const int32_t *targets, int B
 void gpt_backward(GPT *model, const int32_t *tokens, float loss_scale);
 void gpt_zero_grad(GPT *model);
 
+/* ---- generation with a KV cache ----
+ * One token at a time: each step computes only the new token's row, attending over the cached
+ * (already rotated) keys and values, so a story of n tokens costs O(n) rows, not O(n^2). A posenc
+ * with a recurrent state keeps it in the cache too. Positions stop at the context length. */
+typedef struct {
+    int capacity;            /* max_T positions */
+    int len;                 /* tokens cached so far = the next token's position */
+    float *k, *v;            /* (L, capacity, C) each: rotated keys, values */
+    float *posenc_state;     /* the posenc's num_state(1) floats */
+    float *posenc_acts;      /* scratch for the posenc's hooks at (B, T) = (1, 1) */
+    float *x, *ln, *qkv, *atty, *att, *fch, *logits; /* one row each: C, C, S, C, capacity, 4C, V */
+    float *memory;           /* all of the above, one allocation */
+} KVCache;
+
+void gpt_kv_init(KVCache *kv, const GPT *model);
+void gpt_kv_reset(KVCache *kv, const GPT *model);   /* start a new sequence */
+void gpt_kv_free(KVCache *kv);
+/* Feeds token at position kv->len and returns the logits (V) for the next token (valid until the
+ * next call), or NULL with the error set when the context is full or the token is invalid. */
+const float *gpt_step(GPT *model, KVCache *kv, int32_t token);
+
 /* The AdamW groups of this model: "decay" (the weight matrices), "no_decay" (embedding and
  * LayerNorm weights) and "posenc" (the posenc's parameters and extra QKV rows). Caller frees
  * each group's ranges and the array. */

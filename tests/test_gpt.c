@@ -141,6 +141,52 @@ static void test_init_loss_and_groups(void) {
     gpt_free(&m);
 }
 
+/* Generating token by token with the KV cache gives the same next-token distribution at every
+ * position as the full forward over the whole sequence, for every kind. */
+static void kv_cache_check(const char *options_json) {
+    cJSON *options = cJSON_Parse(options_json);
+    GPT m;
+    CHECKF(gpt_build(&m, &tiny, options, 11) == 0, "%s: %s", options_json, tr_error());
+    cJSON_Delete(options);
+    uint64_t rng = 5;
+    for (size_t i = 0; i < m.num_params; i++) m.params_memory[i] += 0.3f * tr_rng_normal(&rng);
+    const int T = tiny.max_T;
+    int32_t tokens[8];
+    for (int t = 0; t < T; t++) tokens[t] = (int32_t)(tr_rng_u64(&rng) % (uint64_t)tiny.V);
+    CHECK(gpt_forward(&m, tokens, NULL, 1, T) == 0);
+    KVCache kv;
+    gpt_kv_init(&kv, &m);
+    double worst = 0;
+    for (int round = 0; round < 2; round++) {   /* twice: reset must start a clean sequence */
+        gpt_kv_reset(&kv, &m);
+        for (int t = 0; t < T; t++) {
+            const float *logits = gpt_step(&m, &kv, tokens[t]);
+            CHECK(logits != NULL);
+            if (!logits) break;
+            float maxv = logits[0];
+            for (int i = 1; i < tiny.V; i++) maxv = fmaxf(maxv, logits[i]);
+            double sum = 0;
+            for (int i = 0; i < tiny.V; i++) sum += exp(logits[i] - maxv);
+            for (int i = 0; i < tiny.V; i++) {
+                double p = exp(logits[i] - maxv) / sum;
+                worst = fmax(worst, fabs(p - m.acts.probs[(size_t)t * tiny.V + i]));
+            }
+        }
+    }
+    CHECKF(worst < 2e-6, "%s: cached probabilities differ from the full forward by %g", options_json, worst);
+    CHECK(gpt_step(&m, &kv, 0) == NULL && strstr(tr_error(), "full"));
+    gpt_kv_free(&kv);
+    gpt_free(&m);
+}
+
+static void test_kv_cache_equals_full_forward(void) {
+    kv_cache_check("{\"kind\": \"none\"}");
+    kv_cache_check("{\"kind\": \"learned\"}");
+    kv_cache_check("{\"kind\": \"rope\"}");
+    kv_cache_check("{\"kind\": \"xpos\"}");
+    kv_cache_check("{\"kind\": \"xpos\", \"variant\": \"author\"}");
+}
+
 static void test_bad_inputs(void) {
     GPT m;
     cJSON *options = cJSON_Parse("{\"kind\": \"rope\"}");
@@ -160,6 +206,7 @@ static void test_bad_inputs(void) {
 int main(void) {
     RUN(test_gradients_every_kind);
     RUN(test_backward_accumulates);
+    RUN(test_kv_cache_equals_full_forward);
     RUN(test_init_loss_and_groups);
     RUN(test_bad_inputs);
     return test_summary();
