@@ -41,7 +41,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK  := build/.deps-ok
 
 .SECONDARY:
-.PHONY: all test test-fast test-san demo bench bench-tokenizer clean deps
+.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train clean deps
 
 all: train
 
@@ -83,7 +83,13 @@ demo: train
 bench-tokenizer: train
 	sh scripts/bench_tokenizer.sh
 
-bench: bench-tokenizer
+# Training step: this machine's sgemm peak, then tokens/s, ms per phase and the fraction of the
+# peak for the two shapes of the README table, on 1 and 2 threads.
+bench-train: $(BUILD)/tests/bench_train
+	OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train
+	OMP_NUM_THREADS=1 $(BUILD)/tests/bench_train rope 768 4 16 512 4096 4
+
+bench: bench-tokenizer bench-train
 
 clean:
 	rm -rf build build-san train

@@ -151,7 +151,7 @@ static void truncate_log(const char *log_path, uint64_t step) {
 
 static void format_duration(char *out, size_t cap, double s) {
     if (s < 0 || !isfinite(s)) snprintf(out, cap, "?");
-    else if (s < 60) snprintf(out, cap, "%.0fs", s);
+    else if (s < 60) snprintf(out, cap, "%ds", (int)s);
     else if (s < 3600) snprintf(out, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
     else snprintf(out, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
@@ -196,7 +196,8 @@ static int cmd_run(int argc, char **argv) {
     path_in(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
     path_in(data_dir, sizeof data_dir, out, "data");
 
-    /* Tokenizer: the config's file, else the run's own (learned once, reused on resume). */
+    /* Tokenizer: the config's file, else the run's own: learned afresh by a new run (it is
+     * deterministic, so the shards of an identical earlier run are still reused), loaded on resume. */
     DataSpec spec;
     if (data_spec_load(cfg.data, &spec) != 0) tr_die_with_error();
     Tokenizer *tok;
@@ -205,7 +206,7 @@ static int cmd_run(int argc, char **argv) {
         if (!(tok = tok_load(tok_path))) tr_die_with_error();
     } else {
         path_in(tok_path, sizeof tok_path, out, "tokenizer.bpe");
-        if (tr_file_exists(tok_path)) {
+        if (resume) {
             if (!(tok = tok_load(tok_path))) tr_die_with_error();
         } else {
             tok = learn_tokenizer(spec.train, spec.n_train, (int)cfg.tokenizer.vocab_size, tok_path);
@@ -246,8 +247,9 @@ static int cmd_run(int argc, char **argv) {
     loader_set_state(train, (LoaderState){0, 0});
     printf("model: %s, L=%d C=%d NH=%d T=%d V=%d: %zu parameters\n", model.posenc.kind->name, mc.L, mc.C, mc.NH, T,
            mc.V, model.num_params);
-    printf("memory: parameters %.1f MB, gradients %.1f MB, AdamW %.1f MB, activations (B=%d) %.1f MB\n",
-           model.num_params * 4e-6, model.num_params * 4e-6, model.num_params * 8e-6, B, model.num_acts * 4e-6);
+    printf("memory: parameters %.1f MB, gradients %.1f MB, AdamW %.1f MB, activations (B=%d) %.1f MB, "
+           "their gradients %.1f MB\n", model.num_params * 4e-6, model.num_params * 4e-6, model.num_params * 8e-6, B,
+           model.num_acts * 4e-6, model.num_grad_acts * 4e-6);
     printf("data: train %llu tokens, val %llu tokens; %ld tokens per step\n",
            (unsigned long long)loader_num_tokens(train), (unsigned long long)loader_num_tokens(val),
            cfg.train.batch_size * cfg.model.block_size * cfg.train.grad_accum);

@@ -155,11 +155,11 @@ static void ensure_activations(GPT *m, int B, int T) {
     fill_act_sizes(m->act_sizes, m, B, T, n_pe_acts, 0);
     float **af[] = ACT_FIELDS(&m->acts, &m->posenc_acts);
     m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_acts);
-    size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1], n_grad_acts;
+    size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1];
     fill_act_sizes(grad_sizes, m, B, T, n_pe_acts, 1);
     float *unused_posenc_grad_acts;
     float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
-    m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, &n_grad_acts);
+    m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_grad_acts);
     m->targets = xmalloc((size_t)B * (size_t)T * sizeof *m->targets);
 }
 
@@ -245,10 +245,7 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
     const ParameterTensors *p = &m->params;
     ParameterTensors *g = &m->grads;
     ActivationTensors *a = &m->acts, *ga = &m->grad_acts;
-    size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1], n_grad_acts = 0;
-    fill_act_sizes(grad_sizes, m, B, T, 0, 1);
-    for (int i = 0; i < GPT_NUM_ACT_TENSORS; i++) n_grad_acts += grad_sizes[i];
-    memset(m->grad_acts_memory, 0, n_grad_acts * sizeof(float));   /* the layers accumulate */
+    memset(m->grad_acts_memory, 0, m->num_grad_acts * sizeof(float));   /* the layers accumulate */
 
     /* loss = mean over targets of crossentropy(softmax(logits)): dlogits replaces probs. */
     float *dlogits = a->probs;

@@ -87,7 +87,7 @@ typedef struct {
     ActivationTensors acts, grad_acts;
     float *posenc_acts;
     size_t act_sizes[GPT_NUM_ACT_TENSORS + 1];
-    size_t num_acts;
+    size_t num_acts, num_grad_acts;
     float *acts_memory, *grad_acts_memory;
     /* Set by the last forward with targets. */
     int32_t *targets;                /* (B, T) copy; -1 = no target */

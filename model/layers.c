@@ -23,6 +23,13 @@
 
 #include "data/util.h"
 
+/* ---- profiling for the benchmark (off unless layer_profile.enabled) ---- */
+LayerProfile layer_profile;
+static double profile_start(void) { return layer_profile.enabled ? tr_now_seconds() : 0.0; }
+static void profile_stop(double *total, double t0) {
+    if (layer_profile.enabled) *total += tr_now_seconds() - t0;
+}
+
 static int max_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
@@ -57,14 +64,15 @@ static int num_threads(void) {
 static inline float fast_expf(float x) {
     const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-6f;
     float xc = x < -87.3f ? -87.3f : x > 88.0f ? 88.0f : x;  // (fminf/fmaxf would block vectorising)
+    xc = xc == xc ? xc : 0.0f;   // NaN: compute on 0 (converting NaN to int is undefined), return x below
     // round to nearest integer: adding 1.5 * 2^23 pushes the fraction bits out of the float
     const float round_magic = 12582912.0f;
     float k = (xc * log2e + round_magic) - round_magic;
     float r = (xc - k * ln2_hi) - k * ln2_lo;          // two steps keep r exact to ~1 ulp
     float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
               r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    union { int32_t i; float f; } two_k = {.i = ((int32_t)k + 127) << 23};
-    return x < -87.3f ? 0.0f : p * two_k.f;
+    union { uint32_t i; float f; } two_k = {.i = (uint32_t)((int32_t)k + 127) << 23};
+    return x < -87.3f ? 0.0f : x == x ? p * two_k.f : x;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -181,12 +189,15 @@ void layernorm_backward(float *dinp /*(N,C)*/, float *dweight /*(C)*/, const flo
 
 void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
                     int N, int C, int OC) {
+    double profile_t0 = profile_start();
     // out (N,OC) = inp (N,C) . weight^T (C,OC)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    profile_stop(&layer_profile.matmul_s, profile_t0);
 }
 
 void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
                      const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
+    double profile_t0 = profile_start();
     // out = inp . weight^T, so (beta = 1: accumulate)
     // dinp (N,C) += dout (N,OC) . weight (OC,C)
     if (dinp)
@@ -196,6 +207,7 @@ void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const flo
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
+    profile_stop(&layer_profile.matmul_s, profile_t0);
 }
 
 void matmul_forward_reference(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
@@ -298,6 +310,7 @@ static void attention_head_forward(float *out, float *att, const float *q, const
 
 void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
                        int B, int T, int C, int NH, int qkv_stride) {
+    double profile_t0 = profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -308,6 +321,7 @@ void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const 
                                    q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale);
         }
     }
+    profile_stop(&layer_profile.attention_s, profile_t0);
 }
 
 /* One head's backward, tile by tile. dq, dk, dv: (T,hs) with stride ld_qkv; dout: (T,hs) with
@@ -346,6 +360,7 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
 void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                         const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
                         int B, int T, int C, int NH, int qkv_stride) {
+    double profile_t0 = profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     // Each (b,h) writes only its own head's columns of dqkv, so the iterations are independent.
@@ -365,6 +380,7 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
         }
         free(scratch);
     }
+    profile_stop(&layer_profile.attention_s, profile_t0);
 }
 
 void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,

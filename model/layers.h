@@ -79,4 +79,12 @@ double crossentropy_forward(float *probs_inout /*(N,V)*/, float *losses /*(N) or
 void crossentropy_backward(float *dlogits /*(N,V)*/, const float *probs /*(N,V)*/, const int32_t *targets /*(N)*/,
                            int N, int V, float scale);
 
+/* ---- profiling: seconds spent in the matmuls and in attention (forward + backward), summed while
+ * layer_profile.enabled is set; the benchmark's phase breakdown reads it ---- */
+typedef struct {
+    int enabled;
+    double matmul_s, attention_s;
+} LayerProfile;
+extern LayerProfile layer_profile;
+
 #endif

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include "../data/util.h"
+#include "../model/checkpoint.h"
 #include "../model/gpt.h"
 #include "../model/optim.h"
 #include "test.h"
@@ -108,19 +109,60 @@ static void test_resume_equals_uninterrupted(void) {
     }
 }
 
+/* A NaN in the weights (here planted in a checkpoint) stops the run with a message, and the
+ * checkpoint on disk stays as it was. */
+static void test_nan_stops_the_run(void) {
+    char dir[600], args[2048], ckpt[700];
+    snprintf(dir, sizeof dir, "%s/nan_run", test_tmp_dir());
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    CHECK(system(args) == 0);
+    snprintf(args, sizeof args, TINY_RUN " --set out_dir=%s --stop-at 4", dir);
+    CHECKF(run_train(args) == 0, "%s", err_buf);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.bin", dir);
+    /* Read the header fields we need to rewrite it: the config hash and the parameter count. */
+    size_t len;
+    uint8_t *bytes = (uint8_t *)tr_read_file(ckpt, &len);
+    CHECK(bytes && len > 128);
+    if (!bytes) return;
+    uint64_t hash = 0, n_params = 0;
+    for (int i = 7; i >= 0; i--) { hash = (hash << 8) | bytes[16 + i]; n_params = (n_params << 8) | bytes[24 + i]; }
+    free(bytes);
+    float *params = xmalloc(n_params * sizeof *params);
+    ParamRange range = {0, n_params};
+    ParamGroup group = {.name = "all", .lr_mult = 1, .ranges = &range, .n_ranges = 1};
+    AdamW opt;
+    CHECK(adamw_init(&opt, n_params, &group, 1, 0.9f, 0.95f, 1e-8f, 1.0f, 0) == 0);
+    CheckpointState st;
+    CHECKF(checkpoint_load(ckpt, &st, hash, params, n_params, &opt) == 0, "%s", tr_error());
+    for (size_t i = 0; i < n_params; i++) params[i] = NAN;
+    CHECK(checkpoint_save(ckpt, &st, params, n_params, &opt) == 0);
+    char *before = tr_read_file(ckpt, &len);
+    snprintf(args, sizeof args, TINY_RUN " --set out_dir=%s --resume", dir);
+    CHECKF(run_train(args) == 1 && strstr(err_buf, "nan"), "a NaN loss did not stop the run: %s", err_buf);
+    size_t len_after;
+    char *after = tr_read_file(ckpt, &len_after);
+    CHECK(after && len_after == len && memcmp(before, after, len) == 0);
+    free(before);
+    free(after);
+    free(params);
+    adamw_free(&opt);
+}
+
 /* Each is refused before any work: the run directory is never created. */
 static void expect_refused(const char *sets, const char *needle) {
     char dir[600], args[2048];
     snprintf(dir, sizeof dir, "%s/refused_run", test_tmp_dir());
     snprintf(args, sizeof args, "rm -rf %s", dir);
     CHECK(system(args) == 0);
-    snprintf(args, sizeof args, "run configs/demo.json --set out_dir=%s %s", dir, sets);
+    /* A tiny model, and one step, so a config wrongly accepted costs little. */
+    snprintf(args, sizeof args, "run configs/demo.json --set out_dir=%s --set model.n_embd=32 --set model.n_head=2 "
+             "--set train.max_steps=1 %s", dir, sets);
     CHECKF(run_train(args) == 1 && strstr(err_buf, needle), "%s: '%s' lacks '%s'", sets, err_buf, needle);
     CHECKF(!tr_file_exists(dir), "%s: the run directory was created before the config was checked", sets);
 }
 
 static void test_bad_configs(void) {
-    expect_refused("--set model.n_head=3", "divisible");
+    expect_refused("--set model.n_head=5", "divisible");
     expect_refused("--set model.posenc.kind=alibi", "alibi");
     expect_refused("--set model.posenc.base=-1", "posenc.base");
     expect_refused("--set train.batch_size=0", "train.batch_size");
@@ -132,6 +174,7 @@ static void test_bad_configs(void) {
 int main(void) {
     RUN(test_overfit_one_batch);
     RUN(test_resume_equals_uninterrupted);
+    RUN(test_nan_stops_the_run);
     RUN(test_bad_configs);
     return test_summary();
 }
