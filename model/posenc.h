@@ -101,6 +101,26 @@ int posenc_check_option_keys(const cJSON *options, const char *kind, const char 
 int posenc_number_option(const cJSON *options, const char *key, double fallback, double *value);
 int posenc_string_option(const cJSON *options, const char *key, const char *fallback, const char **value);
 
+/* The qkv row length the hooks see: S = 3C + E. */
+static inline long posenc_qkv_stride(const PosEnc *pe) {
+    return 3L * pe->dims.C + (pe->kind->num_extra ? pe->kind->num_extra(pe) : 0);
+}
+
+/* Multiplies each pair (v[2i], v[2i+1]) of `heads` consecutive head vectors of size hs by the
+ * 2x2 matrix [[a, -b], [b, a]], (a, b) = (row[2i], row[2i+1]) (sign 1), or by its transpose
+ * (sign -1, the backward). RoPE's rotation (a, b) = (cos, sin) and xPos's scaled rotation
+ * (a, b) = s (cos, sin) are both this map. */
+static inline void posenc_turn_pairs(float *v, const float *row, int heads, int hs, float sign) {
+    for (int h = 0; h < heads; h++, v += hs) {
+        for (int i = 0; i < hs / 2; i++) {
+            float a = row[2 * i], b = sign * row[2 * i + 1];
+            float x0 = v[2 * i], x1 = v[2 * i + 1];
+            v[2 * i] = x0 * a - x1 * b;
+            v[2 * i + 1] = x1 * a + x0 * b;
+        }
+    }
+}
+
 /* Finds the kind named in options["kind"] in the registry and configures it. 0 / -1 (error set,
  * naming the known kinds when the name is unknown). */
 int posenc_create(PosEnc *pe, const cJSON *options, ModelDims dims);

@@ -86,24 +86,11 @@ static int rope_num_extra(const PosEnc *pe) { return 0; }
 static size_t rope_num_acts(const PosEnc *pe, int B, int T) { return 0; }
 static size_t rope_num_state(const PosEnc *pe, int B) { return 0; }
 
-/* Turns every pair of the `heads` head vectors at v by the table row: by +angle (sign 1, the
- * forward) or by -angle (sign -1, the backward: the transpose). */
-static inline void rotate_heads(float *v, const float *row, int heads, int hs, float sign) {
-    for (int h = 0; h < heads; h++, v += hs) {
-        for (int i = 0; i < hs / 2; i++) {
-            float c = row[2 * i], s = sign * row[2 * i + 1];
-            float x0 = v[2 * i], x1 = v[2 * i + 1];
-            v[2 * i] = x0 * c - x1 * s;
-            v[2 * i + 1] = x1 * c + x0 * s;
-        }
-    }
-}
-
-/* Rotates the q and k columns of qkv (B,T,S) in place; sign as in rotate_heads. */
+/* Rotates the q and k columns of qkv (B,T,S) in place; sign as in posenc_turn_pairs. */
 static void rope_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, float sign) {
     const Rope *r = pe->impl;
     const int C = pe->dims.C, NH = pe->dims.NH, hs = r->hs;
-    const long S = 3L * C + (pe->kind->num_extra ? pe->kind->num_extra(pe) : 0);
+    const long S = posenc_qkv_stride(pe);
     const long N = (long)B * T;
     assert(pos0 >= 0 && T >= 0);
 #pragma omp parallel if (N * C >= 16384)
@@ -120,7 +107,7 @@ static void rope_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, flo
                 rope_fill_row(r, p, scratch);
                 row = scratch;
             }
-            rotate_heads(qkv + n * S, row, 2 * NH, hs, sign);
+            posenc_turn_pairs(qkv + n * S, row, 2 * NH, hs, sign);
         }
         free(scratch);
     }

@@ -182,24 +182,11 @@ static int xpos_num_extra(const PosEnc *pe) { return 0; }
 static size_t xpos_num_acts(const PosEnc *pe, int B, int T) { return 0; }
 static size_t xpos_num_state(const PosEnc *pe, int B) { return 0; }
 
-/* Applies the per-pair 2x2 map (m0, -m1; m1, m0) given by the row to each of the `heads` head
- * vectors at v (sign 1), or its transpose (sign -1). */
-static inline void scaled_rotate_heads(float *v, const float *row, int heads, int hs, float sign) {
-    for (int h = 0; h < heads; h++, v += hs) {
-        for (int i = 0; i < hs / 2; i++) {
-            float c = row[2 * i], s = sign * row[2 * i + 1];
-            float x0 = v[2 * i], x1 = v[2 * i + 1];
-            v[2 * i] = x0 * c - x1 * s;
-            v[2 * i + 1] = x1 * c + x0 * s;
-        }
-    }
-}
-
 /* The forward map (sign 1) or its transpose (sign -1) on the q and k columns of qkv (B,T,S). */
 static void xpos_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, float sign) {
     const XPos *x = pe->impl;
     const int C = pe->dims.C, NH = pe->dims.NH, hs = x->hs;
-    const long S = 3L * C + (pe->kind->num_extra ? pe->kind->num_extra(pe) : 0);
+    const long S = posenc_qkv_stride(pe);
     const long N = (long)B * T;
     assert(pos0 >= 0 && T >= 0 && (long)pos0 + T <= x->max_pos);
 #pragma omp parallel if (N * C >= 16384)
@@ -217,8 +204,8 @@ static void xpos_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, flo
                 row = scratch;
             }
             float *q = qkv + n * S;
-            scaled_rotate_heads(q, row, NH, hs, sign);          /* q: s R(angle) */
-            scaled_rotate_heads(q + C, row + hs, NH, hs, sign); /* k: s^-1 R(angle) */
+            posenc_turn_pairs(q, row, NH, hs, sign);          /* q: s R(angle) */
+            posenc_turn_pairs(q + C, row + hs, NH, hs, sign); /* k: s^-1 R(angle) */
         }
         free(scratch);
     }
