@@ -44,16 +44,20 @@ static void test_overfit_one_batch(void) {
     gpt_free(&m);
 }
 
-static char err_buf[4096];
+static char err_buf[4096], out_buf[8192];
 
+/* Runs ./train with args; its stdout and stderr land in out_buf and err_buf. */
 static int run_train(const char *args) {
     const char *bin = getenv("TINYROPE_TRAIN_BIN");
-    char cmd[4096], err_path[600];
+    char cmd[4096], out_path[600], err_path[600];
+    snprintf(out_path, sizeof out_path, "%s/train.out", test_tmp_dir());
     snprintf(err_path, sizeof err_path, "%s/train.err", test_tmp_dir());
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>%s", bin ? bin : "./train", args, err_path);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", bin ? bin : "./train", args, out_path, err_path);
     int status = system(cmd);
-    char *e = tr_read_file(err_path, NULL);
+    char *o = tr_read_file(out_path, NULL), *e = tr_read_file(err_path, NULL);
+    snprintf(out_buf, sizeof out_buf, "%s", o ? o : "");
     snprintf(err_buf, sizeof err_buf, "%s", e ? e : "");
+    free(o);
     free(e);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
@@ -107,6 +111,30 @@ static void test_resume_equals_uninterrupted(void) {
         snprintf(args, sizeof args, "rm -rf %s %s", a, b);
         CHECK(system(args) == 0);
     }
+}
+
+/* ./train sample: a story that starts with the prompt, the same for the same seed; a damaged
+ * checkpoint is refused. */
+static void test_sample_command(void) {
+    char dir[600], args[2048];
+    snprintf(dir, sizeof dir, "%s/sample_run", test_tmp_dir());
+    snprintf(args, sizeof args, "rm -rf %s", dir);
+    CHECK(system(args) == 0);
+    snprintf(args, sizeof args, TINY_RUN " --set out_dir=%s", dir);
+    CHECKF(run_train(args) == 0, "%s", err_buf);
+    char first[8192] = "";
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "sample %s --prompt 'The dog' --tokens 20 --seed 5", dir);
+        CHECKF(run_train(args) == 0, "sample: %s", err_buf);
+        if (k == 0) snprintf(first, sizeof first, "%s", out_buf);
+    }
+    CHECKF(!strncmp(first, "The dog", 7) && strlen(first) > 8 && !strcmp(first, out_buf),
+           "stories: '%s' then '%s'", first, out_buf);
+    snprintf(args, sizeof args, "sh -c 'printf X | dd of=%s/checkpoint.bin bs=1 seek=300 conv=notrunc 2>/dev/null'", dir);
+    CHECK(system(args) == 0);
+    snprintf(args, sizeof args, "sample %s --tokens 5", dir);
+    CHECKF(run_train(args) == 1 && strstr(err_buf, "checkpoint.bin") && strstr(err_buf, "checksum"),
+           "damaged checkpoint not refused: %s", err_buf);
 }
 
 /* A NaN in the weights (here planted in a checkpoint) stops the run with a message, and the
@@ -174,6 +202,7 @@ static void test_bad_configs(void) {
 int main(void) {
     RUN(test_overfit_one_batch);
     RUN(test_resume_equals_uninterrupted);
+    RUN(test_sample_command);
     RUN(test_nan_stops_the_run);
     RUN(test_bad_configs);
     return test_summary();
