@@ -88,6 +88,7 @@ bench-tokenizer: train
 bench-train: $(BUILD)/tests/bench_train
 	OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train
 	OMP_NUM_THREADS=1 $(BUILD)/tests/bench_train rope 768 4 16 512 4096 4
+	OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train '{"kind": "hddrope", "chunk": 4}' 768 4 16 512 4096 4
 
 bench: bench-tokenizer bench-train
 

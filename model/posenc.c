@@ -14,14 +14,14 @@
 
 #include "data/util.h"
 
-extern const PosEncKind posenc_none, posenc_learned, posenc_rope, posenc_xpos;
+extern const PosEncKind posenc_none, posenc_learned, posenc_rope, posenc_xpos, posenc_hddrope;
 
 const PosEncKind *const posenc_kinds[] = {
     &posenc_none,
     &posenc_learned,
     &posenc_rope,
     &posenc_xpos,
-    /* &posenc_hddrope,  <- the HDD-RoPE kind goes here (model/posenc_hddrope.c, not written yet) */
+    &posenc_hddrope,
     NULL,
 };
 

@@ -89,11 +89,11 @@ static size_t rope_num_state(const PosEnc *pe, int B) { return 0; }
 /* Rotates the q and k columns of qkv (B,T,S) in place; sign as in posenc_turn_pairs. */
 static void rope_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, float sign) {
     const Rope *r = pe->impl;
-    const int C = pe->dims.C, NH = pe->dims.NH, hs = r->hs;
+    const int NH = pe->dims.NH, hs = r->hs;
     const long S = posenc_qkv_stride(pe);
     const long N = (long)B * T;
     assert(pos0 >= 0 && T >= 0);
-#pragma omp parallel if (N * C >= 16384)
+#pragma omp parallel if (N * NH * hs >= 16384)
     {
         float *scratch = NULL; /* this thread's row for positions past the table */
 #pragma omp for schedule(static)

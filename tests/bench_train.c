@@ -8,7 +8,10 @@
  *     6 * (12 L C^2 + C V) + 6 L T C
  * The fraction of peak = FLOPs/token * tokens/s / sgemm peak.
  *
- *   bench_train [posenc_kind] [C L NH T V B]   (no shape: the two shapes of the README table)
+ *   bench_train [POSENC] [C L NH T V B]   (no shape: the two shapes of the README table)
+ * POSENC is a kind name ("rope") or a posenc JSON object ('{"kind": "hddrope", "chunk": 4}').
+ * A kind with extra QKV outputs (HDD-RoPE's generator W_g) adds 6 L C E FLOPs per token to the
+ * count above; their share is printed.
  */
 #include <cblas.h>
 #include <math.h>
@@ -43,9 +46,11 @@ static double sgemm_peak_gflops(void) {
 
 static void bench_shape(const char *kind, int C, int L, int NH, int T, int V, int B, double peak) {
     GPTConfig cfg = {.V = V, .L = L, .C = C, .NH = NH, .max_T = T};
-    char options[128];
-    snprintf(options, sizeof options, "{\"kind\": \"%s\"}", kind);
+    char options[512];
+    if (kind[0] == '{') snprintf(options, sizeof options, "%s", kind);
+    else snprintf(options, sizeof options, "{\"kind\": \"%s\"}", kind);
     cJSON *pe = cJSON_Parse(options);
+    if (!pe) tr_die("bench: bad posenc JSON: %s", kind);
     GPT m;
     if (gpt_build(&m, &cfg, pe, 1) != 0) tr_die_with_error();
     cJSON_Delete(pe);
@@ -75,16 +80,19 @@ static void bench_shape(const char *kind, int C, int L, int NH, int T, int V, in
     layer_profile.enabled = 0;
     double step_s = (fwd + bwd + upd) / steps;
     double tok_s = (double)N / step_s;
-    double flops_per_token = 6.0 * (12.0 * L * (double)C * C + (double)C * V) + 6.0 * L * (double)T * C;
+    double extra_flops = 6.0 * L * (double)C * (m.S - 3 * C);   /* the posenc's extra QKV outputs */
+    double flops_per_token = 6.0 * (12.0 * L * (double)C * C + (double)C * V) + 6.0 * L * (double)T * C + extra_flops;
     double gflops = flops_per_token * tok_s / 1e9;
     double mm = layer_profile.matmul_s / steps, att = layer_profile.attention_s / steps;
-    printf("%-6s C=%d L=%d NH=%d T=%d V=%d B=%d (%zu tokens/step, %zu params)\n", kind, C, L, NH, T, V, B, N,
+    printf("%s C=%d L=%d NH=%d T=%d V=%d B=%d (%zu tokens/step, %zu params)\n", kind, C, L, NH, T, V, B, N,
            m.num_params);
     printf("  %.0f tokens/s, %.1f ms/step: forward %.1f, backward %.1f, optimizer %.1f ms | matmuls %.1f, "
            "attention %.1f, the rest %.1f ms\n", tok_s, step_s * 1e3, fwd / steps * 1e3, bwd / steps * 1e3,
            upd / steps * 1e3, mm * 1e3, att * 1e3, (step_s - mm - att) * 1e3);
-    printf("  %.1f model GFLOP/s = %.0f%% of the sgemm peak (%.2f MFLOP/token)\n", gflops, 100.0 * gflops / peak,
+    printf("  %.1f model GFLOP/s = %.0f%% of the sgemm peak (%.2f MFLOP/token", gflops, 100.0 * gflops / peak,
            flops_per_token / 1e6);
+    if (extra_flops > 0) printf(", %.1f%% of them in the extra QKV outputs", 100.0 * extra_flops / flops_per_token);
+    printf(")\n");
     for (int g = 0; g < n; g++) free(groups[g].ranges);
     free(groups);
     free(tokens); free(targets);

@@ -88,6 +88,9 @@ static void test_gradients_every_kind(void) {
     gradient_check("{\"kind\": \"rope\"}");
     gradient_check("{\"kind\": \"xpos\"}");
     gradient_check("{\"kind\": \"xpos\", \"variant\": \"author\"}");
+    gradient_check("{\"kind\": \"hddrope\", \"chunk\": 2}");
+    gradient_check("{\"kind\": \"hddrope\", \"chunk\": 4}");
+    gradient_check("{\"kind\": \"hddrope\", \"chunk\": 4, \"map\": \"cayley\", \"dynamic\": false}");
 }
 
 /* Backward accumulates: two backward passes with loss_scale 0.5 equal one with 1. */
@@ -185,6 +188,9 @@ static void test_kv_cache_equals_full_forward(void) {
     kv_cache_check("{\"kind\": \"rope\"}");
     kv_cache_check("{\"kind\": \"xpos\"}");
     kv_cache_check("{\"kind\": \"xpos\", \"variant\": \"author\"}");
+    kv_cache_check("{\"kind\": \"hddrope\", \"chunk\": 2}");
+    kv_cache_check("{\"kind\": \"hddrope\", \"chunk\": 4}");
+    kv_cache_check("{\"kind\": \"hddrope\", \"chunk\": 4, \"map\": \"cayley\", \"dynamic\": false}");
 }
 
 static void test_bad_inputs(void) {

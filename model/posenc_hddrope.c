@@ -1,0 +1,549 @@
+/* posenc_hddrope.c: HDD-RoPE (high-dimensional, dynamic RoPE), the "hddrope" kind
+ * (../shared/spec/hdd-rope.md §2.3-§2.6, §5).
+ *
+ * Maths, per layer l, head h, chunk j (c consecutive channels of the head, c | hs, n_c = hs/c
+ * chunks, m = c(c-1)/2 generator values "axes" per chunk, G = NH*n_c*m per token):
+ *     g_t = g_base[l] + (W_g x_t)                (W_g x_t: the E = G extra qkv columns; "dynamic")
+ *     A_t = L - L^T, L strictly lower triangular, filled row-major over (i, k), i > k, from g_t
+ *     M_t = exp(A_t)  ("map": "expm")   or   (I - A_t)^-1 (I + A_t)  ("map": "cayley")
+ *     P_t = P_{t-1} M_t,  P_0 = I        (inclusive right-accumulated scan, the author's MRU op)
+ *     q~_t = P_t q_t,  k~_t = P_t k_t    (column vectors, per chunk)
+ * Right accumulation with column application is what makes scores relative: for s <= t,
+ * q~_t . k~_s = (M_{s+1}..M_t q_t) . k_s depends on the steps strictly after s only (§2.3).
+ * With c = 2, static generators g = theta_i and expm, P_t = R((t+1) theta_i): RoPE (§2.6).
+ *
+ * Backward (§2.4), per (h, j), over b, in double from the saved float M_t and P_t:
+ *     dq_t = P_t^T dq~_t,  dk_t = P_t^T dk~_t          (written over dqkv in place)
+ *     G_t = dq~_t q_t^T + dk~_t k_t^T,  q_t = P_t^T q~_t (recovered from the rotated qkv)
+ *     B_T = G_T,  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
+ *     expm:   dL/dA = L_exp(A^T, dL/dM) (the Frechet derivative of exp at A^T in direction dM),
+ *             by a c x c series with scaling and doublings (hddrope_expm_adjoint), tested against
+ *             the top-right block of exp([[A^T, dM], [0, A^T]]) (hddrope_expm_adjoint_block)
+ *     cayley: M = 2W - I, W = (I - A)^-1, dW = W dA W  =>  dL/dA = 2 W^T dM W^T
+ *     dg(i,k) = dA[i][k] - dA[k][i]; it goes to d g_base and (dynamic) onto the extra columns.
+ * The extra columns pass through qk_forward unchanged and are read by it, so their gradient is
+ * what dqkv already held plus dg (+=; attention_backward leaves them at 0).
+ *
+ * Numerics (§5.2). The step matrix is computed in double (expm: scaling and squaring, i.e.
+ * halve A until its infinity norm is <= 1/4, a Taylor series (Horner) of the degree whose last
+ * term is below 1e-17, then square back; Cayley: Gauss-Jordan with partial pivoting) and stored
+ * as float.
+ * The scan multiplies the float P by the float M in double and rounds P to float at every step,
+ * so a cached generation step (P read back from the float state) is bit-identical to the full
+ * forward. "reorthonormalize": k > 0 applies one Newton-Schulz step P <- P (3I - P^T P)/2 after
+ * every position p with (p + 1) % k == 0. The backward treats it as the identity: on an
+ * orthogonal P it is the identity on the manifold the scan moves on, so this is exact up to the
+ * drift it removes.
+ *
+ * Init: the W_g rows are 0 (so the model starts as static RoPE-like rotations); g_base per
+ * "base_init": "rope" puts theta_i = 10000^(-2i/hs) of global pair i = (2i, 2i+1) on the plane
+ * (2i', 2i'+1) of its chunk (row 2i'+1, column 2i' of L; tan(theta/2) under Cayley), 0 on the
+ * coupling planes; for odd c a pair that straddles two chunks gets no plane (its frequency is
+ * dropped). "zero": g_base = 0 (NoPE at init with dynamic = false).
+ *
+ * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
+ * extra columns 3C + index. Activations, layer l: (B, T, NH, n_c) blocks of 2*c*c floats (M then
+ * P). State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
+ * (the model's reset) means P = I.
+ *
+ * hddrope_expm, hddrope_cayley and hddrope_expm_adjoint(_block) are not static only so that
+ * tests/test_hddrope.c can test them against its own references (it declares them itself).
+ */
+#include "model/posenc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/util.h"
+
+#define HDD_MAX_C 16
+
+enum { MAP_EXPM = 0, MAP_CAYLEY = 1 };
+
+/* fmax without the libm call (no NaN rules needed here): it sits in the inner loops */
+static inline double max_d(double a, double b) { return a > b ? a : b; }
+
+typedef struct {
+    int L, C, NH, hs;
+    int c, nc, m, G;
+    int map, dynamic, base_rope, reortho;
+    int tri_i[HDD_MAX_C * (HDD_MAX_C - 1) / 2], tri_k[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+} Hdd;
+
+/* ---- small dense double matrices (row-major, n <= 2*HDD_MAX_C) ---- */
+
+static void mat_mul(const double *a, const double *b, double *out, int n) {
+    double tmp[4 * HDD_MAX_C * HDD_MAX_C];
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < n; k++) {
+            double s = 0;
+            for (int r = 0; r < n; r++) s += a[i * n + r] * b[r * n + k];
+            tmp[i * n + k] = s;
+        }
+    memcpy(out, tmp, sizeof(double) * (size_t)(n * n));
+}
+
+/* E = exp(A), n <= 2*HDD_MAX_C: scaling and squaring with a Taylor series. */
+void hddrope_expm(const double *A, double *E, int n) {
+    if (n < 1 || n > 2 * HDD_MAX_C) return; /* never: c is checked in configure */
+    const int nn = n * n;
+    double norm = 0;
+    for (int i = 0; i < n; i++) {
+        double row = 0;
+        for (int k = 0; k < n; k++) row += fabs(A[i * n + k]);
+        if (row > norm) norm = row;
+    }
+    /* scale to norm <= 1/4, then the degree q whose last term norm^q/q! is below 1e-17 */
+    int squarings = 0;
+    double scale = 1.0;
+    while (norm * scale > 0.25 && squarings < 1000) scale *= 0.5, squarings++;
+    int q = 0;
+    for (double bound = 1.0; bound > 1e-17 && q < 30;) q++, bound *= norm * scale / q;
+    double X[4 * HDD_MAX_C * HDD_MAX_C], buf_a[4 * HDD_MAX_C * HDD_MAX_C], buf_b[4 * HDD_MAX_C * HDD_MAX_C];
+    double *R = buf_a, *next = buf_b, *swap;
+    for (int i = 0; i < nn; i++) X[i] = A[i] * scale;
+    /* Horner: R = I + X/k (I + X/(k+1) (... (I + X/q))) */
+    for (int i = 0; i < nn; i++) R[i] = (i % (n + 1) == 0);
+    for (int k = q; k >= 1; k--) {
+        const double inv = 1.0 / k;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int r = 0; r < n; r++) sum += X[i * n + r] * R[r * n + j];
+                next[i * n + j] = (i == j) + sum * inv;
+            }
+        swap = R, R = next, next = swap;
+    }
+    for (int s = 0; s < squarings; s++) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double sum = 0;
+                for (int r = 0; r < n; r++) sum += R[i * n + r] * R[r * n + j];
+                next[i * n + j] = sum;
+            }
+        swap = R, R = next, next = swap;
+    }
+    memcpy(E, R, sizeof(double) * (size_t)nn);
+}
+
+/* W = M^-1 (n <= HDD_MAX_C) by Gauss-Jordan with partial pivoting. M = I - A with A skew is
+ * always invertible (its eigenvalues are 1 - i lambda). */
+static void mat_inverse(const double *M, double *W, int n) {
+    double a[HDD_MAX_C * HDD_MAX_C];
+    memcpy(a, M, sizeof(double) * (size_t)(n * n));
+    for (int i = 0; i < n * n; i++) W[i] = (i % (n + 1) == 0);
+    for (int col = 0; col < n; col++) {
+        int pivot = col;
+        for (int r = col + 1; r < n; r++)
+            if (fabs(a[r * n + col]) > fabs(a[pivot * n + col])) pivot = r;
+        if (pivot != col)
+            for (int k = 0; k < n; k++) {
+                double t = a[col * n + k];
+                a[col * n + k] = a[pivot * n + k], a[pivot * n + k] = t;
+                t = W[col * n + k];
+                W[col * n + k] = W[pivot * n + k], W[pivot * n + k] = t;
+            }
+        double inv = 1.0 / a[col * n + col];
+        for (int k = 0; k < n; k++) a[col * n + k] *= inv, W[col * n + k] *= inv;
+        for (int r = 0; r < n; r++) {
+            if (r == col) continue;
+            double f = a[r * n + col];
+            if (f == 0) continue;
+            for (int k = 0; k < n; k++) a[r * n + k] -= f * a[col * n + k], W[r * n + k] -= f * W[col * n + k];
+        }
+    }
+}
+
+/* M = (I - A)^-1 (I + A) = 2 (I - A)^-1 - I; W = (I - A)^-1 too when W is not NULL. */
+void hddrope_cayley(const double *A, double *M, double *W_out, int n) {
+    double ImA[HDD_MAX_C * HDD_MAX_C], W[HDD_MAX_C * HDD_MAX_C];
+    for (int i = 0; i < n * n; i++) ImA[i] = (i % (n + 1) == 0) - A[i];
+    mat_inverse(ImA, W, n);
+    for (int i = 0; i < n * n; i++) M[i] = 2.0 * W[i] - (i % (n + 1) == 0);
+    if (W_out) memcpy(W_out, W, sizeof(double) * (size_t)(n * n));
+}
+
+/* The adjoint of the exponential: G_A = L_exp(A^T, G_M), the gradient w.r.t. A of <G_M, exp(A)>.
+ * Reference version: the top-right c x c block of exp([[A^T, G_M], [0, A^T]]) (Mathias' block
+ * formula), with the generic expm on the 2c x 2c matrix. G_M is scaled to entries <= 2^-10 first
+ * (the block is linear in it), so the squarings depend on A alone and nothing can overflow. */
+void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c) {
+    const int n = 2 * c;
+    double big[4 * HDD_MAX_C * HDD_MAX_C], E[4 * HDD_MAX_C * HDD_MAX_C], size = 0;
+    for (int i = 0; i < c * c; i++) size = max_d(size, fabs(GM[i]));
+    if (size == 0 || c < 1 || c > HDD_MAX_C) {
+        for (int i = 0; i < c * c; i++) GA[i] = 0;
+        return;
+    }
+    memset(big, 0, sizeof(double) * (size_t)(n * n));
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            big[i * n + k] = big[(i + c) * n + k + c] = A[k * c + i];
+            big[i * n + k + c] = GM[i * c + k] / size * 0x1p-10;
+        }
+    hddrope_expm(big, E, n);
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) GA[i * c + k] = E[i * n + k + c] * (size * 0x1p10);
+}
+
+/* The same adjoint, about 4x cheaper: every product is c x c. With X = A^T / 2^s (infinity norm
+ * <= 1/4) and F = G_M / 2^s, the series L(X, F) = sum_k F_k / k!, F_1 = F,
+ * F_k = F_{k-1} X + X^{k-1} F (the sum of X^i F X^j over i + j = k - 1), then s doublings
+ * L(2Y, 2F) = e L + L e with e = exp(Y) (squared alongside). */
+void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    const int cc = c * c;
+    double X[HDD_MAX_C * HDD_MAX_C], e[HDD_MAX_C * HDD_MAX_C], power[HDD_MAX_C * HDD_MAX_C];
+    double F[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C], t2[HDD_MAX_C * HDD_MAX_C];
+    double norm = 0;
+    for (int i = 0; i < c; i++) {
+        double row = 0;
+        for (int k = 0; k < c; k++) row += fabs(A[k * c + i]);
+        norm = max_d(norm, row);
+    }
+    int squarings = 0;
+    double scale = 1.0;
+    while (norm * scale > 0.25 && squarings < 1000) scale *= 0.5, squarings++;
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) X[i * c + k] = A[k * c + i] * scale;
+    for (int i = 0; i < cc; i++) {
+        F[i] = GM[i] * scale;
+        GA[i] = F[i];
+        power[i] = e[i] = (i % (c + 1) == 0);
+    }
+    double factorial = 1;
+    for (int k = 2; k <= 30; k++) {
+        /* power = X^(k-2) -> X^(k-1) (and e gets the X^(k-1)/(k-1)! term) */
+        mat_mul(power, X, power, c);
+        for (int i = 0; i < cc; i++) e[i] += power[i] / factorial;
+        factorial *= k;
+        mat_mul(F, X, t1, c);
+        mat_mul(power, GM, t2, c);
+        double biggest = 0, total = 0, pbig = 0;
+        for (int i = 0; i < cc; i++) {
+            F[i] = t1[i] + t2[i] * scale;
+            double term = F[i] / factorial;
+            GA[i] += term;
+            biggest = max_d(biggest, fabs(term));
+            total = max_d(total, fabs(GA[i]));
+            pbig = max_d(pbig, fabs(power[i]));
+        }
+        /* both series converged: the next terms are below double precision */
+        if (biggest <= 1e-17 * total && pbig / factorial < 1e-17) break;
+    }
+    for (int s = 0; s < squarings; s++) {
+        mat_mul(e, GA, t1, c);
+        mat_mul(GA, e, t2, c);
+        for (int i = 0; i < cc; i++) GA[i] = t1[i] + t2[i];
+        mat_mul(e, e, e, c);
+    }
+}
+
+/* ---- configuration ---- */
+
+static int hdd_configure(PosEnc *pe, const cJSON *options) {
+    static const char *const known[] = {"kind", "chunk", "map", "dynamic", "base_init", "reorthonormalize", NULL};
+    if (posenc_check_option_keys(options, "hddrope", known) != 0) return -1;
+    const int hs = pe->dims.hs;
+    double chunk, reortho;
+    const char *map, *base_init;
+    if (posenc_number_option(options, "chunk", 4, &chunk) != 0) return -1;
+    if (chunk != floor(chunk) || chunk < 2 || chunk > HDD_MAX_C) {
+        tr_set_error("posenc.chunk: must be an integer from 2 to %d (got %g)", HDD_MAX_C, chunk);
+        return -1;
+    }
+    if (hs % (int)chunk != 0) {
+        tr_set_error("posenc.chunk: %d does not divide the head size hs = C/NH = %d", (int)chunk, hs);
+        return -1;
+    }
+    if (posenc_string_option(options, "map", "expm", &map) != 0) return -1;
+    if (strcmp(map, "expm") != 0 && strcmp(map, "cayley") != 0) {
+        tr_set_error("posenc.map: unknown map \"%s\" (known: expm, cayley)", map);
+        return -1;
+    }
+    int dynamic = 1;
+    const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(options, "dynamic");
+    if (dyn) {
+        if (!cJSON_IsBool(dyn)) {
+            tr_set_error("posenc.dynamic: must be true or false");
+            return -1;
+        }
+        dynamic = cJSON_IsTrue(dyn);
+    }
+    if (posenc_string_option(options, "base_init", "rope", &base_init) != 0) return -1;
+    if (strcmp(base_init, "rope") != 0 && strcmp(base_init, "zero") != 0) {
+        tr_set_error("posenc.base_init: unknown value \"%s\" (known: rope, zero)", base_init);
+        return -1;
+    }
+    if (posenc_number_option(options, "reorthonormalize", 0, &reortho) != 0) return -1;
+    if (reortho != floor(reortho) || reortho < 0 || reortho > 1e9) {
+        tr_set_error("posenc.reorthonormalize: must be an integer >= 0 (0 = off; got %g)", reortho);
+        return -1;
+    }
+    Hdd *d = xcalloc(1, sizeof *d);
+    d->L = pe->dims.L, d->C = pe->dims.C, d->NH = pe->dims.NH, d->hs = hs;
+    d->c = (int)chunk, d->nc = hs / d->c, d->m = d->c * (d->c - 1) / 2, d->G = d->NH * d->nc * d->m;
+    d->map = strcmp(map, "cayley") == 0 ? MAP_CAYLEY : MAP_EXPM;
+    d->dynamic = dynamic;
+    d->base_rope = strcmp(base_init, "rope") == 0;
+    d->reortho = (int)reortho;
+    int a = 0;
+    for (int i = 1; i < d->c; i++)
+        for (int k = 0; k < i; k++, a++) d->tri_i[a] = i, d->tri_k[a] = k;
+    pe->impl = d;
+    return 0;
+}
+
+static void hdd_destroy(PosEnc *pe) {
+    free(pe->impl);
+    pe->impl = NULL;
+}
+
+static size_t hdd_num_params(const PosEnc *pe) {
+    const Hdd *d = pe->impl;
+    return (size_t)d->L * (size_t)d->G;
+}
+static int hdd_num_extra(const PosEnc *pe) {
+    const Hdd *d = pe->impl;
+    return d->dynamic ? d->G : 0;
+}
+static size_t hdd_num_acts(const PosEnc *pe, int B, int T) {
+    const Hdd *d = pe->impl;
+    return (size_t)d->L * (size_t)B * (size_t)T * (size_t)d->NH * (size_t)d->nc * 2u * (size_t)(d->c * d->c);
+}
+static size_t hdd_num_state(const PosEnc *pe, int B) {
+    const Hdd *d = pe->impl;
+    return (size_t)d->L * (size_t)B * (size_t)d->NH * (size_t)d->nc * (size_t)(d->c * d->c);
+}
+
+static void hdd_init(const PosEnc *pe, float *params, float *extra_w, size_t extra_stride, uint64_t seed) {
+    const Hdd *d = pe->impl;
+    if (d->dynamic && extra_w)
+        for (int l = 0; l < d->L; l++)
+            memset(extra_w + (size_t)l * extra_stride, 0, sizeof(float) * (size_t)d->G * d->C);
+    memset(params, 0, sizeof(float) * hdd_num_params(pe));
+    if (!d->base_rope) return;
+    for (int l = 0; l < d->L; l++)
+        for (int h = 0; h < d->NH; h++)
+            for (int i = 0; i < d->hs / 2; i++) {
+                int j = (2 * i) / d->c, lo = 2 * i - j * d->c;
+                if (lo + 1 >= d->c) continue; /* odd c: the pair straddles two chunks */
+                double theta = pow(10000.0, -2.0 * i / d->hs);
+                int a = (lo + 1) * lo / 2 + lo; /* row lo+1, column lo of L */
+                params[(size_t)l * d->G + ((size_t)h * d->nc + j) * d->m + a] =
+                    (float)(d->map == MAP_CAYLEY ? tan(theta / 2) : theta);
+            }
+}
+
+/* ---- forward ---- */
+
+/* The float step matrix of generator values g (m of them) and, for the backward, A in double. */
+static void step_matrix(const Hdd *d, const double *g, double *A, float *M) {
+    const int c = d->c;
+    double Md[HDD_MAX_C * HDD_MAX_C];
+    memset(A, 0, sizeof(double) * (size_t)(c * c));
+    for (int a = 0; a < d->m; a++) {
+        A[d->tri_i[a] * c + d->tri_k[a]] = g[a];
+        A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
+    }
+    if (d->map == MAP_CAYLEY) hddrope_cayley(A, Md, NULL, c);
+    else hddrope_expm(A, Md, c);
+    for (int i = 0; i < c * c; i++) M[i] = (float)Md[i];
+}
+
+/* The generator values of (layer l, row n, head h, chunk j) into g (double). */
+static void generators(const Hdd *d, int l, const float *params, const float *row, int h, int j, double *g) {
+    size_t index = ((size_t)h * d->nc + j) * d->m;
+    const float *base = params + (size_t)l * d->G + index;
+    for (int a = 0; a < d->m; a++) g[a] = base[a] + (d->dynamic ? (double)row[3 * d->C + index + a] : 0.0);
+}
+
+/* v <- P v (float in, double accumulate) for a chunk of c channels. */
+static void apply(const float *P, float *v, int c) {
+    double tmp[HDD_MAX_C];
+    for (int i = 0; i < c; i++) {
+        double s = 0;
+        for (int k = 0; k < c; k++) s += (double)P[i * c + k] * v[k];
+        tmp[i] = s;
+    }
+    for (int i = 0; i < c; i++) v[i] = (float)tmp[i];
+}
+
+static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,
+                           float *state, int B, int T, int pos0) {
+    const Hdd *d = pe->impl;
+    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
+    const long S = posenc_qkv_stride(pe);
+    const long units = (long)B * NH * nc;
+    float *layer_acts = acts ? acts + (size_t)l * B * T * NH * nc * 2 * cc : NULL;
+    float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
+#pragma omp parallel for schedule(static) if (units * T >= 256)
+    for (long u = 0; u < units; u++) {
+        const int b = (int)(u / (NH * nc)), h = (int)(u / nc % NH), j = (int)(u % nc);
+        float P[HDD_MAX_C * HDD_MAX_C], M[HDD_MAX_C * HDD_MAX_C];
+        double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+        float *st = layer_state ? layer_state + (size_t)u * cc : NULL;
+        int from_state = 0;
+        if (st && pos0 > 0)
+            for (int i = 0; i < cc; i++) from_state |= st[i] != 0.0f;
+        for (int i = 0; i < cc; i++) P[i] = from_state ? st[i] : (float)(i % (c + 1) == 0);
+        for (int t = 0; t < T; t++) {
+            float *row = qkv + ((size_t)b * T + t) * S;
+            generators(d, l, params, row, h, j, g);
+            step_matrix(d, g, A, M);
+            /* P <- P M, in double, rounded to float */
+            double next[HDD_MAX_C * HDD_MAX_C];
+            for (int i = 0; i < c; i++)
+                for (int k = 0; k < c; k++) {
+                    double s = 0;
+                    for (int r = 0; r < c; r++) s += (double)P[i * c + r] * M[r * c + k];
+                    next[i * c + k] = s;
+                }
+            long p = (long)pos0 + t;
+            if (d->reortho > 0 && (p + 1) % d->reortho == 0) {
+                /* P <- P (3I - P^T P) / 2 */
+                double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
+                for (int i = 0; i < c; i++)
+                    for (int k = 0; k < c; k++) {
+                        double s = 0;
+                        for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
+                        PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
+                    }
+                for (int i = 0; i < c; i++)
+                    for (int k = 0; k < c; k++) {
+                        double s = 0;
+                        for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
+                        fixed[i * c + k] = 0.5 * s;
+                    }
+                memcpy(next, fixed, sizeof fixed);
+            }
+            for (int i = 0; i < cc; i++) P[i] = (float)next[i];
+            if (layer_acts) {
+                float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + (size_t)h * nc + j) * 2 * cc;
+                memcpy(saved, M, sizeof(float) * (size_t)cc);
+                memcpy(saved + cc, P, sizeof(float) * (size_t)cc);
+            }
+            apply(P, row + (size_t)h * d->hs + (size_t)j * c, c);
+            apply(P, row + C + (size_t)h * d->hs + (size_t)j * c, c);
+        }
+        if (st) memcpy(st, P, sizeof(float) * (size_t)cc);
+    }
+}
+
+/* ---- backward ---- */
+
+/* dA from dM for the step matrix of A (double, c x c). */
+static void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA) {
+    const int c = d->c;
+    if (d->map == MAP_CAYLEY) {
+        double M[HDD_MAX_C * HDD_MAX_C], W[HDD_MAX_C * HDD_MAX_C], Wt[HDD_MAX_C * HDD_MAX_C];
+        double tmp[HDD_MAX_C * HDD_MAX_C];
+        hddrope_cayley(A, M, W, c);
+        for (int i = 0; i < c; i++)
+            for (int k = 0; k < c; k++) Wt[i * c + k] = W[k * c + i];
+        mat_mul(Wt, dM, tmp, c);
+        mat_mul(tmp, Wt, dA, c);
+        for (int i = 0; i < c * c; i++) dA[i] *= 2.0;
+        return;
+    }
+    hddrope_expm_adjoint(A, dM, dA, c);
+}
+
+static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *qkv, const float *x,
+                            const float *params, float *dparams, const float *acts, int B, int T, int pos0) {
+    const Hdd *d = pe->impl;
+    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
+    const long S = posenc_qkv_stride(pe);
+    const float *layer_acts = acts + (size_t)l * B * T * NH * nc * 2 * cc;
+    const int units = NH * nc;
+    /* one unit per (h, j) so that each unit owns its d g_base entries; b inside */
+#pragma omp parallel for schedule(static) if ((long)B * T * units >= 256)
+    for (int u = 0; u < units; u++) {
+        const int h = u / nc, j = u % nc;
+        const size_t index = (size_t)u * m;
+        double dg_base[HDD_MAX_C * (HDD_MAX_C - 1) / 2] = {0};
+        for (int b = 0; b < B; b++) {
+            double Bnext[HDD_MAX_C * HDD_MAX_C] = {0}; /* B_{t+1} M_{t+1}^T, 0 past the end */
+            for (int t = T - 1; t >= 0; t--) {
+                const float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + u) * 2 * cc;
+                const float *P = saved + cc;
+                const float *row = qkv + ((size_t)b * T + t) * S;
+                float *drow = dqkv + ((size_t)b * T + t) * S;
+                double Bt[HDD_MAX_C * HDD_MAX_C];
+                memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
+                for (int which = 0; which < 2; which++) {
+                    const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j * c;
+                    const float *rotated = row + off;
+                    float *grad = drow + off;
+                    double un[HDD_MAX_C], dun[HDD_MAX_C];
+                    for (int i = 0; i < c; i++) {
+                        double s = 0, ds = 0;
+                        for (int r = 0; r < c; r++) {
+                            s += (double)P[r * c + i] * rotated[r];
+                            ds += (double)P[r * c + i] * grad[r];
+                        }
+                        un[i] = s, dun[i] = ds;
+                    }
+                    for (int i = 0; i < c; i++)
+                        for (int k = 0; k < c; k++) Bt[i * c + k] += (double)grad[i] * un[k];
+                    for (int i = 0; i < c; i++) grad[i] = (float)dun[i];
+                }
+                /* dM_t = P_{t-1}^T B_t */
+                double dM[HDD_MAX_C * HDD_MAX_C];
+                if (t == 0) {
+                    memcpy(dM, Bt, sizeof(double) * (size_t)cc);
+                } else {
+                    const float *Pprev = saved - (size_t)NH * nc * 2 * cc + cc;
+                    for (int i = 0; i < c; i++)
+                        for (int k = 0; k < c; k++) {
+                            double s = 0;
+                            for (int r = 0; r < c; r++) s += (double)Pprev[r * c + i] * Bt[r * c + k];
+                            dM[i * c + k] = s;
+                        }
+                }
+                /* Bnext for t-1: B_t M_t^T */
+                const float *M = saved;
+                for (int i = 0; i < c; i++)
+                    for (int k = 0; k < c; k++) {
+                        double s = 0;
+                        for (int r = 0; r < c; r++) s += Bt[i * c + r] * M[k * c + r];
+                        Bnext[i * c + k] = s;
+                    }
+                /* through the map to the generators */
+                double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C];
+                generators(d, l, params, row, h, j, g);
+                for (int i = 0; i < cc; i++) A[i] = 0;
+                for (int a = 0; a < m; a++) {
+                    A[d->tri_i[a] * c + d->tri_k[a]] = g[a];
+                    A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
+                }
+                step_matrix_backward(d, A, dM, dA);
+                for (int a = 0; a < m; a++) {
+                    double dg = dA[d->tri_i[a] * c + d->tri_k[a]] - dA[d->tri_k[a] * c + d->tri_i[a]];
+                    dg_base[a] += dg;
+                    if (d->dynamic) drow[3 * C + index + a] += (float)dg;
+                }
+            }
+        }
+        if (dparams)
+            for (int a = 0; a < m; a++) dparams[(size_t)l * d->G + index + a] += (float)dg_base[a];
+    }
+}
+
+const PosEncKind posenc_hddrope = {
+    .name = "hddrope",
+    .summary = "HDD-RoPE: rotate c-channel chunks of q and k by the running product of exp(A_t), A_t skew from "
+               "g_base + W_g x_t (options chunk, map, dynamic, base_init, reorthonormalize)",
+    .configure = hdd_configure,
+    .destroy = hdd_destroy,
+    .num_params = hdd_num_params,
+    .num_extra = hdd_num_extra,
+    .num_acts = hdd_num_acts,
+    .num_state = hdd_num_state,
+    .init = hdd_init,
+    .embed_forward = NULL,
+    .embed_backward = NULL,
+    .qk_forward = hdd_qk_forward,
+    .qk_backward = hdd_qk_backward,
+};

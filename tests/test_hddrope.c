@@ -1,0 +1,715 @@
+/* test_hddrope.c: tests for the HDD-RoPE kind (model/posenc_hddrope.c, spec hdd-rope.md §2-§5):
+ * the step maps (expm against a long Taylor series, Cayley against a direct solve), the
+ * reduction to RoPE (c = 2, static, base_init rope), the relative property (and that the wrong
+ * scan ordering breaks it), orthogonality and norms, the backward against central finite
+ * differences of a double-precision reference forward written here from the spec, cached
+ * generation against the full forward, init, option errors, and the orthogonality drift of a
+ * long fp32 scan (printed).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "data/util.h"
+#include "model/posenc.h"
+#include "tests/test.h"
+
+/* from model/posenc_hddrope.c (exported for these tests) */
+void hddrope_expm(const double *A, double *E, int n);
+void hddrope_cayley(const double *A, double *M, double *W_out, int n);
+void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
+void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c);
+
+#define MAXC 16
+
+/* ---------------------------------------------------------------------------------------------- */
+/* helpers */
+
+static ModelDims make_dims(int C, int NH, int max_T) {
+    ModelDims d = {.L = 2, .C = C, .NH = NH, .hs = C / NH, .max_T = max_T};
+    return d;
+}
+
+static int create_json(PosEnc *pe, const char *json, ModelDims d) {
+    cJSON *opts = cJSON_Parse(json);
+    if (!opts) {
+        fprintf(stderr, "  bad test JSON: %s\n", json);
+        return -1;
+    }
+    int rc = posenc_create(pe, opts, d);
+    cJSON_Delete(opts);
+    return rc;
+}
+
+static void fill_normal(float *p, size_t n, float sigma, uint64_t seed) {
+    uint64_t rng = seed;
+    for (size_t i = 0; i < n; i++) p[i] = sigma * tr_rng_normal(&rng);
+}
+
+static float *copy_floats(const float *src, size_t n) {
+    float *dst = xmalloc(n * sizeof *dst);
+    memcpy(dst, src, n * sizeof *dst);
+    return dst;
+}
+
+static double dotf(const float *a, const float *b, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static int num_extra(const PosEnc *pe) { return pe->kind->num_extra(pe); }
+
+/* The skew matrix of m generator values, lower triangle row-major over (i, k), i > k (the spec). */
+static void skew(const double *g, int c, double *A) {
+    int a = 0;
+    memset(A, 0, sizeof(double) * (size_t)(c * c));
+    for (int i = 1; i < c; i++)
+        for (int k = 0; k < i; k++, a++) A[i * c + k] = g[a], A[k * c + i] = -g[a];
+}
+
+/* exp(A) by the plain Taylor series with `terms` terms, no scaling: the reference. */
+static void taylor_exp(const double *A, double *E, int n, int terms) {
+    double term[MAXC * MAXC], next[MAXC * MAXC];
+    for (int i = 0; i < n * n; i++) E[i] = term[i] = (i % (n + 1) == 0);
+    for (int k = 1; k < terms; k++) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int r = 0; r < n; r++) s += term[i * n + r] * A[r * n + j];
+                next[i * n + j] = s / k;
+            }
+        memcpy(term, next, sizeof(double) * (size_t)(n * n));
+        for (int i = 0; i < n * n; i++) E[i] += term[i];
+    }
+}
+
+/* X solving (I - A) X = (I + A) by Gaussian elimination with partial pivoting: the reference Cayley. */
+static void cayley_solve(const double *A, double *X, int n) {
+    double a[MAXC * MAXC], b[MAXC * MAXC];
+    for (int i = 0; i < n * n; i++) {
+        a[i] = (i % (n + 1) == 0) - A[i];
+        b[i] = (i % (n + 1) == 0) + A[i];
+    }
+    for (int col = 0; col < n; col++) {
+        int piv = col;
+        for (int r = col + 1; r < n; r++)
+            if (fabs(a[r * n + col]) > fabs(a[piv * n + col])) piv = r;
+        for (int k = 0; k < n; k++) {
+            double t = a[col * n + k];
+            a[col * n + k] = a[piv * n + k], a[piv * n + k] = t;
+            t = b[col * n + k];
+            b[col * n + k] = b[piv * n + k], b[piv * n + k] = t;
+        }
+        for (int r = col + 1; r < n; r++) {
+            double f = a[r * n + col] / a[col * n + col];
+            for (int k = 0; k < n; k++) a[r * n + k] -= f * a[col * n + k], b[r * n + k] -= f * b[col * n + k];
+        }
+    }
+    for (int k = 0; k < n; k++)
+        for (int i = n - 1; i >= 0; i--) {
+            double s = b[i * n + k];
+            for (int r = i + 1; r < n; r++) s -= a[i * n + r] * X[r * n + k];
+            X[i * n + k] = s / a[i * n + i];
+        }
+}
+
+/* max |X^T X - I| of a float c x c matrix */
+static double orth_error(const float *X, int c) {
+    double worst = 0;
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            double s = 0;
+            for (int r = 0; r < c; r++) s += (double)X[r * c + i] * X[r * c + k];
+            s -= (i == k);
+            if (fabs(s) > worst) worst = fabs(s);
+        }
+    return worst;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the step maps */
+
+static void test_expm_and_cayley_vs_references(void) {
+    uint64_t rng = 17;
+    const int sizes[] = {2, 3, 4, 8};
+    double worst_small = 0, worst_large = 0, worst_cayley = 0, worst_orth = 0;
+    for (int si = 0; si < 4; si++) {
+        int c = sizes[si], m = c * (c - 1) / 2;
+        for (int trial = 0; trial < 6; trial++) {
+            /* small (no squaring), large (norm up to ~6-10: several squarings) */
+            double sigma = trial < 3 ? 0.05 : 2.0 / sqrt((double)c);
+            double g[MAXC * MAXC], A[MAXC * MAXC], E[MAXC * MAXC], R[MAXC * MAXC];
+            for (int a = 0; a < m; a++) g[a] = sigma * tr_rng_normal(&rng);
+            skew(g, c, A);
+            hddrope_expm(A, E, c);
+            taylor_exp(A, R, c, 150);
+            for (int i = 0; i < c * c; i++) {
+                double e = fabs(E[i] - R[i]);
+                if (trial < 3 && e > worst_small) worst_small = e;
+                if (trial >= 3 && e > worst_large) worst_large = e;
+            }
+            for (int i = 0; i < c; i++)
+                for (int k = 0; k < c; k++) {
+                    double s = 0;
+                    for (int r = 0; r < c; r++) s += E[r * c + i] * E[r * c + k];
+                    if (fabs(s - (i == k)) > worst_orth) worst_orth = fabs(s - (i == k));
+                }
+            double M[MAXC * MAXC], X[MAXC * MAXC];
+            hddrope_cayley(A, M, NULL, c);
+            cayley_solve(A, X, c);
+            for (int i = 0; i < c * c; i++)
+                if (fabs(M[i] - X[i]) > worst_cayley) worst_cayley = fabs(M[i] - X[i]);
+        }
+    }
+    CHECKF(worst_small < 1e-14, "expm vs Taylor, small A: %g", worst_small);
+    CHECKF(worst_large < 1e-10, "expm vs Taylor, large A: %g", worst_large);
+    CHECKF(worst_orth < 1e-12, "expm not orthogonal: %g", worst_orth);
+    CHECKF(worst_cayley < 1e-12, "Cayley vs direct solve: %g", worst_cayley);
+    /* c = 2: exp of angle g is R(g), Cayley is R(2 atan g) */
+    double g = 0.7, A[4], E[4];
+    skew(&g, 2, A);
+    hddrope_expm(A, E, 2);
+    CHECK(fabs(E[0] - cos(g)) < 1e-15 && fabs(E[2] - sin(g)) < 1e-15 && fabs(E[1] + sin(g)) < 1e-15);
+    hddrope_cayley(A, E, NULL, 2);
+    CHECK(fabs(E[0] - cos(2 * atan(g))) < 1e-15 && fabs(E[2] - sin(2 * atan(g))) < 1e-15);
+}
+
+/* The fast adjoint of expm (c x c series + doublings) against the block-matrix reference, and the
+ * reference against central differences of <G, exp(A)> in A (A any matrix here, not only skew). */
+static void test_expm_adjoint_vs_block_and_differences(void) {
+    uint64_t rng = 23;
+    const int sizes[] = {2, 3, 4, 8};
+    double worst_fast = 0, worst_fd = 0;
+    for (int si = 0; si < 4; si++) {
+        int c = sizes[si];
+        for (int trial = 0; trial < 6; trial++) {
+            double sigma = trial < 3 ? 0.05 : 1.5 / sqrt((double)c), gscale = trial % 2 ? 1e3 : 1.0;
+            double A[MAXC * MAXC], GM[MAXC * MAXC], fast[MAXC * MAXC], block[MAXC * MAXC];
+            for (int i = 0; i < c * c; i++) A[i] = sigma * tr_rng_normal(&rng), GM[i] = gscale * tr_rng_normal(&rng);
+            hddrope_expm_adjoint(A, GM, fast, c);
+            hddrope_expm_adjoint_block(A, GM, block, c);
+            double big = 0;
+            for (int i = 0; i < c * c; i++) big = fmax(big, fabs(block[i]));
+            for (int i = 0; i < c * c; i++) worst_fast = fmax(worst_fast, fabs(fast[i] - block[i]) / big);
+            for (int i = 0; i < c * c; i++) {
+                double E[MAXC * MAXC], L2[2], keep = A[i], h = 1e-6;
+                for (int side = 0; side < 2; side++) {
+                    A[i] = keep + (side ? -h : h);
+                    hddrope_expm(A, E, c);
+                    L2[side] = 0;
+                    for (int k = 0; k < c * c; k++) L2[side] += GM[k] * E[k];
+                }
+                A[i] = keep;
+                worst_fd = fmax(worst_fd, fabs((L2[0] - L2[1]) / (2 * h) - block[i]) / big);
+            }
+        }
+    }
+    CHECKF(worst_fast < 1e-12, "fast adjoint vs block reference: %g (relative)", worst_fast);
+    CHECKF(worst_fd < 1e-7, "block adjoint vs finite differences: %g (relative)", worst_fd);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* c = 2, static, base_init rope = the rope kind */
+
+static void test_chunk2_static_equals_rope(void) {
+    const int B = 1, T = 16, C = 16, NH = 2, hs = C / NH, S = 3 * C;
+    const char *jsons[] = {"{\"kind\": \"hddrope\", \"chunk\": 2, \"dynamic\": false}",
+                           "{\"kind\": \"hddrope\", \"chunk\": 2, \"dynamic\": false, \"map\": \"cayley\"}"};
+    for (int v = 0; v < 2; v++) {
+        PosEnc hdd, rope;
+        if (create_json(&hdd, jsons[v], make_dims(C, NH, T)) != 0 ||
+            create_json(&rope, "{\"kind\": \"rope\"}", make_dims(C, NH, T)) != 0) {
+            CHECKF(0, "%s", tr_error());
+            return;
+        }
+        CHECK(num_extra(&hdd) == 0);
+        size_t np = hdd.kind->num_params(&hdd);
+        CHECK(np == 2u * NH * (hs / 2));
+        float *params = xmalloc(np * sizeof *params);
+        hdd.kind->init(&hdd, params, NULL, 0, 1);
+        float *acts = xmalloc(hdd.kind->num_acts(&hdd, B, T) * sizeof *acts);
+        size_t n = (size_t)B * T * S;
+        float *raw = xmalloc(n * sizeof *raw);
+        fill_normal(raw, n, 1.0f, 5 + v);
+        float *a = copy_floats(raw, n), *r = copy_floats(raw, n);
+        hdd.kind->qk_forward(&hdd, 1, a, NULL, params, acts, NULL, B, T, 0);
+        rope.kind->qk_forward(&rope, 1, r, NULL, NULL, NULL, NULL, B, T, 0);
+        double worst = 0, moved = 0;
+        for (int h = 0; h < NH; h++)
+            for (int tn = 0; tn < T; tn++)
+                for (int tm = 0; tm < T; tm++) {
+                    size_t qo = (size_t)tn * S + (size_t)h * hs, ko = (size_t)tm * S + C + (size_t)h * hs;
+                    double norms = sqrt(dotf(raw + qo, raw + qo, hs) * dotf(raw + ko, raw + ko, hs));
+                    double sh = dotf(a + qo, a + ko, hs), sr = dotf(r + qo, r + ko, hs);
+                    double s0 = dotf(raw + qo, raw + ko, hs);
+                    if (fabs(sh - sr) / norms > worst) worst = fabs(sh - sr) / norms;
+                    if (fabs(sh - s0) / norms > moved) moved = fabs(sh - s0) / norms;
+                }
+        CHECKF(worst < 1e-5, "%s: scores differ from rope by %g (relative)", jsons[v], worst);
+        CHECKF(moved > 0.1, "%s: scores did not move (%g): vacuous", jsons[v], moved);
+        /* raw vectors: hddrope at t is rope at t + 1 */
+        float *r1 = copy_floats(raw, n);
+        rope.kind->qk_forward(&rope, 0, r1, NULL, NULL, NULL, NULL, B, T, 1);
+        double vec = 0;
+        for (size_t i = 0; i < n; i++) vec = fmax(vec, fabs(a[i] - r1[i]));
+        CHECKF(vec < 1e-5, "%s: P_t q_t is not RoPE at position t+1: %g", jsons[v], vec);
+        free(params), free(acts), free(raw), free(a), free(r), free(r1);
+        posenc_destroy(&hdd);
+        posenc_destroy(&rope);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* relative property */
+
+/* Scores q~_t . k~_s (B = 1, one head of size hs = C) into sc[t*T + s]. */
+static void scores_of(const float *qkv, int T, int C, int S, double *sc) {
+    for (int t = 0; t < T; t++)
+        for (int s = 0; s < T; s++) sc[t * T + s] = dotf(qkv + (size_t)t * S, qkv + (size_t)s * S + C, C);
+}
+
+/* The WRONG ordering, in double: P_t = M_t P_{t-1}, q~ = P q. One head, one chunk (c = C). */
+static void wrong_order_forward(double *qkv, int T, int c, int S) {
+    double P[MAXC * MAXC], M[MAXC * MAXC], A[MAXC * MAXC], tmp[MAXC * MAXC];
+    for (int i = 0; i < c * c; i++) P[i] = (i % (c + 1) == 0);
+    for (int t = 0; t < T; t++) {
+        double *row = qkv + (size_t)t * S;
+        skew(row + 3 * c, c, A);
+        hddrope_expm(A, M, c);
+        for (int i = 0; i < c; i++)
+            for (int k = 0; k < c; k++) {
+                double s = 0;
+                for (int r = 0; r < c; r++) s += M[i * c + r] * P[r * c + k];
+                tmp[i * c + k] = s;
+            }
+        memcpy(P, tmp, sizeof(double) * (size_t)(c * c));
+        for (int which = 0; which < 2; which++) {
+            double v[MAXC];
+            for (int i = 0; i < c; i++) {
+                double s = 0;
+                for (int r = 0; r < c; r++) s += P[i * c + r] * row[which * c + r];
+                v[i] = s;
+            }
+            memcpy(row + which * c, v, sizeof(double) * (size_t)c);
+        }
+    }
+}
+
+static void test_scores_are_relative(void) {
+    const int T = 7;
+    const int chunks[] = {3, 4};
+    for (int ci = 0; ci < 2; ci++) {
+        const int c = chunks[ci], C = c; /* NH = 1, one chunk */
+        PosEnc pe;
+        const char *json = c == 3 ? "{\"kind\": \"hddrope\", \"chunk\": 3}" : "{\"kind\": \"hddrope\", \"chunk\": 4}";
+        if (create_json(&pe, json, make_dims(C, 1, T)) != 0) {
+            CHECKF(0, "%s", tr_error());
+            return;
+        }
+        const int E = num_extra(&pe), S = 3 * C + E;
+        CHECK(E == c * (c - 1) / 2);
+        size_t np = pe.kind->num_params(&pe), n = (size_t)T * S;
+        float *params = xcalloc(np, sizeof *params);
+        fill_normal(params, np, 0.3f, 3);
+        float *acts = xmalloc(pe.kind->num_acts(&pe, 1, T) * sizeof *acts);
+        float *raw = xmalloc(n * sizeof *raw);
+        fill_normal(raw, n, 0.7f, 40 + c);
+        float *perturbed = copy_floats(raw, n);
+        for (int a = 0; a < E; a++) perturbed[1 * S + 3 * C + a] += 0.8f; /* W_g x at position 1 */
+        float *x0 = copy_floats(raw, n), *x1 = copy_floats(perturbed, n);
+        pe.kind->qk_forward(&pe, 0, x0, NULL, params, acts, NULL, 1, T, 0);
+        pe.kind->qk_forward(&pe, 0, x1, NULL, params, acts, NULL, 1, T, 0);
+        double s0[64], s1[64];
+        scores_of(x0, T, C, S, s0);
+        scores_of(x1, T, C, S, s1);
+        double after = 0, before = 0;
+        for (int t = 0; t < T; t++)
+            for (int s = 0; s <= t; s++) {
+                double d = fabs(s0[t * T + s] - s1[t * T + s]);
+                if (s >= 1) after = fmax(after, d);
+                else if (t >= 1) before = fmax(before, d);
+            }
+        CHECKF(after < 1e-5, "c %d: a score with s >= 1 moved by %g", c, after);
+        CHECKF(before > 1e-2, "c %d: no score with s = 0 moved (%g)", c, before);
+
+        /* the wrong ordering, with the same generators (g_base 0 here so the extra columns are g) */
+        double *w0 = xmalloc(n * sizeof *w0), *w1 = xmalloc(n * sizeof *w1);
+        for (size_t i = 0; i < n; i++) w0[i] = raw[i], w1[i] = perturbed[i];
+        wrong_order_forward(w0, T, c, S);
+        wrong_order_forward(w1, T, c, S);
+        double wrong_after = 0;
+        for (int t = 1; t < T; t++)
+            for (int s = 1; s <= t; s++) {
+                double a = 0, b = 0;
+                for (int i = 0; i < c; i++)
+                    a += w0[t * S + i] * w0[s * S + C + i], b += w1[t * S + i] * w1[s * S + C + i];
+                wrong_after = fmax(wrong_after, fabs(a - b));
+            }
+        CHECKF(wrong_after > 1e-2, "c %d: the wrong ordering kept the scores (%g): the check is vacuous", c,
+               wrong_after);
+        free(w0), free(w1), free(params), free(acts), free(raw), free(perturbed), free(x0), free(x1);
+        posenc_destroy(&pe);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* orthogonality, norms, columns left alone */
+
+static void test_orthogonal_and_norm_preserving(void) {
+    const int B = 2, T = 64, C = 24, NH = 2, hs = 12;
+    const char *jsons[] = {"{\"kind\": \"hddrope\"}", "{\"kind\": \"hddrope\", \"chunk\": 3, \"map\": \"cayley\"}",
+                           "{\"kind\": \"hddrope\", \"chunk\": 6, \"base_init\": \"zero\"}"};
+    for (int v = 0; v < 3; v++) {
+        PosEnc pe;
+        if (create_json(&pe, jsons[v], make_dims(C, NH, T)) != 0) {
+            CHECKF(0, "%s", tr_error());
+            continue;
+        }
+        const int E = num_extra(&pe), S = 3 * C + E;
+        size_t np = pe.kind->num_params(&pe), na = pe.kind->num_acts(&pe, B, T), n = (size_t)B * T * S;
+        float *params = xmalloc(np * sizeof *params);
+        pe.kind->init(&pe, params, NULL, 0, 1);
+        float *acts = xmalloc(na * sizeof *acts);
+        float *raw = xmalloc(n * sizeof *raw);
+        fill_normal(raw, n, 0.5f, 70 + v);
+        float *qkv = copy_floats(raw, n);
+        pe.kind->qk_forward(&pe, 1, qkv, NULL, params, acts, NULL, B, T, 0);
+        double norm_err = 0, orth = 0;
+        int untouched = 1;
+        for (size_t r = 0; r < (size_t)B * T; r++) {
+            for (int w = 0; w < 2 * NH; w++) {
+                const float *a = raw + r * S + (size_t)w * hs, *b = qkv + r * S + (size_t)w * hs;
+                double n0 = sqrt(dotf(a, a, hs)), n1 = sqrt(dotf(b, b, hs));
+                norm_err = fmax(norm_err, fabs(n1 - n0) / n0);
+            }
+            untouched &= memcmp(raw + r * S + 2 * C, qkv + r * S + 2 * C, (size_t)(C + E) * sizeof(float)) == 0;
+        }
+        /* layer 1's saved M and P; layer 0's part is not written */
+        int c = v == 0 ? 4 : v == 1 ? 3 : 6, cc = c * c;
+        size_t per_layer = na / 2;
+        for (size_t blk = 0; blk < per_layer / (2 * (size_t)cc); blk++) {
+            orth = fmax(orth, orth_error(acts + per_layer + blk * 2 * cc, c));
+            orth = fmax(orth, orth_error(acts + per_layer + blk * 2 * cc + cc, c));
+        }
+        CHECKF(norm_err < 1e-5, "%s: norms changed by %g", jsons[v], norm_err);
+        CHECKF(orth < 1e-5, "%s: max |X^T X - I| of M, P = %g", jsons[v], orth);
+        CHECKF(untouched, "%s: v or the extra columns changed", jsons[v]);
+        CHECKF(memcmp(raw, qkv, (size_t)C * sizeof(float)) != 0, "%s: nothing rotated", jsons[v]);
+        free(params), free(acts), free(raw), free(qkv);
+        posenc_destroy(&pe);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* backward vs finite differences of a double reference forward */
+
+typedef struct {
+    int c, cayley, dynamic, NH, hs, C, S, m, nc, G, B, T;
+} Spec;
+
+/* Sum over t of R . (q~, k~) of chunk (b, h, j), from double inputs. */
+static double ref_unit_loss(const Spec *sp, const double *qkv, const double *gbase, const float *R, int b, int h,
+                            int j) {
+    const int c = sp->c, m = sp->m;
+    double P[MAXC * MAXC], M[MAXC * MAXC], A[MAXC * MAXC], tmp[MAXC * MAXC], g[MAXC * MAXC];
+    for (int i = 0; i < c * c; i++) P[i] = (i % (c + 1) == 0);
+    double loss = 0;
+    for (int t = 0; t < sp->T; t++) {
+        size_t row = ((size_t)b * sp->T + t) * sp->S;
+        size_t index = ((size_t)h * sp->nc + j) * m;
+        for (int a = 0; a < m; a++) g[a] = gbase[index + a] + (sp->dynamic ? qkv[row + 3 * sp->C + index + a] : 0);
+        skew(g, c, A);
+        if (sp->cayley) cayley_solve(A, M, c);
+        else taylor_exp(A, M, c, 30);
+        for (int i = 0; i < c; i++)
+            for (int k = 0; k < c; k++) {
+                double s = 0;
+                for (int r = 0; r < c; r++) s += P[i * c + r] * M[r * c + k];
+                tmp[i * c + k] = s;
+            }
+        memcpy(P, tmp, sizeof(double) * (size_t)(c * c));
+        for (int which = 0; which < 2; which++) {
+            size_t off = row + (size_t)which * sp->C + (size_t)h * sp->hs + (size_t)j * c;
+            for (int i = 0; i < c; i++) {
+                double s = 0;
+                for (int r = 0; r < c; r++) s += P[i * c + r] * qkv[off + r];
+                loss += R[off + i] * s;
+            }
+        }
+    }
+    return loss;
+}
+
+static void backward_check(int c, int cayley, int dynamic, int reortho) {
+    Spec sp = {.c = c, .cayley = cayley, .dynamic = dynamic, .NH = 2};
+    sp.hs = c == 3 ? 6 : 8;
+    sp.C = sp.NH * sp.hs;
+    sp.B = test_small() ? 1 : 2;
+    sp.T = test_small() ? 4 : 5;
+    char json[200];
+    snprintf(json, sizeof json,
+             "{\"kind\": \"hddrope\", \"chunk\": %d, \"map\": \"%s\", \"dynamic\": %s, \"reorthonormalize\": %d}", c,
+             cayley ? "cayley" : "expm", dynamic ? "true" : "false", reortho);
+    PosEnc pe;
+    if (create_json(&pe, json, make_dims(sp.C, sp.NH, sp.T)) != 0) {
+        CHECKF(0, "%s: %s", json, tr_error());
+        return;
+    }
+    sp.m = c * (c - 1) / 2, sp.nc = sp.hs / c, sp.G = sp.NH * sp.nc * sp.m;
+    sp.S = 3 * sp.C + num_extra(&pe);
+    CHECK(num_extra(&pe) == (dynamic ? sp.G : 0));
+    const int l = 1, B = sp.B, T = sp.T, S = sp.S, C = sp.C;
+    size_t np = pe.kind->num_params(&pe), n = (size_t)B * T * S;
+    CHECK(np == 2u * sp.G);
+    float *params = xmalloc(np * sizeof *params);
+    fill_normal(params, np, 0.4f, 100 + c);
+    float *acts = xmalloc(pe.kind->num_acts(&pe, B, T) * sizeof *acts);
+    float *raw = xmalloc(n * sizeof *raw), *R = xmalloc(n * sizeof *R);
+    fill_normal(raw, n, 0.5f, 200 + c);
+    fill_normal(R, n, 1.0f, 300 + c);
+    float *qkv = copy_floats(raw, n), *dqkv = copy_floats(R, n);
+    float *dparams = xmalloc(np * sizeof *dparams);
+    fill_normal(dparams, np, 1.0f, 400); /* accumulates onto what was there */
+    float *dparams0 = copy_floats(dparams, np);
+    pe.kind->qk_forward(&pe, l, qkv, NULL, params, acts, NULL, B, T, 0);
+    pe.kind->qk_backward(&pe, l, dqkv, qkv, NULL, params, dparams, acts, B, T, 0);
+
+    double *xd = xmalloc(n * sizeof *xd), gb[MAXC * MAXC * 4];
+    for (size_t i = 0; i < n; i++) xd[i] = raw[i];
+    for (int i = 0; i < sp.G; i++) gb[i] = params[(size_t)l * sp.G + i];
+    const double eps = 1e-5;
+    double worst = 0;
+    int v_ok = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int col = 0; col < S; col++) {
+                size_t i = ((size_t)b * T + t) * S + col;
+                if (col >= 2 * C && col < 3 * C) { /* v: passes through */
+                    v_ok &= dqkv[i] == R[i];
+                    continue;
+                }
+                int h, j;
+                if (col < 2 * C) h = (col % C) / sp.hs, j = (col % C % sp.hs) / c;
+                else h = (col - 3 * C) / sp.m / sp.nc, j = (col - 3 * C) / sp.m % sp.nc;
+                double keep = xd[i], L2[2];
+                for (int side = 0; side < 2; side++) {
+                    xd[i] = keep + (side ? -eps : eps);
+                    L2[side] = ref_unit_loss(&sp, xd, gb, R, b, h, j);
+                }
+                xd[i] = keep;
+                double fd = (L2[0] - L2[1]) / (2 * eps) + (col >= 3 * C ? R[i] : 0.0);
+                worst = fmax(worst, fabs(dqkv[i] - fd) / (1 + fabs(fd)));
+            }
+    double worst_base = 0;
+    for (int idx = 0; idx < sp.G; idx++) {
+        int h = idx / sp.m / sp.nc, j = idx / sp.m % sp.nc;
+        double keep = gb[idx], L2[2] = {0, 0};
+        for (int side = 0; side < 2; side++) {
+            gb[idx] = keep + (side ? -eps : eps);
+            for (int b = 0; b < B; b++) L2[side] += ref_unit_loss(&sp, xd, gb, R, b, h, j);
+        }
+        gb[idx] = keep;
+        double fd = (L2[0] - L2[1]) / (2 * eps);
+        double got = (double)dparams[(size_t)l * sp.G + idx] - dparams0[(size_t)l * sp.G + idx];
+        worst_base = fmax(worst_base, fabs(got - fd) / (1 + fabs(fd)));
+    }
+    CHECKF(worst < 2e-4, "%s: dqkv differs from finite differences by %g", json, worst);
+    CHECKF(worst_base < 2e-4, "%s: d g_base differs from finite differences by %g", json, worst_base);
+    CHECKF(v_ok, "%s: dv changed", json);
+    CHECKF(memcmp(dparams, dparams0, (size_t)sp.G * sizeof(float)) == 0, "%s: layer 0's d g_base touched", json);
+    free(params), free(acts), free(raw), free(R), free(qkv), free(dqkv), free(dparams), free(dparams0), free(xd);
+    posenc_destroy(&pe);
+}
+
+static void test_backward_vs_finite_differences(void) {
+    const int chunks[] = {2, 3, 4, 8};
+    for (int ci = 0; ci < 4; ci++)
+        for (int cayley = 0; cayley < 2; cayley++)
+            for (int dynamic = 0; dynamic < 2; dynamic++) backward_check(chunks[ci], cayley, dynamic, 0);
+    /* Newton-Schulz every 2 positions: the identity on orthogonal P, so the same gradient */
+    backward_check(4, 0, 1, 2);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* cached generation */
+
+static void test_cached_step_equals_full_forward(void) {
+    const int B = 2, C = 16, NH = 2, T = 12;
+    const char *jsons[] = {"{\"kind\": \"hddrope\"}", "{\"kind\": \"hddrope\", \"map\": \"cayley\", \"chunk\": 8}",
+                           "{\"kind\": \"hddrope\", \"reorthonormalize\": 3}"};
+    for (int v = 0; v < 3; v++) {
+        PosEnc pe;
+        if (create_json(&pe, jsons[v], make_dims(C, NH, T)) != 0) {
+            CHECKF(0, "%s: %s", jsons[v], tr_error());
+            continue;
+        }
+        const int S = 3 * C + num_extra(&pe);
+        size_t np = pe.kind->num_params(&pe), n = (size_t)B * T * S;
+        float *params = xmalloc(np * sizeof *params);
+        pe.kind->init(&pe, params, NULL, 0, 1);
+        float *acts = xmalloc(pe.kind->num_acts(&pe, B, T) * sizeof *acts);
+        float *acts1 = xmalloc(pe.kind->num_acts(&pe, B, 1) * sizeof *acts1);
+        float *state = xcalloc(pe.kind->num_state(&pe, B), sizeof *state);
+        float *full = xmalloc(n * sizeof *full);
+        fill_normal(full, n, 0.5f, 500 + v);
+        float *orig = copy_floats(full, n);
+        pe.kind->qk_forward(&pe, 1, full, NULL, params, acts, NULL, B, T, 0);
+        float *step = xmalloc((size_t)B * S * sizeof *step);
+        int mismatches = 0;
+        for (int t = 0; t < T; t++) {
+            for (int b = 0; b < B; b++)
+                memcpy(step + (size_t)b * S, orig + ((size_t)b * T + t) * S, (size_t)S * sizeof *step);
+            pe.kind->qk_forward(&pe, 1, step, NULL, params, acts1, state, B, 1, t);
+            for (int b = 0; b < B; b++)
+                mismatches +=
+                    memcmp(step + (size_t)b * S, full + ((size_t)b * T + t) * S, (size_t)S * sizeof *step) != 0;
+        }
+        CHECKF(mismatches == 0, "%s: %d cached rows differ from the full forward", jsons[v], mismatches);
+        /* layer 0's state is untouched (still zero) */
+        size_t per_layer = pe.kind->num_state(&pe, B) / 2;
+        int zero = 1;
+        for (size_t i = 0; i < per_layer; i++) zero &= state[i] == 0.0f;
+        CHECKF(zero, "%s: layer 0's state written", jsons[v]);
+        free(params), free(acts), free(acts1), free(state), free(full), free(orig), free(step);
+        posenc_destroy(&pe);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* init, sizes, options */
+
+static void test_init_and_sizes(void) {
+    const int C = 16, NH = 2, c = 4, nc = 2, m = 6, G = NH * nc * m;
+    PosEnc pe;
+    if (create_json(&pe, "{\"kind\": \"hddrope\"}", make_dims(C, NH, 8)) != 0) {
+        CHECKF(0, "%s", tr_error());
+        return;
+    }
+    CHECK(num_extra(&pe) == G);
+    CHECK(pe.kind->num_params(&pe) == 2u * G);
+    CHECK(pe.kind->num_acts(&pe, 3, 5) == 2u * 3 * 5 * NH * nc * 2 * c * c);
+    CHECK(pe.kind->num_state(&pe, 3) == 2u * 3 * NH * nc * c * c);
+    const size_t S = 3 * C + G, stride = S * C;
+    float *w = xmalloc(2 * stride * sizeof *w), *params = xmalloc(2 * G * sizeof *params);
+    fill_normal(w, 2 * stride, 1.0f, 9);
+    float *w0 = copy_floats(w, 2 * stride);
+    pe.kind->init(&pe, params, w + 3 * C * C, stride, 1);
+    int extra_zero = 1, rest_kept = 1;
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < stride; i++) {
+            if (i >= 3u * C * C) extra_zero &= w[l * stride + i] == 0.0f;
+            else rest_kept &= w[l * stride + i] == w0[l * stride + i];
+        }
+    CHECK(extra_zero && rest_kept);
+    /* g_base: theta_i = 10000^(-2i/hs) on plane (2i', 2i'+1) of its chunk, 0 on the coupling planes.
+     * Lower-triangle order for c = 4: (1,0) (2,0) (2,1) (3,0) (3,1) (3,2): planes (1,0) = a 0, (3,2) = a 5. */
+    int ok = 1;
+    for (int l = 0; l < 2; l++)
+        for (int h = 0; h < NH; h++)
+            for (int j = 0; j < nc; j++)
+                for (int a = 0; a < m; a++) {
+                    float got = params[l * G + (h * nc + j) * m + a];
+                    double want = 0;
+                    if (a == 0) want = pow(10000.0, -2.0 * (2 * j) / 8);
+                    if (a == 5) want = pow(10000.0, -2.0 * (2 * j + 1) / 8);
+                    ok &= fabsf(got - (float)want) == 0.0f;
+                }
+    CHECK(ok);
+    posenc_destroy(&pe);
+    /* zero base, static: no extra rows, g_base 0 */
+    CHECK(create_json(&pe, "{\"kind\": \"hddrope\", \"base_init\": \"zero\", \"dynamic\": false}",
+                      make_dims(C, NH, 8)) == 0);
+    CHECK(num_extra(&pe) == 0);
+    pe.kind->init(&pe, params, NULL, 0, 1);
+    int zero = 1;
+    for (int i = 0; i < 2 * G; i++) zero &= params[i] == 0.0f;
+    CHECK(zero);
+    posenc_destroy(&pe);
+    free(w), free(w0), free(params);
+}
+
+static void expect_error(const char *json, ModelDims d, const char *needle) {
+    PosEnc pe;
+    tr_clear_error();
+    int rc = create_json(&pe, json, d);
+    CHECKF(rc == -1, "%s: created, expected an error", json);
+    if (rc == 0) {
+        posenc_destroy(&pe);
+        return;
+    }
+    CHECKF(pe.kind == NULL && pe.impl == NULL, "%s: pe not cleared", json);
+    CHECKF(strstr(tr_error(), needle) != NULL, "%s: error \"%s\" lacks \"%s\"", json, tr_error(), needle);
+}
+
+static void test_option_errors(void) {
+    ModelDims d = make_dims(16, 2, 8); /* hs = 8 */
+    expect_error("{\"kind\": \"hddrope\", \"chunk\": 3}", d, "posenc.chunk: 3 does not divide the head size");
+    expect_error("{\"kind\": \"hddrope\", \"chunk\": 1}", d, "posenc.chunk");
+    expect_error("{\"kind\": \"hddrope\", \"chunk\": 0}", d, "posenc.chunk");
+    expect_error("{\"kind\": \"hddrope\", \"chunk\": 2.5}", d, "posenc.chunk");
+    expect_error("{\"kind\": \"hddrope\", \"chunk\": \"4\"}", d, "posenc.chunk: must be a number");
+    expect_error("{\"kind\": \"hddrope\", \"map\": \"pade\"}", d, "posenc.map: unknown map \"pade\"");
+    expect_error("{\"kind\": \"hddrope\", \"dynamic\": 1}", d, "posenc.dynamic");
+    expect_error("{\"kind\": \"hddrope\", \"base_init\": \"random\"}", d, "posenc.base_init");
+    expect_error("{\"kind\": \"hddrope\", \"reorthonormalize\": -1}", d, "posenc.reorthonormalize");
+    expect_error("{\"kind\": \"hddrope\", \"foo\": 1}", d, "posenc.foo: unknown option for kind hddrope");
+    expect_error("{\"kind\": \"hddrope\", \"chunk\": 32}", make_dims(64, 2, 8), "posenc.chunk");
+    PosEnc pe;
+    CHECKF(create_json(&pe, "{\"kind\": \"hddrope\", \"chunk\": 8, \"map\": \"cayley\", \"dynamic\": false, "
+                            "\"base_init\": \"zero\", \"reorthonormalize\": 16}", d) == 0, "%s", tr_error());
+    posenc_destroy(&pe);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* orthogonality drift of a long fp32 scan (measured, printed) */
+
+static double drift_at(const char *json, int T) {
+    const int C = 4;
+    PosEnc pe;
+    if (create_json(&pe, json, make_dims(C, 1, T)) != 0) {
+        CHECKF(0, "%s", tr_error());
+        return INFINITY;
+    }
+    const int S = 3 * C + num_extra(&pe);
+    size_t n = (size_t)T * S, na = pe.kind->num_acts(&pe, 1, T);
+    float *qkv = xmalloc(n * sizeof *qkv), *acts = xmalloc(na * sizeof *acts);
+    float *params = xcalloc(pe.kind->num_params(&pe), sizeof *params);
+    fill_normal(qkv, n, 0.1f, 77); /* the generators W_g x ~ N(0, 0.1) */
+    pe.kind->qk_forward(&pe, 1, qkv, NULL, params, acts, NULL, 1, T, 0);
+    double worst = 0;
+    for (int t = 0; t < T; t++) worst = fmax(worst, orth_error(acts + na / 2 + (size_t)t * 32 + 16, 4));
+    free(qkv), free(acts), free(params);
+    posenc_destroy(&pe);
+    return worst;
+}
+
+static void test_orthogonality_drift(void) {
+    const int T = 4096;
+    double plain = drift_at("{\"kind\": \"hddrope\"}", T);
+    double fixed = drift_at("{\"kind\": \"hddrope\", \"reorthonormalize\": 64}", T);
+    double cay = drift_at("{\"kind\": \"hddrope\", \"map\": \"cayley\"}", T);
+    printf("  drift max|P^T P - I| over T = %d, c = 4, g ~ N(0, 0.1), fp32: expm %.3g, cayley %.3g, "
+           "expm + Newton-Schulz every 64: %.3g\n", T, plain, cay, fixed);
+    CHECKF(plain < 1e-4, "drift %g", plain);
+    CHECKF(cay < 1e-4, "drift %g", cay);
+    CHECKF(fixed < 1e-5 && fixed <= plain, "drift with re-orthonormalisation %g (without %g)", fixed, plain);
+}
+
+int main(void) {
+    RUN(test_expm_and_cayley_vs_references);
+    RUN(test_expm_adjoint_vs_block_and_differences);
+    RUN(test_chunk2_static_equals_rope);
+    RUN(test_scores_are_relative);
+    RUN(test_orthogonal_and_norm_preserving);
+    RUN(test_backward_vs_finite_differences);
+    RUN(test_cached_step_equals_full_forward);
+    RUN(test_init_and_sizes);
+    RUN(test_option_errors);
+    RUN(test_orthogonality_drift);
+    return test_summary();
+}
