@@ -19,17 +19,12 @@
 
 #include "data/util.h"
 
-/* from posenc.c */
-
 static int learned_configure(PosEnc *pe, const cJSON *options) {
     static const char *const known[] = {"kind", NULL};
     return posenc_check_option_keys(options, "learned", known);
 }
 
 static size_t learned_num_params(const PosEnc *pe) { return (size_t)pe->dims.max_T * (size_t)pe->dims.C; }
-static int learned_num_extra(const PosEnc *pe) { return 0; }
-static size_t learned_num_acts(const PosEnc *pe, int B, int T) { return 0; }
-static size_t learned_num_state(const PosEnc *pe, int B) { return 0; }
 
 static void learned_init(const PosEnc *pe, float *params, float *extra_w, size_t extra_stride, uint64_t seed) {
     uint64_t rng = seed;
@@ -69,9 +64,6 @@ const PosEncKind posenc_learned = {
     .configure = learned_configure,
     .destroy = NULL,
     .num_params = learned_num_params,
-    .num_extra = learned_num_extra,
-    .num_acts = learned_num_acts,
-    .num_state = learned_num_state,
     .init = learned_init,
     .embed_forward = learned_embed_forward,
     .embed_backward = learned_embed_backward,

@@ -29,8 +29,6 @@
 
 #include "data/util.h"
 
-/* from posenc.c */
-
 typedef struct {
     int hs;
     double *theta;      /* (hs/2) radians per token, for rows past the table */
@@ -81,11 +79,6 @@ static int rope_configure(PosEnc *pe, const cJSON *options) {
     return 0;
 }
 
-static size_t rope_num_params(const PosEnc *pe) { return 0; }
-static int rope_num_extra(const PosEnc *pe) { return 0; }
-static size_t rope_num_acts(const PosEnc *pe, int B, int T) { return 0; }
-static size_t rope_num_state(const PosEnc *pe, int B) { return 0; }
-
 /* Rotates the q and k columns of qkv (B,T,S) in place; sign as in posenc_turn_pairs. */
 static void rope_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, float sign) {
     const Rope *r = pe->impl;
@@ -128,10 +121,6 @@ const PosEncKind posenc_rope = {
     .summary = "RoPE: rotate interleaved pairs of q and k by p*base^(-2i/hs) (option base, default 10000)",
     .configure = rope_configure,
     .destroy = rope_destroy,
-    .num_params = rope_num_params,
-    .num_extra = rope_num_extra,
-    .num_acts = rope_num_acts,
-    .num_state = rope_num_state,
     .init = NULL,
     .embed_forward = NULL,
     .embed_backward = NULL,

@@ -55,8 +55,6 @@
 
 #include "data/util.h"
 
-/* from posenc.c */
-
 #define XPOS_AUTHOR_MAX_LEN 2048       /* the author's max_sequence_length: its tables' rows */
 #define XPOS_MAX_LOG_SCALE 80.0        /* |ln s| bound keeping s and 1/s normal floats */
 
@@ -177,11 +175,6 @@ static int xpos_configure(PosEnc *pe, const cJSON *options) {
     return 0;
 }
 
-static size_t xpos_num_params(const PosEnc *pe) { return 0; }
-static int xpos_num_extra(const PosEnc *pe) { return 0; }
-static size_t xpos_num_acts(const PosEnc *pe, int B, int T) { return 0; }
-static size_t xpos_num_state(const PosEnc *pe, int B) { return 0; }
-
 /* The forward map (sign 1) or its transpose (sign -1) on the q and k columns of qkv (B,T,S). */
 static void xpos_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, float sign) {
     const XPos *x = pe->impl;
@@ -226,10 +219,6 @@ const PosEncKind posenc_xpos = {
     .summary = "xPos: RoPE with a per-pair decay zeta^((n-m)/512) (variant reference = torchscale, or author)",
     .configure = xpos_configure,
     .destroy = xpos_destroy,
-    .num_params = xpos_num_params,
-    .num_extra = xpos_num_extra,
-    .num_acts = xpos_num_acts,
-    .num_state = xpos_num_state,
     .init = NULL,
     .embed_forward = NULL,
     .embed_backward = NULL,
