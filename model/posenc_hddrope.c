@@ -26,8 +26,9 @@
  *
  * Numerics (§5.2). The step matrix is computed in double (expm: scaling and squaring, i.e.
  * halve A until its infinity norm is <= 1/4, a Taylor series (Horner) of the degree whose last
- * term is below 1e-17, then square back; Cayley: Gauss-Jordan with partial pivoting) and stored
- * as float.
+ * term is below 1e-12 (1e-17 in the exported hddrope_expm), then square back; Cayley:
+ * Gauss-Jordan with partial pivoting; c = 4 expm uses the closed form hddrope_expm4 instead) and
+ * stored as float.
  * The scan multiplies the float P by the float M in double and rounds P to float at every step,
  * so a cached generation step (P read back from the float state) is bit-identical to the full
  * forward. "reorthonormalize": k > 0 applies one Newton-Schulz step P <- P (3I - P^T P)/2 after
@@ -43,11 +44,12 @@
  *
  * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
  * extra columns 3C + index. Activations, layer l: (B, T, NH, n_c) blocks of 2*c*c floats (M then
- * P). State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
+ * P; with static generators the M half is left unwritten, the backward recomputes the one M).
+ * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  *
- * hddrope_expm, hddrope_cayley and hddrope_expm_adjoint(_block) are not static only so that
- * tests/test_hddrope.c can test them against its own references (it declares them itself).
+ * hddrope_expm, hddrope_expm4, hddrope_cayley and hddrope_expm_adjoint(_block) are not static
+ * only so that tests/test_hddrope.c can test them against its own references (it declares them itself).
  */
 #include "model/posenc.h"
 
@@ -61,6 +63,19 @@
 
 enum { MAP_EXPM = 0, MAP_CAYLEY = 1 };
 
+/* how many positions ahead the backward scan prefetches its strided rows */
+#define HDD_PREFETCH 4
+
+/* Where the series are cut in the model's own step matrices and gradients: they are rounded to
+ * float (relative 6e-8) right after, so terms below 1e-12 of the result cannot matter; the public
+ * hddrope_expm and hddrope_expm_adjoint (tested against references) go to double precision. */
+#define HDD_SERIES_TOLERANCE 1e-12
+
+/* The c x c kernels are written once with c a parameter and forced inline, so that the common
+ * chunk size (c = 4) gets a copy with c a constant (unrolled, vectorised) by calling them with a
+ * literal 4; same operations in the same order, so both copies give the same bits. */
+#define HDD_INLINE static inline __attribute__((always_inline))
+
 /* fmax without the libm call (no NaN rules needed here): it sits in the inner loops */
 static inline double max_d(double a, double b) { return a > b ? a : b; }
 
@@ -73,20 +88,19 @@ typedef struct {
 
 /* ---- small dense double matrices (row-major, n <= 2*HDD_MAX_C) ---- */
 
-static void mat_mul(const double *a, const double *b, double *out, int n) {
+HDD_INLINE void mat_mul(const double *a, const double *b, double *out, int n) {
+    /* row-wise accumulation (vectorises over k); each sum still runs over r in order */
     double tmp[4 * HDD_MAX_C * HDD_MAX_C];
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < n; k++) {
-            double s = 0;
-            for (int r = 0; r < n; r++) s += a[i * n + r] * b[r * n + k];
-            tmp[i * n + k] = s;
-        }
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < n; k++) tmp[i * n + k] = 0;
+        for (int r = 0; r < n; r++)
+            for (int k = 0; k < n; k++) tmp[i * n + k] += a[i * n + r] * b[r * n + k];
+    }
     memcpy(out, tmp, sizeof(double) * (size_t)(n * n));
 }
 
 /* E = exp(A), n <= 2*HDD_MAX_C: scaling and squaring with a Taylor series. */
-void hddrope_expm(const double *A, double *E, int n) {
-    if (n < 1 || n > 2 * HDD_MAX_C) return; /* never: c is checked in configure */
+HDD_INLINE void expm_kernel(const double *A, double *E, int n, double tolerance) {
     const int nn = n * n;
     double norm = 0;
     for (int i = 0; i < n; i++) {
@@ -99,7 +113,7 @@ void hddrope_expm(const double *A, double *E, int n) {
     double scale = 1.0;
     while (norm * scale > 0.25 && squarings < 1000) scale *= 0.5, squarings++;
     int q = 0;
-    for (double bound = 1.0; bound > 1e-17 && q < 30;) q++, bound *= norm * scale / q;
+    for (double bound = 1.0; bound > tolerance && q < 30;) q++, bound *= norm * scale / q;
     double X[4 * HDD_MAX_C * HDD_MAX_C], buf_a[4 * HDD_MAX_C * HDD_MAX_C], buf_b[4 * HDD_MAX_C * HDD_MAX_C];
     double *R = buf_a, *next = buf_b, *swap;
     for (int i = 0; i < nn; i++) X[i] = A[i] * scale;
@@ -107,24 +121,48 @@ void hddrope_expm(const double *A, double *E, int n) {
     for (int i = 0; i < nn; i++) R[i] = (i % (n + 1) == 0);
     for (int k = q; k >= 1; k--) {
         const double inv = 1.0 / k;
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) {
-                double sum = 0;
-                for (int r = 0; r < n; r++) sum += X[i * n + r] * R[r * n + j];
-                next[i * n + j] = (i == j) + sum * inv;
-            }
+        mat_mul(X, R, next, n);
+        for (int i = 0; i < nn; i++) next[i] = (i % (n + 1) == 0) + next[i] * inv;
         swap = R, R = next, next = swap;
     }
     for (int s = 0; s < squarings; s++) {
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) {
-                double sum = 0;
-                for (int r = 0; r < n; r++) sum += R[i * n + r] * R[r * n + j];
-                next[i * n + j] = sum;
-            }
+        mat_mul(R, R, next, n);
         swap = R, R = next, next = swap;
     }
     memcpy(E, R, sizeof(double) * (size_t)nn);
+}
+
+void hddrope_expm(const double *A, double *E, int n) {
+    if (n < 1 || n > 2 * HDD_MAX_C) return; /* never: c is checked in configure */
+    if (n == 4) expm_kernel(A, E, 4, 1e-17);
+    else expm_kernel(A, E, n, 1e-17);
+}
+
+/* E = exp(A) for c = 4 in closed form (spec §2.3 step 5): with the Hodge dual on planes
+ * (01)<->(23), (02)<->(31), (03)<->(12), A = A+ + A-, A+- = (A +- *A)/2, where A+-^2 = -a+-^2 I and
+ * A+ A- = A- A+, so exp(A) = (cos a+ I + sinc a+ A+)(cos a- I + sinc a- A-). Two sincos and one
+ * 4 x 4 product instead of a series; tested against hddrope_expm. */
+void hddrope_expm4(const double *A, double *E) {
+    const double p01 = A[1], p02 = A[2], p03 = A[3], p12 = A[6], p13 = A[7], p23 = A[11];
+    /* the plane values of A+ (sign 1) and A- (sign -1); *A has 01 <- 23, 02 <- 31 = -13, 03 <- 12 */
+    double factor[2][16];
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0;
+        const double x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
+        /* self-dual (anti-self-dual): 23 = +-01, 13 = -+02, 12 = +-03 */
+        const double x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
+        const double alpha = sqrt(x01 * x01 + x02 * x02 + x03 * x03);
+        const double co = cos(alpha), si = alpha > 0 ? sin(alpha) / alpha : 1.0;
+        double *F = factor[half];
+        F[0] = F[5] = F[10] = F[15] = co;
+        F[1] = si * x01, F[4] = -F[1];
+        F[2] = si * x02, F[8] = -F[2];
+        F[3] = si * x03, F[12] = -F[3];
+        F[6] = si * x12, F[9] = -F[6];
+        F[7] = si * x13, F[13] = -F[7];
+        F[11] = si * x23, F[14] = -F[11];
+    }
+    mat_mul(factor[0], factor[1], E, 4);
 }
 
 /* W = M^-1 (n <= HDD_MAX_C) by Gauss-Jordan with partial pivoting. M = I - A with A skew is
@@ -191,8 +229,7 @@ void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, i
  * <= 1/4) and F = G_M / 2^s, the series L(X, F) = sum_k F_k / k!, F_1 = F,
  * F_k = F_{k-1} X + X^{k-1} F (the sum of X^i F X^j over i + j = k - 1), then s doublings
  * L(2Y, 2F) = e L + L e with e = exp(Y) (squared alongside). */
-void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) {
-    if (c < 1 || c > HDD_MAX_C) return;
+HDD_INLINE void expm_adjoint_kernel(const double *A, const double *GM, double *GA, int c, double tolerance) {
     const int cc = c * c;
     double X[HDD_MAX_C * HDD_MAX_C], e[HDD_MAX_C * HDD_MAX_C], power[HDD_MAX_C * HDD_MAX_C];
     double F[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C], t2[HDD_MAX_C * HDD_MAX_C];
@@ -212,25 +249,23 @@ void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) 
         GA[i] = F[i];
         power[i] = e[i] = (i % (c + 1) == 0);
     }
-    double factorial = 1;
-    for (int k = 2; k <= 30; k++) {
+    /* The degree, fixed in advance (no data-dependent exit, so the loop is straight vector code):
+     * with x = |X| <= 1/4, |F_k / k!| <= x^(k-1) |F| / (k-1)! and |X^k / k!| <= x^k / k!, so past
+     * the first q with x^q / q! <= 1e-17 both series' terms are below double precision. */
+    int q = 1;
+    for (double bound = norm * scale; bound > tolerance && q < 30;) q++, bound *= norm * scale / q;
+    double inv_factorial = 1; /* 1/(k-1)! */
+    for (int k = 2; k <= q; k++) {
         /* power = X^(k-2) -> X^(k-1) (and e gets the X^(k-1)/(k-1)! term) */
         mat_mul(power, X, power, c);
-        for (int i = 0; i < cc; i++) e[i] += power[i] / factorial;
-        factorial *= k;
+        for (int i = 0; i < cc; i++) e[i] += power[i] * inv_factorial;
+        inv_factorial /= k;
         mat_mul(F, X, t1, c);
         mat_mul(power, GM, t2, c);
-        double biggest = 0, total = 0, pbig = 0;
         for (int i = 0; i < cc; i++) {
             F[i] = t1[i] + t2[i] * scale;
-            double term = F[i] / factorial;
-            GA[i] += term;
-            biggest = max_d(biggest, fabs(term));
-            total = max_d(total, fabs(GA[i]));
-            pbig = max_d(pbig, fabs(power[i]));
+            GA[i] += F[i] * inv_factorial;
         }
-        /* both series converged: the next terms are below double precision */
-        if (biggest <= 1e-17 * total && pbig / factorial < 1e-17) break;
     }
     for (int s = 0; s < squarings; s++) {
         mat_mul(e, GA, t1, c);
@@ -238,6 +273,12 @@ void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) 
         for (int i = 0; i < cc; i++) GA[i] = t1[i] + t2[i];
         mat_mul(e, e, e, c);
     }
+}
+
+void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    if (c == 4) expm_adjoint_kernel(A, GM, GA, 4, 1e-17);
+    else expm_adjoint_kernel(A, GM, GA, c, 1e-17);
 }
 
 /* ---- configuration ---- */
@@ -339,8 +380,7 @@ static void hdd_init(const PosEnc *pe, float *params, float *extra_w, size_t ext
 /* ---- forward ---- */
 
 /* The float step matrix of generator values g (m of them) and, for the backward, A in double. */
-static void step_matrix(const Hdd *d, const double *g, double *A, float *M) {
-    const int c = d->c;
+HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, int c) {
     double Md[HDD_MAX_C * HDD_MAX_C];
     memset(A, 0, sizeof(double) * (size_t)(c * c));
     for (int a = 0; a < d->m; a++) {
@@ -348,7 +388,8 @@ static void step_matrix(const Hdd *d, const double *g, double *A, float *M) {
         A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
     }
     if (d->map == MAP_CAYLEY) hddrope_cayley(A, Md, NULL, c);
-    else hddrope_expm(A, Md, c);
+    else if (c == 4) hddrope_expm4(A, Md);
+    else expm_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
     for (int i = 0; i < c * c; i++) M[i] = (float)Md[i];
 }
 
@@ -360,7 +401,7 @@ static void generators(const Hdd *d, int l, const float *params, const float *ro
 }
 
 /* v <- P v (float in, double accumulate) for a chunk of c channels. */
-static void apply(const float *P, float *v, int c) {
+HDD_INLINE void apply(const float *P, float *v, int c) {
     double tmp[HDD_MAX_C];
     for (int i = 0; i < c; i++) {
         double s = 0;
@@ -370,72 +411,85 @@ static void apply(const float *P, float *v, int c) {
     for (int i = 0; i < c; i++) v[i] = (float)tmp[i];
 }
 
+/* The scan of one (b, h, j) over the T positions. Static generators give the same step matrix at
+ * every position, so it is computed once (the same bits as computing it per position). */
+HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const float *params, float *layer_acts,
+                             float *layer_state, int B, int T, int pos0, long S, int c) {
+    const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
+    const int b = (int)(u / (NH * nc)), h = (int)(u / nc % NH), j = (int)(u % nc);
+    float P[HDD_MAX_C * HDD_MAX_C], M[HDD_MAX_C * HDD_MAX_C];
+    double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+    float *st = layer_state ? layer_state + (size_t)u * cc : NULL;
+    int from_state = 0;
+    if (st && pos0 > 0)
+        for (int i = 0; i < cc; i++) from_state |= st[i] != 0.0f;
+    for (int i = 0; i < cc; i++) P[i] = from_state ? st[i] : (float)(i % (c + 1) == 0);
+    if (!d->dynamic) {
+        generators(d, l, params, NULL, h, j, g);
+        step_matrix(d, g, A, M, c);
+    }
+    for (int t = 0; t < T; t++) {
+        float *row = qkv + ((size_t)b * T + t) * S;
+        if (d->dynamic) {
+            generators(d, l, params, row, h, j, g);
+            step_matrix(d, g, A, M, c);
+        }
+        /* P <- P M, in double, rounded to float */
+        double next[HDD_MAX_C * HDD_MAX_C];
+        for (int i = 0; i < c; i++) {
+            for (int k = 0; k < c; k++) next[i * c + k] = 0;
+            for (int r = 0; r < c; r++)
+                for (int k = 0; k < c; k++) next[i * c + k] += (double)P[i * c + r] * M[r * c + k];
+        }
+        long p = (long)pos0 + t;
+        if (d->reortho > 0 && (p + 1) % d->reortho == 0) {
+            /* P <- P (3I - P^T P) / 2 */
+            double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
+            for (int i = 0; i < c; i++)
+                for (int k = 0; k < c; k++) {
+                    double s = 0;
+                    for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
+                    PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
+                }
+            for (int i = 0; i < c; i++)
+                for (int k = 0; k < c; k++) {
+                    double s = 0;
+                    for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
+                    fixed[i * c + k] = 0.5 * s;
+                }
+            memcpy(next, fixed, sizeof(double) * (size_t)cc);
+        }
+        for (int i = 0; i < cc; i++) P[i] = (float)next[i];
+        if (layer_acts) {
+            float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + (size_t)h * nc + j) * 2 * cc;
+            if (d->dynamic) memcpy(saved, M, sizeof(float) * (size_t)cc); /* static: the backward recomputes it */
+            memcpy(saved + cc, P, sizeof(float) * (size_t)cc);
+        }
+        apply(P, row + (size_t)h * d->hs + (size_t)j * c, c);
+        apply(P, row + C + (size_t)h * d->hs + (size_t)j * c, c);
+    }
+    if (st) memcpy(st, P, sizeof(float) * (size_t)cc);
+}
+
 static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,
                            float *state, int B, int T, int pos0) {
     const Hdd *d = pe->impl;
-    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
+    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
     const long S = posenc_qkv_stride(pe);
     const long units = (long)B * NH * nc;
     float *layer_acts = acts ? acts + (size_t)l * B * T * NH * nc * 2 * cc : NULL;
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
 #pragma omp parallel for schedule(static) if (units * T >= 256)
     for (long u = 0; u < units; u++) {
-        const int b = (int)(u / (NH * nc)), h = (int)(u / nc % NH), j = (int)(u % nc);
-        float P[HDD_MAX_C * HDD_MAX_C], M[HDD_MAX_C * HDD_MAX_C];
-        double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
-        float *st = layer_state ? layer_state + (size_t)u * cc : NULL;
-        int from_state = 0;
-        if (st && pos0 > 0)
-            for (int i = 0; i < cc; i++) from_state |= st[i] != 0.0f;
-        for (int i = 0; i < cc; i++) P[i] = from_state ? st[i] : (float)(i % (c + 1) == 0);
-        for (int t = 0; t < T; t++) {
-            float *row = qkv + ((size_t)b * T + t) * S;
-            generators(d, l, params, row, h, j, g);
-            step_matrix(d, g, A, M);
-            /* P <- P M, in double, rounded to float */
-            double next[HDD_MAX_C * HDD_MAX_C];
-            for (int i = 0; i < c; i++)
-                for (int k = 0; k < c; k++) {
-                    double s = 0;
-                    for (int r = 0; r < c; r++) s += (double)P[i * c + r] * M[r * c + k];
-                    next[i * c + k] = s;
-                }
-            long p = (long)pos0 + t;
-            if (d->reortho > 0 && (p + 1) % d->reortho == 0) {
-                /* P <- P (3I - P^T P) / 2 */
-                double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
-                for (int i = 0; i < c; i++)
-                    for (int k = 0; k < c; k++) {
-                        double s = 0;
-                        for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
-                        PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
-                    }
-                for (int i = 0; i < c; i++)
-                    for (int k = 0; k < c; k++) {
-                        double s = 0;
-                        for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
-                        fixed[i * c + k] = 0.5 * s;
-                    }
-                memcpy(next, fixed, sizeof fixed);
-            }
-            for (int i = 0; i < cc; i++) P[i] = (float)next[i];
-            if (layer_acts) {
-                float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + (size_t)h * nc + j) * 2 * cc;
-                memcpy(saved, M, sizeof(float) * (size_t)cc);
-                memcpy(saved + cc, P, sizeof(float) * (size_t)cc);
-            }
-            apply(P, row + (size_t)h * d->hs + (size_t)j * c, c);
-            apply(P, row + C + (size_t)h * d->hs + (size_t)j * c, c);
-        }
-        if (st) memcpy(st, P, sizeof(float) * (size_t)cc);
+        if (c == 4) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 4);
+        else forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, c);
     }
 }
 
 /* ---- backward ---- */
 
 /* dA from dM for the step matrix of A (double, c x c). */
-static void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA) {
-    const int c = d->c;
+HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA, int c) {
     if (d->map == MAP_CAYLEY) {
         double M[HDD_MAX_C * HDD_MAX_C], W[HDD_MAX_C * HDD_MAX_C], Wt[HDD_MAX_C * HDD_MAX_C];
         double tmp[HDD_MAX_C * HDD_MAX_C];
@@ -447,87 +501,132 @@ static void step_matrix_backward(const Hdd *d, const double *A, const double *dM
         for (int i = 0; i < c * c; i++) dA[i] *= 2.0;
         return;
     }
-    hddrope_expm_adjoint(A, dM, dA, c);
+    expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
+}
+
+/* dg from dA: generator a sits at A[i][k] and, negated, at A[k][i]. */
+HDD_INLINE double generator_grad(const Hdd *d, const double *dA, int a, int c) {
+    return dA[d->tri_i[a] * c + d->tri_k[a]] - dA[d->tri_k[a] * c + d->tri_i[a]];
+}
+
+/* The backward of one (h, j) over all b and t. Static generators: the step matrix is the same at
+ * every position and its adjoint is linear in dM, so dM is summed over b and t and sent through
+ * the map once. */
+HDD_INLINE void backward_unit(const Hdd *d, int u, int l, float *dqkv, const float *qkv, const float *params,
+                              float *dparams, const float *layer_acts, int B, int T, long S, int c) {
+    const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
+    const int h = u / nc, j = u % nc;
+    const size_t index = (size_t)u * m;
+    double dg_base[HDD_MAX_C * (HDD_MAX_C - 1) / 2] = {0};
+    /* static generators: the one step matrix (the forward's bits) and the summed dM */
+    double dM_total[HDD_MAX_C * HDD_MAX_C] = {0}, A_static[HDD_MAX_C * HDD_MAX_C];
+    float M_static[HDD_MAX_C * HDD_MAX_C];
+    if (!d->dynamic) {
+        double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+        generators(d, l, params, NULL, h, j, g);
+        step_matrix(d, g, A_static, M_static, c);
+    }
+    for (int b = 0; b < B; b++) {
+        double Bnext[HDD_MAX_C * HDD_MAX_C] = {0}; /* B_{t+1} M_{t+1}^T, 0 past the end */
+        for (int t = T - 1; t >= 0; t--) {
+            const float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + u) * 2 * cc;
+            const float *P = saved + cc;
+            const float *row = qkv + ((size_t)b * T + t) * S;
+            float *drow = dqkv + ((size_t)b * T + t) * S;
+            if (t >= HDD_PREFETCH) {
+                /* the rows are far apart (a stride the hardware prefetcher does not follow) */
+                const size_t ahead = (size_t)HDD_PREFETCH * S, q_off = (size_t)h * d->hs + (size_t)j * c;
+                __builtin_prefetch(saved - (size_t)HDD_PREFETCH * NH * nc * 2 * cc + (d->dynamic ? 0 : cc));
+                __builtin_prefetch(saved - (size_t)HDD_PREFETCH * NH * nc * 2 * cc + 2 * cc - 1);
+                __builtin_prefetch(row - ahead + q_off);
+                __builtin_prefetch(row - ahead + C + q_off);
+                __builtin_prefetch(drow - ahead + q_off, 1);
+                __builtin_prefetch(drow - ahead + C + q_off, 1);
+                if (d->dynamic) {
+                    __builtin_prefetch(row - ahead + 3 * C + index);
+                    __builtin_prefetch(drow - ahead + 3 * C + index, 1);
+                }
+            }
+            double Bt[HDD_MAX_C * HDD_MAX_C];
+            memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
+            for (int which = 0; which < 2; which++) {
+                const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j * c;
+                const float *rotated = row + off;
+                float *grad = drow + off;
+                double un[HDD_MAX_C], dun[HDD_MAX_C];
+                for (int i = 0; i < c; i++) un[i] = 0, dun[i] = 0;
+                for (int r = 0; r < c; r++)
+                    for (int i = 0; i < c; i++) {
+                        un[i] += (double)P[r * c + i] * rotated[r];
+                        dun[i] += (double)P[r * c + i] * grad[r];
+                    }
+                for (int i = 0; i < c; i++)
+                    for (int k = 0; k < c; k++) Bt[i * c + k] += (double)grad[i] * un[k];
+                for (int i = 0; i < c; i++) grad[i] = (float)dun[i];
+            }
+            /* dM_t = P_{t-1}^T B_t */
+            double dM[HDD_MAX_C * HDD_MAX_C];
+            if (t == 0) {
+                memcpy(dM, Bt, sizeof(double) * (size_t)cc);
+            } else {
+                const float *Pprev = saved - (size_t)NH * nc * 2 * cc + cc;
+                for (int i = 0; i < c; i++) {
+                    for (int k = 0; k < c; k++) dM[i * c + k] = 0;
+                    for (int r = 0; r < c; r++)
+                        for (int k = 0; k < c; k++) dM[i * c + k] += (double)Pprev[r * c + i] * Bt[r * c + k];
+                }
+            }
+            /* Bnext for t-1: B_t M_t^T */
+            const float *M = d->dynamic ? saved : M_static;
+            double Mt[HDD_MAX_C * HDD_MAX_C];
+            for (int r = 0; r < c; r++)
+                for (int k = 0; k < c; k++) Mt[r * c + k] = M[k * c + r];
+            for (int i = 0; i < c; i++) {
+                for (int k = 0; k < c; k++) Bnext[i * c + k] = 0;
+                for (int r = 0; r < c; r++)
+                    for (int k = 0; k < c; k++) Bnext[i * c + k] += Bt[i * c + r] * Mt[r * c + k];
+            }
+            if (!d->dynamic) {
+                for (int i = 0; i < cc; i++) dM_total[i] += dM[i];
+                continue;
+            }
+            /* through the map to the generators */
+            double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C];
+            generators(d, l, params, row, h, j, g);
+            for (int i = 0; i < cc; i++) A[i] = 0;
+            for (int a = 0; a < m; a++) {
+                A[d->tri_i[a] * c + d->tri_k[a]] = g[a];
+                A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
+            }
+            step_matrix_backward(d, A, dM, dA, c);
+            for (int a = 0; a < m; a++) {
+                double dg = generator_grad(d, dA, a, c);
+                dg_base[a] += dg;
+                drow[3 * C + index + a] += (float)dg;
+            }
+        }
+    }
+    if (!d->dynamic) {
+        double dA[HDD_MAX_C * HDD_MAX_C];
+        step_matrix_backward(d, A_static, dM_total, dA, c);
+        for (int a = 0; a < m; a++) dg_base[a] = generator_grad(d, dA, a, c);
+    }
+    if (dparams)
+        for (int a = 0; a < m; a++) dparams[(size_t)l * d->G + index + a] += (float)dg_base[a];
 }
 
 static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *qkv, const float *x,
                             const float *params, float *dparams, const float *acts, int B, int T, int pos0) {
     const Hdd *d = pe->impl;
-    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
+    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
     const long S = posenc_qkv_stride(pe);
     const float *layer_acts = acts + (size_t)l * B * T * NH * nc * 2 * cc;
     const int units = NH * nc;
     /* one unit per (h, j) so that each unit owns its d g_base entries; b inside */
 #pragma omp parallel for schedule(static) if ((long)B * T * units >= 256)
     for (int u = 0; u < units; u++) {
-        const int h = u / nc, j = u % nc;
-        const size_t index = (size_t)u * m;
-        double dg_base[HDD_MAX_C * (HDD_MAX_C - 1) / 2] = {0};
-        for (int b = 0; b < B; b++) {
-            double Bnext[HDD_MAX_C * HDD_MAX_C] = {0}; /* B_{t+1} M_{t+1}^T, 0 past the end */
-            for (int t = T - 1; t >= 0; t--) {
-                const float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + u) * 2 * cc;
-                const float *P = saved + cc;
-                const float *row = qkv + ((size_t)b * T + t) * S;
-                float *drow = dqkv + ((size_t)b * T + t) * S;
-                double Bt[HDD_MAX_C * HDD_MAX_C];
-                memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
-                for (int which = 0; which < 2; which++) {
-                    const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j * c;
-                    const float *rotated = row + off;
-                    float *grad = drow + off;
-                    double un[HDD_MAX_C], dun[HDD_MAX_C];
-                    for (int i = 0; i < c; i++) {
-                        double s = 0, ds = 0;
-                        for (int r = 0; r < c; r++) {
-                            s += (double)P[r * c + i] * rotated[r];
-                            ds += (double)P[r * c + i] * grad[r];
-                        }
-                        un[i] = s, dun[i] = ds;
-                    }
-                    for (int i = 0; i < c; i++)
-                        for (int k = 0; k < c; k++) Bt[i * c + k] += (double)grad[i] * un[k];
-                    for (int i = 0; i < c; i++) grad[i] = (float)dun[i];
-                }
-                /* dM_t = P_{t-1}^T B_t */
-                double dM[HDD_MAX_C * HDD_MAX_C];
-                if (t == 0) {
-                    memcpy(dM, Bt, sizeof(double) * (size_t)cc);
-                } else {
-                    const float *Pprev = saved - (size_t)NH * nc * 2 * cc + cc;
-                    for (int i = 0; i < c; i++)
-                        for (int k = 0; k < c; k++) {
-                            double s = 0;
-                            for (int r = 0; r < c; r++) s += (double)Pprev[r * c + i] * Bt[r * c + k];
-                            dM[i * c + k] = s;
-                        }
-                }
-                /* Bnext for t-1: B_t M_t^T */
-                const float *M = saved;
-                for (int i = 0; i < c; i++)
-                    for (int k = 0; k < c; k++) {
-                        double s = 0;
-                        for (int r = 0; r < c; r++) s += Bt[i * c + r] * M[k * c + r];
-                        Bnext[i * c + k] = s;
-                    }
-                /* through the map to the generators */
-                double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C];
-                generators(d, l, params, row, h, j, g);
-                for (int i = 0; i < cc; i++) A[i] = 0;
-                for (int a = 0; a < m; a++) {
-                    A[d->tri_i[a] * c + d->tri_k[a]] = g[a];
-                    A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
-                }
-                step_matrix_backward(d, A, dM, dA);
-                for (int a = 0; a < m; a++) {
-                    double dg = dA[d->tri_i[a] * c + d->tri_k[a]] - dA[d->tri_k[a] * c + d->tri_i[a]];
-                    dg_base[a] += dg;
-                    if (d->dynamic) drow[3 * C + index + a] += (float)dg;
-                }
-            }
-        }
-        if (dparams)
-            for (int a = 0; a < m; a++) dparams[(size_t)l * d->G + index + a] += (float)dg_base[a];
+        if (c == 4) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 4);
+        else backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, c);
     }
 }
 

@@ -22,6 +22,7 @@
 void hddrope_expm(const double *A, double *E, int n);
 void hddrope_cayley(const double *A, double *M, double *W_out, int n);
 void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
+void hddrope_expm4(const double *A, double *E);
 void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c);
 
 #define MAXC 16
@@ -177,6 +178,33 @@ static void test_expm_and_cayley_vs_references(void) {
     CHECK(fabs(E[0] - cos(g)) < 1e-15 && fabs(E[2] - sin(g)) < 1e-15 && fabs(E[1] + sin(g)) < 1e-15);
     hddrope_cayley(A, E, NULL, 2);
     CHECK(fabs(E[0] - cos(2 * atan(g))) < 1e-15 && fabs(E[2] - sin(2 * atan(g))) < 1e-15);
+}
+
+/* The c = 4 closed form (the model's step matrix at c = 4) against the series and a long Taylor
+ * sum, from A = 0 (sinc at 0) through tiny, moderate and large generators (angles past pi). */
+static void test_expm4_closed_form_vs_series(void) {
+    uint64_t rng = 23;
+    double worst = 0, worst_taylor = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        const double sigmas[] = {0.0, 1e-9, 1e-3, 0.3, 1.0, 3.0};
+        double sigma = sigmas[trial % 6], g[6], A[16], E[16], S[16], R[16];
+        for (int a = 0; a < 6; a++) g[a] = sigma * tr_rng_normal(&rng);
+        skew(g, 4, A);
+        hddrope_expm4(A, E);
+        hddrope_expm(A, S, 4);
+        for (int i = 0; i < 16; i++) worst = fabs(E[i] - S[i]) > worst ? fabs(E[i] - S[i]) : worst;
+        if (trial < 24) {
+            taylor_exp(A, R, 4, 150);
+            for (int i = 0; i < 16; i++)
+                worst_taylor = fabs(E[i] - R[i]) > worst_taylor ? fabs(E[i] - R[i]) : worst_taylor;
+        }
+    }
+    CHECKF(worst < 1e-13, "closed-form exp vs series: %g", worst);
+    CHECKF(worst_taylor < 1e-10, "closed-form exp vs Taylor: %g", worst_taylor);
+    /* exp(0) = I exactly */
+    double Z[16] = {0}, E[16];
+    hddrope_expm4(Z, E);
+    for (int i = 0; i < 16; i++) CHECK(E[i] == (i % 5 == 0));
 }
 
 /* The fast adjoint of expm (c x c series + doublings) against the block-matrix reference, and the
@@ -702,6 +730,7 @@ static void test_orthogonality_drift(void) {
 
 int main(void) {
     RUN(test_expm_and_cayley_vs_references);
+    RUN(test_expm4_closed_form_vs_series);
     RUN(test_expm_adjoint_vs_block_and_differences);
     RUN(test_chunk2_static_equals_rope);
     RUN(test_scores_are_relative);
