@@ -41,7 +41,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK  := build/.deps-ok
 
 .SECONDARY:
-.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train clean deps
+.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd clean deps
 
 all: train
 
@@ -88,9 +88,17 @@ bench-tokenizer: train
 bench-train: $(BUILD)/tests/bench_train
 	OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train
 	OMP_NUM_THREADS=1 $(BUILD)/tests/bench_train rope 768 4 16 512 4096 4
-	OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train '{"kind": "hddrope", "chunk": 4}' 768 4 16 512 4096 4
 
-bench: bench-tokenizer bench-train
+# HDD-RoPE against RoPE on the author's shape (C=768, L=4, NH=16, T=512), 2 threads: chunk 2, 4
+# and 8, dynamic and static. Each row prints ms/step; the ratio to the rope row is the cost.
+HDD_SHAPE := 768 4 16 512 4096 4
+bench-hdd: $(BUILD)/tests/bench_train
+	@for pe in rope '{"kind":"hddrope","chunk":2}' '{"kind":"hddrope","chunk":2,"dynamic":false}' \
+	           '{"kind":"hddrope","chunk":4}' '{"kind":"hddrope","chunk":4,"dynamic":false}' \
+	           '{"kind":"hddrope","chunk":8}' '{"kind":"hddrope","chunk":8,"dynamic":false}'; do \
+	    OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train "$$pe" $(HDD_SHAPE) | tail -3; done
+
+bench: bench-tokenizer bench-train bench-hdd
 
 clean:
 	rm -rf build build-san train
