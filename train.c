@@ -189,6 +189,8 @@ static int cmd_run(int argc, char **argv) {
         if (posenc_create(&probe, cfg.model.posenc, dims) != 0) tr_die("%s: model.%s", config_path, tr_error());
         posenc_destroy(&probe);
     }
+    DataSpec spec;
+    if (data_spec_load(cfg.data, &spec) != 0) tr_die_with_error();
     const char *out = cfg.out_dir;
     char path[1100], tok_path[1100], data_dir[1100], log_path[1100], ckpt_path[1100];
     if (tr_mkdir_p(out) != 0) tr_die_with_error();
@@ -198,8 +200,6 @@ static int cmd_run(int argc, char **argv) {
 
     /* Tokenizer: the config's file, else the run's own: learned afresh by a new run (it is
      * deterministic, so the shards of an identical earlier run are still reused), loaded on resume. */
-    DataSpec spec;
-    if (data_spec_load(cfg.data, &spec) != 0) tr_die_with_error();
     Tokenizer *tok;
     if (cfg.tokenizer.file[0]) {
         snprintf(tok_path, sizeof tok_path, "%s", cfg.tokenizer.file);

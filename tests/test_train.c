@@ -230,6 +230,7 @@ static void test_bad_configs(void) {
     expect_refused("--set train.batch_size=0", "train.batch_size");
     expect_refused("--set model.posenc.kind=xpos --set model.posenc.variant=author --set model.block_size=4096", "2048");
     expect_refused("--set model.n_embd=30 --set model.n_head=2 --set model.posenc.kind=rope", "hs");
+    expect_refused("--set data=/nonexistent/spec.json", "/nonexistent/spec.json");
     CHECK(run_train("run /nonexistent/config.json") == 1 && strstr(err_buf, "/nonexistent/config.json"));
 }
 
