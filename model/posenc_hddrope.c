@@ -18,7 +18,9 @@
  *     B_T = G_T,  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
  *     expm:   dL/dA = L_exp(A^T, dL/dM) (the Frechet derivative of exp at A^T in direction dM),
  *             by a c x c series with scaling and doublings (hddrope_expm_adjoint), tested against
- *             the top-right block of exp([[A^T, dM], [0, A^T]]) (hddrope_expm_adjoint_block)
+ *             the top-right block of exp([[A^T, dM], [0, A^T]]) (hddrope_expm_adjoint_block);
+ *             c = 4 uses the adjoint of the closed form instead (hddrope_expm_adjoint4, its skew
+ *             part only, which is all that dg below reads; tested against the series)
  *     cayley: M = 2W - I, W = (I - A)^-1, dW = W dA W  =>  dL/dA = 2 W^T dM W^T
  *     dg(i,k) = dA[i][k] - dA[k][i]; it goes to d g_base and (dynamic) onto the extra columns.
  * The extra columns pass through qk_forward unchanged and are read by it, so their gradient is
@@ -48,7 +50,7 @@
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  *
- * hddrope_expm, hddrope_expm4, hddrope_cayley and hddrope_expm_adjoint(_block) are not static
+ * hddrope_expm, hddrope_expm4, hddrope_cayley and hddrope_expm_adjoint(_block, 4) are not static
  * only so that tests/test_hddrope.c can test them against its own references (it declares them itself).
  */
 #include "model/posenc.h"
@@ -152,7 +154,8 @@ void hddrope_expm4(const double *A, double *E) {
         /* self-dual (anti-self-dual): 23 = +-01, 13 = -+02, 12 = +-03 */
         const double x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
         const double alpha = sqrt(x01 * x01 + x02 * x02 + x03 * x03);
-        const double co = cos(alpha), si = alpha > 0 ? sin(alpha) / alpha : 1.0;
+        /* sin unconditional (and only then divided) so that the compiler fuses sin and cos into one sincos */
+        const double co = cos(alpha), sn = sin(alpha), si = alpha > 0 ? sn / alpha : 1.0;
         double *F = factor[half];
         F[0] = F[5] = F[10] = F[15] = co;
         F[1] = si * x01, F[4] = -F[1];
@@ -279,6 +282,83 @@ void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) 
     if (c < 1 || c > HDD_MAX_C) return;
     if (c == 4) expm_adjoint_kernel(A, GM, GA, 4, 1e-17);
     else expm_adjoint_kernel(A, GM, GA, c, 1e-17);
+}
+
+/* The skew part of the adjoint for c = 4 in closed form (spec §2.3 step 5): GA = (L - L^T)/2 with
+ * L = L_exp(A^T, G_M), for skew A. That is all the model reads (dg(i,k) = dA[i][k] - dA[k][i]),
+ * and it is the gradient of <G_M, E+ E-> through the factors of hddrope_expm4: with
+ * E = cos a I + sinc a A (A = sum_p x_p B_p, a = |x|), dL/dE+ = G_M E-^T, dL/dE- = E+^T G_M and
+ * dL/dx_p = sinc a <G_E, B_p> + x_p (-sinc a tr G_E + (sinc'(a)/a) <G_E, A>);
+ * then x+- = (p01 +- p23, p02 -+ p13, p03 +- p12)/2 back to the planes. Two sincos and two 4 x 4
+ * products instead of a series with doublings; tested against hddrope_expm_adjoint. */
+void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) {
+    const double p01 = A[1], p02 = A[2], p03 = A[3], p12 = A[6], p13 = A[7], p23 = A[11];
+    double factor[2][16], x[2][3], co[2], si[2], dsi[2];
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0;
+        const double x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
+        const double x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
+        const double a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrt(a2);
+        const double sn = sin(alpha); /* unconditional: fused with the cos into one sincos */
+        co[half] = cos(alpha), si[half] = alpha > 0 ? sn / alpha : 1.0;
+        /* sinc'(a)/a = (a cos a - sin a)/a^3, which cancels for small a: its series there
+         * (sum_{n>=1} (-1)^n 2n a^(2n-2)/(2n+1)!; the n = 9 term is below 1e-17 at a = 1/2) */
+        if (alpha < 0.5) {
+            double term = 1.0 / 6.0, sum = 0; /* term = a^(2n-2)/(2n+1)! */
+            for (int n = 1; n <= 8; n++) {
+                sum += (n % 2 ? -2.0 : 2.0) * n * term;
+                term *= a2 / ((2 * n + 2) * (2 * n + 3));
+            }
+            dsi[half] = sum;
+        } else {
+            dsi[half] = (alpha * co[half] - sn) / (a2 * alpha);
+        }
+        x[half][0] = x01, x[half][1] = x02, x[half][2] = x03;
+        double *F = factor[half];
+        const double s = si[half];
+        F[0] = F[5] = F[10] = F[15] = co[half];
+        F[1] = s * x01, F[4] = -F[1];
+        F[2] = s * x02, F[8] = -F[2];
+        F[3] = s * x03, F[12] = -F[3];
+        F[6] = s * x12, F[9] = -F[6];
+        F[7] = s * x13, F[13] = -F[7];
+        F[11] = s * x23, F[14] = -F[11];
+    }
+    /* G+ = G E-^T, G- = E+^T G */
+    double Gf[2][16];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            double plus = 0, minus = 0;
+            for (int r = 0; r < 4; r++) {
+                plus += GM[i * 4 + r] * factor[1][k * 4 + r];
+                minus += factor[0][r * 4 + i] * GM[r * 4 + k];
+            }
+            Gf[0][i * 4 + k] = plus, Gf[1][i * 4 + k] = minus;
+        }
+    double dp[6] = {0}; /* d/d p01, p02, p03, p12, p13, p23 */
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0, *G = Gf[half];
+        /* <G, B_p> for the three basis matrices of this half */
+        const double b01 = G[1] - G[4] + sign * (G[11] - G[14]);
+        const double b02 = G[2] - G[8] - sign * (G[7] - G[13]);
+        const double b03 = G[3] - G[12] + sign * (G[6] - G[9]);
+        const double trace = G[0] + G[5] + G[10] + G[15];
+        const double inner = x[half][0] * b01 + x[half][1] * b02 + x[half][2] * b03;
+        const double common = -si[half] * trace + dsi[half] * inner;
+        const double d01 = si[half] * b01 + x[half][0] * common;
+        const double d02 = si[half] * b02 + x[half][1] * common;
+        const double d03 = si[half] * b03 + x[half][2] * common;
+        dp[0] += 0.5 * d01, dp[5] += 0.5 * sign * d01;
+        dp[1] += 0.5 * d02, dp[4] -= 0.5 * sign * d02;
+        dp[2] += 0.5 * d03, dp[3] += 0.5 * sign * d03;
+    }
+    /* dp is dL/dA[i][k] - dL/dA[k][i] for i < k; the skew part holds half of it on each side */
+    const int plane_i[6] = {0, 0, 0, 1, 1, 2}, plane_k[6] = {1, 2, 3, 2, 3, 3};
+    for (int i = 0; i < 16; i++) GA[i] = 0;
+    for (int p = 0; p < 6; p++) {
+        GA[plane_i[p] * 4 + plane_k[p]] = 0.5 * dp[p];
+        GA[plane_k[p] * 4 + plane_i[p]] = -0.5 * dp[p];
+    }
 }
 
 /* ---- configuration ---- */
@@ -501,7 +581,8 @@ HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double
         for (int i = 0; i < c * c; i++) dA[i] *= 2.0;
         return;
     }
-    expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
+    if (c == 4) hddrope_expm_adjoint4(A, dM, dA); /* the skew part, all that generator_grad reads */
+    else expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
 }
 
 /* dg from dA: generator a sits at A[i][k] and, negated, at A[k][i]. */

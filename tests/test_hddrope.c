@@ -24,6 +24,7 @@ void hddrope_cayley(const double *A, double *M, double *W_out, int n);
 void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
 void hddrope_expm4(const double *A, double *E);
 void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c);
+void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA);
 
 #define MAXC 16
 
@@ -239,6 +240,38 @@ static void test_expm_adjoint_vs_block_and_differences(void) {
     }
     CHECKF(worst_fast < 1e-12, "fast adjoint vs block reference: %g (relative)", worst_fast);
     CHECKF(worst_fd < 1e-7, "block adjoint vs finite differences: %g (relative)", worst_fd);
+}
+
+/* The c = 4 closed-form adjoint (skew part only, what the generators see) against the skew part
+ * of the series adjoint and of the block reference, for skew A of norms 0 to 5, A = 0 exactly and
+ * tiny A (where sinc'(a)/a must come from its series, not from a cancelling difference). */
+static void test_expm_adjoint4_closed_form(void) {
+    uint64_t rng = 31;
+    double worst_series = 0, worst_block = 0, worst_skew = 0;
+    for (int trial = 0; trial < 240; trial++) {
+        const double sigmas[] = {0.0, 1e-8, 1e-4, 0.05, 0.3, 0.6, 1.0, 2.0, 5.0};
+        double sigma = sigmas[trial % 9], g[6], A[16], GM[16], fast[16], series[16], block[16];
+        for (int a = 0; a < 6; a++) g[a] = sigma * tr_rng_normal(&rng);
+        skew(g, 4, A);
+        for (int i = 0; i < 16; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
+        hddrope_expm_adjoint4(A, GM, fast);
+        hddrope_expm_adjoint(A, GM, series, 4);
+        hddrope_expm_adjoint_block(A, GM, block, 4);
+        double big = 0;
+        for (int i = 0; i < 16; i++) big = fmax(big, fabs(series[i]));
+        for (int i = 0; i < 4; i++)
+            for (int k = 0; k < 4; k++) {
+                double want = 0.5 * (series[i * 4 + k] - series[k * 4 + i]);
+                double want_block = 0.5 * (block[i * 4 + k] - block[k * 4 + i]);
+                worst_series = fmax(worst_series, fabs(fast[i * 4 + k] - want) / big);
+                worst_block = fmax(worst_block, fabs(fast[i * 4 + k] - want_block) / big);
+                worst_skew = fmax(worst_skew, fabs(fast[i * 4 + k] + fast[k * 4 + i]));
+                if (!isfinite(fast[i * 4 + k])) worst_series = INFINITY; /* fmax would drop a NaN */
+            }
+    }
+    CHECKF(worst_series < 1e-12, "closed-form adjoint vs series (skew part): %g (relative)", worst_series);
+    CHECKF(worst_block < 1e-12, "closed-form adjoint vs block reference (skew part): %g (relative)", worst_block);
+    CHECK(worst_skew == 0);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -732,6 +765,7 @@ int main(void) {
     RUN(test_expm_and_cayley_vs_references);
     RUN(test_expm4_closed_form_vs_series);
     RUN(test_expm_adjoint_vs_block_and_differences);
+    RUN(test_expm_adjoint4_closed_form);
     RUN(test_chunk2_static_equals_rope);
     RUN(test_scores_are_relative);
     RUN(test_orthogonal_and_norm_preserving);
