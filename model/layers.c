@@ -263,7 +263,7 @@ static int min_int(int a, int b) { return a < b ? a : b; }
 #endif
 
 /* x[0..n) = softmax(x[0..n)), in place. */
-NOINLINE static void softmax_inplace(float *x, int n) {
+NOINLINE static void softmax_inplace(float *x, int n, float *max_out, float *sum_out) {
     float maxval = x[0];                       // subtracting the max keeps exp from overflowing
 #pragma omp simd reduction(max : maxval)
     for (int j = 1; j < n; j++) maxval = x[j] > maxval ? x[j] : maxval;
@@ -275,6 +275,8 @@ NOINLINE static void softmax_inplace(float *x, int n) {
     }
     float inv = 1.0f / sum;
     for (int j = 0; j < n; j++) x[j] *= inv;
+    if (max_out) *max_out = maxval;
+    if (sum_out) *sum_out = sum;
 }
 
 /* Given p = softmax(s) and dp = dL/dp over [0, n), replaces dp by dL/ds:
@@ -299,7 +301,7 @@ static void attention_head_forward(float *out, float *att, const float *q, const
         // (2) causal softmax of each row, in place: row t over keys 0..t, the future exactly 0
         for (int t = r0; t < r1; t++) {
             float *row = att + (size_t)t * T;
-            softmax_inplace(row, t + 1);
+            softmax_inplace(row, t + 1, NULL, NULL);
             memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
         }
         // (3) O[r0:r1] = P[r0:r1, 0:r1] . V[0:r1]
@@ -539,24 +541,14 @@ double crossentropy_forward(float *probs_inout /*(N,V)*/, float *losses /*(N) or
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             float *row = probs_inout + (size_t)n * V;
-            // subtract the max so exp never overflows
-            float maxval = row[0];
-#pragma omp simd reduction(max : maxval)
-            for (int v = 1; v < V; v++) maxval = row[v] > maxval ? row[v] : maxval;
             // the target's loss, -log p = log(sum exp(logit - max)) - (logit_target - max), is
-            // computed from the logits (read before they are overwritten), which stays accurate
-            // where p itself underflows
+            // computed from the logit (read before the softmax overwrites it), which stays
+            // accurate where p itself underflows
             int32_t target = targets[n];
-            float target_shifted = target >= 0 ? row[target] - maxval : 0.0f;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int v = 0; v < V; v++) {
-                row[v] = fast_expf(row[v] - maxval);
-                sum += row[v];
-            }
-            float inv = 1.0f / sum;
-            for (int v = 0; v < V; v++) row[v] *= inv;
-            float loss = target >= 0 ? logf(sum) - target_shifted : 0.0f;
+            float target_logit = target >= 0 ? row[target] : 0.0f;
+            float maxval, sum;
+            softmax_inplace(row, V, &maxval, &sum);
+            float loss = target >= 0 ? logf(sum) - (target_logit - maxval) : 0.0f;
             if (losses) losses[n] = loss;
             my_sum += loss;
         }

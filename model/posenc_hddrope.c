@@ -50,9 +50,11 @@
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  *
- * hddrope_expm, hddrope_expm4, hddrope_cayley and hddrope_expm_adjoint(_block, 4) are not static
- * only so that tests/test_hddrope.c can test them against its own references (it declares them itself).
+ * The small-matrix routines are exported (posenc_hddrope.h) only so that tests/test_hddrope.c
+ * can test them against its own references.
  */
+#include "model/posenc_hddrope.h"
+
 #include "model/posenc.h"
 
 #include <math.h>

@@ -16,36 +16,15 @@
 
 #include "data/util.h"
 #include "model/posenc.h"
+#include "model/posenc_hddrope.h"
+#include "tests/posenc_test_helpers.h"
 #include "tests/test.h"
 
-/* from model/posenc_hddrope.c (exported for these tests) */
-void hddrope_expm(const double *A, double *E, int n);
-void hddrope_cayley(const double *A, double *M, double *W_out, int n);
-void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
-void hddrope_expm4(const double *A, double *E);
-void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c);
-void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA);
 
 #define MAXC 16
 
 /* ---------------------------------------------------------------------------------------------- */
 /* helpers */
-
-static ModelDims make_dims(int C, int NH, int max_T) {
-    ModelDims d = {.L = 2, .C = C, .NH = NH, .hs = C / NH, .max_T = max_T};
-    return d;
-}
-
-static int create_json(PosEnc *pe, const char *json, ModelDims d) {
-    cJSON *opts = cJSON_Parse(json);
-    if (!opts) {
-        fprintf(stderr, "  bad test JSON: %s\n", json);
-        return -1;
-    }
-    int rc = posenc_create(pe, opts, d);
-    cJSON_Delete(opts);
-    return rc;
-}
 
 static void fill_normal(float *p, size_t n, float sigma, uint64_t seed) {
     uint64_t rng = seed;

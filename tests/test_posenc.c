@@ -19,29 +19,13 @@
 
 #include "data/util.h"
 #include "model/posenc.h"
+#include "tests/posenc_test_helpers.h"
 #include "tests/test.h"
 
 #define EXTRA 5
 
 /* ---------------------------------------------------------------------------------------------- */
 /* helpers */
-
-static ModelDims make_dims(int C, int NH, int max_T) {
-    ModelDims d = {.L = 2, .C = C, .NH = NH, .hs = C / NH, .max_T = max_T};
-    return d;
-}
-
-/* posenc_create from a JSON text; 0 or -1 (error set). */
-static int create_json(PosEnc *pe, const char *json, ModelDims d) {
-    cJSON *opts = cJSON_Parse(json);
-    if (!opts) {
-        fprintf(stderr, "  bad test JSON: %s\n", json);
-        return -1;
-    }
-    int rc = posenc_create(pe, opts, d);
-    cJSON_Delete(opts);
-    return rc;
-}
 
 /* Checks that creating fails with an error containing each of the NULL-terminated needles. */
 static void expect_error(const char *json, ModelDims d, const char *const needles[]) {

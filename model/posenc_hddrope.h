@@ -1,0 +1,15 @@
+/* posenc_hddrope.h: the small-matrix routines of the HDD-RoPE kind (posenc_hddrope.c), exported
+ * so that tests/test_hddrope.c can check them against its own references. Matrices are c x c (or
+ * n x n), row-major, in double. */
+#ifndef TINYROPE_POSENC_HDDROPE_H
+#define TINYROPE_POSENC_HDDROPE_H
+
+void hddrope_expm(const double *A, double *E, int n);                 /* E = exp(A), series */
+void hddrope_expm4(const double *A, double *E);                       /* c = 4 closed form */
+void hddrope_cayley(const double *A, double *M, double *W_out, int n); /* M = (I-A)^-1 (I+A) */
+/* GA = the adjoint of exp at A applied to GM (see posenc_hddrope.c for the convention) */
+void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
+void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c); /* reference */
+void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA); /* c = 4, skew part only */
+
+#endif
