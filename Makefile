@@ -1,5 +1,6 @@
 # tinyrope build.
 #   make            build ./train (the one program: tokenizer, data preparation, training, sampling)
+#                   and the report tools $(BUILD)/plot and $(BUILD)/table (scripts/)
 #   make test       build and run every test twice: optimised, then under ASan + UBSan
 #   make demo       the main job on the shipped TinyStories sample (see README)
 #   make bench      benchmarks (make bench-tokenizer: tokenizer only)
@@ -40,10 +41,15 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK  := build/.deps-ok
 
+# The report tools: plot (PNG figure) and table (Markdown) over runs' log.csv files. Their shared
+# and testable code is in REPORT_OBJS; the mains (scripts/plot.c, scripts/table.c) are thin.
+REPORT_OBJS := $(addprefix $(BUILD)/scripts/,series.o report_plot.o report_table.o)
+REPORT_BINS := $(BUILD)/plot $(BUILD)/table
+
 .SECONDARY:
 .PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd clean deps
 
-all: train
+all: train $(REPORT_BINS)
 
 # Installs the Debian packages if a header is missing (or says which command to run).
 $(DEPS_OK): scripts/install_deps.sh
@@ -64,14 +70,21 @@ $(BUILD)/train: $(BUILD)/train.o $(BUILD)/libtinyrope.a
 train: $(BUILD)/train
 	cp $(BUILD)/train ./train
 
+$(REPORT_BINS): $(BUILD)/%: $(BUILD)/scripts/%.o $(REPORT_OBJS) $(BUILD)/libtinyrope.a
+	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libtinyrope.a
+	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# test_report calls the report tools' functions (and runs the two binaries for their errors).
+$(BUILD)/tests/test_report: $(BUILD)/tests/test_report.o $(REPORT_OBJS) $(BUILD)/libtinyrope.a
 	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The test command of the README: the fast build, then the sanitizer build on small inputs.
 test: deps
 	@sh tests/run.sh
 
-test-fast: $(TEST_BINS) $(BUILD)/train
+test-fast: $(TEST_BINS) $(BUILD)/train $(REPORT_BINS)
 	@sh tests/run_binaries.sh $(BUILD) $(TEST_BINS)
 
 test-san:
@@ -103,4 +116,4 @@ bench: bench-tokenizer bench-train bench-hdd
 clean:
 	rm -rf build build-san train
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/train.d $(TEST_BINS:%=%.d)
+-include $(LIB_OBJS:.o=.d) $(BUILD)/train.d $(TEST_BINS:%=%.d) $(REPORT_OBJS:.o=.d) $(REPORT_BINS:$(BUILD)/%=$(BUILD)/scripts/%.d)

@@ -3,6 +3,10 @@
  *   ./train run configs/demo.json [--set model.n_layer=2]... [--resume]
  *         the main job: learn (or load) the tokenizer, prepare the shards, train, evaluate on the
  *         whole validation split, log to <out_dir>/log.csv, checkpoint
+ *   ./train config configs/small/hddrope-c4.json [--set ...]
+ *         print the config as `run` resolves and records it
+ *   ./train eval runs/demo --block-size 512 [--bca] [--out per_position.csv]
+ *         length extrapolation: the run's checkpoint at another context, on the whole val split
  *   ./train tokenizer --data configs/data/sample.json --vocab 4096 --out runs/tok.bpe
  *         learn a byte-level BPE tokenizer from the train split of a data spec (or --input FILES)
  *   ./train prepare --data configs/data/sample.json --tokenizer runs/tok.bpe --out runs/data
@@ -91,9 +95,12 @@ typedef struct {
 } EvalResult;
 
 /* Mean loss over the validation split (all of it unless max_tokens caps it), and bits per byte:
- * total nats / ln 2 / text bytes, with the split's text bytes prorated when capped. */
-static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *window,
-                           int *n_targets, int32_t *inputs, int32_t *targets) {
+ * total nats / ln 2 / text bytes, with the split's text bytes prorated when capped. When
+ * pos_nats and pos_tokens (T each) are given, the loss at each window position t is also added
+ * to pos_nats[t] and counted in pos_tokens[t] (`train eval --out`). */
+static EvalResult evaluate_positions(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *window,
+                                     int *n_targets, int32_t *inputs, int32_t *targets, double *pos_nats,
+                                     uint64_t *pos_tokens) {
     EvalResult r = {0};
     double nats = 0;
     loader_reset(val);
@@ -103,6 +110,12 @@ static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_
         if (gpt_forward(model, inputs, targets, B, T) != 0) tr_die_with_error();
         nats += (double)model->mean_loss * (double)model->n_targets;
         r.tokens += (uint64_t)model->n_targets;
+        if (pos_nats)
+            for (long i = 0; i < (long)B * T; i++)
+                if (targets[i] >= 0) {
+                    pos_nats[i % T] += model->losses[i];
+                    pos_tokens[i % T]++;
+                }
         if (max_tokens > 0 && r.tokens >= (uint64_t)max_tokens) break;
     }
     if (rc < 0) tr_die_with_error();
@@ -111,6 +124,12 @@ static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_
     r.loss = r.tokens ? nats / (double)r.tokens : 0.0;
     r.bits_per_byte = bytes > 0 ? nats / log(2.0) / bytes : 0.0;
     return r;
+}
+
+/* The evaluation of `run` (every eval_every steps and at the end). */
+static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *window,
+                           int *n_targets, int32_t *inputs, int32_t *targets) {
+    return evaluate_positions(model, val, B, T, max_tokens, window, n_targets, inputs, targets, NULL, NULL);
 }
 
 /* What a checkpoint must agree on to be resumed: the model section of the config (posenc
@@ -156,6 +175,15 @@ static void format_duration(char *out, size_t cap, double s) {
     else snprintf(out, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
+/* Checks the positional encoding's options against the model's shapes, before any work. */
+static void check_posenc(const RunConfig *cfg, const char *config_path) {
+    PosEnc probe;
+    ModelDims dims = {.L = (int)cfg->model.n_layer, .C = (int)cfg->model.n_embd, .NH = (int)cfg->model.n_head,
+                      .hs = (int)(cfg->model.n_embd / cfg->model.n_head), .max_T = (int)cfg->model.block_size};
+    if (posenc_create(&probe, cfg->model.posenc, dims) != 0) tr_die("%s: model.%s", config_path, tr_error());
+    posenc_destroy(&probe);
+}
+
 static void run_usage(void) {
     fprintf(stderr, "usage: train run CONFIG.json [--set key=value]... [--resume] [--stop-at STEP]\n"
                     "  --set model.n_layer=2   override any key of the config (repeatable)\n"
@@ -182,17 +210,11 @@ static int cmd_run(int argc, char **argv) {
     RunConfig cfg;
     if (config_load(&cfg, config_path, sets, n_sets) != 0) tr_die_with_error();
     const int B = (int)cfg.train.batch_size, T = (int)cfg.model.block_size;
-    {   /* Check the positional encoding's options against the shapes now, before any work. */
-        PosEnc probe;
-        ModelDims dims = {.L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd, .NH = (int)cfg.model.n_head,
-                          .hs = (int)(cfg.model.n_embd / cfg.model.n_head), .max_T = T};
-        if (posenc_create(&probe, cfg.model.posenc, dims) != 0) tr_die("%s: model.%s", config_path, tr_error());
-        posenc_destroy(&probe);
-    }
+    check_posenc(&cfg, config_path);
     DataSpec spec;
     if (data_spec_load(cfg.data, &spec) != 0) tr_die_with_error();
     const char *out = cfg.out_dir;
-    char path[1100], tok_path[1100], data_dir[1100], log_path[1100], ckpt_path[1100];
+    char path[1100], tok_path[1100], data_dir[1100], log_path[1100], ckpt_path[1100], final_path[1100];
     if (tr_mkdir_p(out) != 0) tr_die_with_error();
     path_in(log_path, sizeof log_path, out, "log.csv");
     path_in(ckpt_path, sizeof ckpt_path, out, "checkpoint.bin");
@@ -243,7 +265,13 @@ static int cmd_run(int argc, char **argv) {
     /* One forward to size the activations, so the memory report below is complete. */
     if (loader_next(train, window, n_targets) != 1) tr_die_with_error();
     split_windows(window, n_targets, inputs, targets, B, T);
+    /* ...and timed, with a backward, for the wall-time estimate printed below (the gradients are
+     * zeroed at the start of every step, so this leaves no trace in training). */
+    double t_micro = tr_now_seconds();
     if (gpt_forward(&model, inputs, targets, B, T) != 0) tr_die_with_error();
+    const double t_forward = tr_now_seconds() - t_micro;
+    gpt_backward(&model, inputs, 1.0f);
+    t_micro = tr_now_seconds() - t_micro;
     loader_set_state(train, (LoaderState){0, 0});
     printf("model: %s, L=%d C=%d NH=%d T=%d V=%d: %zu parameters\n", model.posenc.kind->name, mc.L, mc.C, mc.NH, T,
            mc.V, model.num_params);
@@ -255,6 +283,7 @@ static int cmd_run(int argc, char **argv) {
            cfg.train.batch_size * cfg.model.block_size * cfg.train.grad_accum);
 
     CheckpointState st = {.config_hash = run_config_hash(&cfg, tok), .rng_state = (uint64_t)cfg.seed};
+    path_in(final_path, sizeof final_path, out, "final.json");
     if (resume) {
         if (checkpoint_load(ckpt_path, &st, st.config_hash, model.params_memory, model.num_params, &opt) != 0)
             tr_die_with_error();
@@ -262,6 +291,7 @@ static int cmd_run(int argc, char **argv) {
         truncate_log(log_path, st.step);
         printf("resumed from %s at step %llu\n", ckpt_path, (unsigned long long)st.step);
     } else {
+        remove(final_path);   /* a finished earlier run in this directory is being replaced */
         char *json = config_to_json(&cfg);
         TrAtomicFile af;
         path_in(path, sizeof path, out, "config.json");
@@ -274,6 +304,17 @@ static int cmd_run(int argc, char **argv) {
         if (tr_atomic_commit(&af) != 0) tr_die_with_error();
     }
 
+    {   /* One micro-step measured above, times the micro-steps left, plus the evaluations. */
+        const long steps_left = cfg.train.max_steps - (long)st.step;
+        const double val_batches = ceil((double)loader_num_tokens(val) / ((double)B * T));
+        const long evals_left = steps_left / cfg.train.eval_every + 1;
+        const double eval_s = val_batches * t_forward;
+        char total[32];
+        format_duration(total, sizeof total, steps_left * cfg.train.grad_accum * t_micro + evals_left * eval_s);
+        printf("estimate: %s on this machine (%ld micro-steps of %.2f s, %ld evaluations of %.1f s; "
+               "measured on one micro-step)\n", total, steps_left * cfg.train.grad_accum, t_micro, evals_left, eval_s);
+    }
+
     FILE *log = fopen(log_path, "a");
     if (!log) tr_die("%s: cannot append", log_path);
     const int tty = isatty(fileno(stdout));
@@ -283,6 +324,7 @@ static int cmd_run(int argc, char **argv) {
     const double elapsed_before = st.elapsed_s;   /* training time of earlier sessions (resume) */
     double train_loss = 0, grad_norm = 0;
     float lr = 0;
+    EvalResult last_eval = {.tokens = 0};
     const uint64_t end = stop_at > 0 && stop_at < steps ? (uint64_t)stop_at : (uint64_t)steps;
     for (uint64_t step = st.step; step < end; step++) {
         gpt_zero_grad(&model);
@@ -317,7 +359,7 @@ static int cmd_run(int argc, char **argv) {
         }
         int last = st.step == (uint64_t)steps;
         if (st.step % cfg.train.eval_every == 0 || last) {
-            EvalResult ev = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, window, n_targets, inputs, targets);
+            EvalResult ev = last_eval = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, window, n_targets, inputs, targets);
             if (tty) printf("\n");
             printf("eval step %llu: val loss %.4f, %.4f bits per byte (%llu tokens)\n", (unsigned long long)st.step,
                    ev.loss, ev.bits_per_byte, (unsigned long long)ev.tokens);
@@ -333,12 +375,24 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     fclose(log);
+    if (st.step == (uint64_t)steps) {
+        /* final.json marks a finished run (scripts/compare.sh skips it); written last, atomically. */
+        if (!last_eval.tokens)   /* resumed from the final checkpoint: nothing was evaluated above */
+            last_eval = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, window, n_targets, inputs, targets);
+        TrAtomicFile af;
+        if (tr_atomic_open(&af, final_path) != 0) tr_die_with_error();
+        fprintf(af.f, "{\"step\": %llu, \"tokens\": %llu, \"val_loss\": %.6f, \"val_bpb\": %.6f, \"elapsed_s\": %.2f}\n",
+                (unsigned long long)st.step, (unsigned long long)st.tokens_seen, last_eval.loss,
+                last_eval.bits_per_byte, st.elapsed_s);
+        if (tr_atomic_commit(&af) != 0) tr_die_with_error();
+    }
     if (cfg.train.sample_tokens > 0 && st.step == (uint64_t)steps) {
         printf("sample (temperature 0.8, top-p 0.9):\n");
         write_story(&model, tok, "Once upon a time", (int)cfg.train.sample_tokens, 0.8f, 0.9f, (uint64_t)cfg.seed,
                     stdout);
     }
-    printf("done: %s (log.csv, config.json, checkpoint.bin)\n", out);
+    printf("done: %s (log.csv, config.json, checkpoint.bin%s)\n", out,
+           st.step == (uint64_t)steps ? ", final.json" : "; interrupted: --resume continues");
 
     free(window); free(n_targets); free(inputs); free(targets); free(sets);
     adamw_free(&opt);
@@ -398,6 +452,147 @@ static int cmd_sample(int argc, char **argv) {
     return 0;
 }
 
+/* ./train config CONFIG [--set key=value]...: the resolved config (base files merged, overrides
+ * applied, defaults filled in), exactly as `run` records it in <out_dir>/config.json. */
+static int cmd_config(int argc, char **argv) {
+    const char *config_path = NULL;
+    const char **sets = xcalloc((size_t)argc, sizeof *sets);
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set")) sets[n_sets++] = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--help") || argv[i][0] == '-' || config_path) {
+            fprintf(stderr, "usage: train config CONFIG.json [--set key=value]...\n");
+            if (strcmp(argv[i], "--help")) tr_die("config: unexpected argument '%s'", argv[i]);
+            free(sets);
+            return 0;
+        } else config_path = argv[i];
+    }
+    if (!config_path) tr_die("config: give a config file (see configs/)");
+    RunConfig cfg;
+    if (config_load(&cfg, config_path, sets, n_sets) != 0) tr_die_with_error();
+    check_posenc(&cfg, config_path);
+    char *json = config_to_json(&cfg);
+    printf("%s\n", json);
+    free(json);
+    free(sets);
+    config_free(&cfg);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * ./train eval RUN_DIR [--block-size N] [--bca] [--out FILE.csv] [--max-tokens N] [--batch-size B]:
+ * length extrapolation. The run's model (its config.json, tokenizer and the parameters of
+ * checkpoint.bin) is rebuilt with a context of N tokens and evaluated on the whole validation
+ * split with `run`'s own evaluation: windows of N+1 tokens, every val token predicted once.
+ */
+static void eval_usage(void) {
+    fprintf(stderr, "usage: train eval RUN_DIR [--block-size N] [--bca] [--out FILE.csv] [--max-tokens N]\n"
+                    "                  [--batch-size B]\n"
+                    "  mean val loss and bits per byte of the run's checkpoint at a context of N tokens\n"
+                    "  --block-size N   context length (default: the trained block_size)\n"
+                    "  --bca            blockwise causal attention, blocks of block_size/2 (xPos paper;\n"
+                    "                   relative encodings only: not with learned)\n"
+                    "  --out FILE.csv   per-position mean loss: position,loss,tokens (N rows)\n"
+                    "  --max-tokens N   stop after about N target tokens (default: the whole split)\n"
+                    "  --batch-size B   windows per forward (default: batch_size * block_size / N)\n");
+}
+
+static int cmd_eval(int argc, char **argv) {
+    const char *run_dir = NULL, *csv_path = NULL;
+    long long T = 0, B = 0, max_tokens = 0;
+    int bca = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--block-size")) T = tr_parse_int(tr_arg_value(argc, argv, &i), "--block-size", 1, 1 << 20);
+        else if (!strcmp(argv[i], "--batch-size")) B = tr_parse_int(tr_arg_value(argc, argv, &i), "--batch-size", 1, 1 << 20);
+        else if (!strcmp(argv[i], "--max-tokens"))
+            max_tokens = tr_parse_int(tr_arg_value(argc, argv, &i), "--max-tokens", 1, 1LL << 50);
+        else if (!strcmp(argv[i], "--out")) csv_path = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--bca")) bca = 1;
+        else if (!strcmp(argv[i], "--help")) { eval_usage(); return 0; }
+        else if (!strncmp(argv[i], "--", 2)) { eval_usage(); tr_die("eval: unknown option '%s'", argv[i]); }
+        else if (!run_dir) run_dir = argv[i];
+        else { eval_usage(); tr_die("eval: more than one run directory given"); }
+    }
+    if (!run_dir) { eval_usage(); tr_die("eval: give the run directory (the out_dir of a run)"); }
+    char path[1100], tok_path[1100], ckpt_path[1100], data_dir[1100];
+    if (!tr_file_exists(run_dir)) tr_die("eval: %s: no such run directory", run_dir);
+    path_in(path, sizeof path, run_dir, "config.json");
+    path_in(ckpt_path, sizeof ckpt_path, run_dir, "checkpoint.bin");
+    path_in(data_dir, sizeof data_dir, run_dir, "data");
+    if (!tr_file_exists(path)) tr_die("%s: missing: %s is not the out_dir of a run", path, run_dir);
+    if (!tr_file_exists(ckpt_path)) tr_die("%s: missing: the run has no checkpoint to evaluate", ckpt_path);
+    RunConfig cfg;
+    if (config_load(&cfg, path, NULL, 0) != 0) tr_die_with_error();
+    const int T_train = (int)cfg.model.block_size;
+    if (!T) T = T_train;
+    if (!B) B = T_train * cfg.train.batch_size / T > 1 ? T_train * cfg.train.batch_size / T : 1;
+
+    /* What the positional encoding allows, asked of it as it was trained (max_T = T_train). */
+    PosEnc trained;
+    ModelDims dims = {.L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd, .NH = (int)cfg.model.n_head,
+                      .hs = (int)(cfg.model.n_embd / cfg.model.n_head), .max_T = T_train};
+    if (posenc_create(&trained, cfg.model.posenc, dims) != 0) tr_die("%s: model.%s", path, tr_error());
+    const int max_positions = posenc_max_positions(&trained), absolute = trained.kind->embed_forward != NULL;
+    char kind[64];
+    snprintf(kind, sizeof kind, "%s", trained.kind->name);
+    posenc_destroy(&trained);
+    if (max_positions && T > max_positions)
+        tr_die("eval: --block-size %lld: %s positions exist for %d positions only (the run's block_size is %d)", T,
+               kind, max_positions, T_train);
+    /* BCA keeps every query within T_train - 1 of its keys, which only helps a kind whose scores
+     * depend on distances; an absolute kind (learned) has no use for it. */
+    if (bca && absolute) tr_die("eval: --bca is for relative position encodings; %s adds absolute positions", kind);
+    if (bca && T_train < 2) tr_die("eval: --bca needs a trained block_size of at least 2 (blocks of block_size/2)");
+
+    if (cfg.tokenizer.file[0]) snprintf(tok_path, sizeof tok_path, "%s", cfg.tokenizer.file);
+    else path_in(tok_path, sizeof tok_path, run_dir, "tokenizer.bpe");
+    Tokenizer *tok = tok_load(tok_path);
+    if (!tok) tr_die_with_error();
+    /* Built for the longer of the two contexts: a learned table keeps its trained size (and so its
+     * parameter count), evaluated at N <= T_train; every other kind sizes its tables by max_T. */
+    GPTConfig mc = {.V = tok_vocab_size(tok), .L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd,
+                    .NH = (int)cfg.model.n_head, .max_T = T > T_train ? (int)T : T_train};
+    GPT model;
+    if (gpt_build(&model, &mc, cfg.model.posenc, (uint64_t)cfg.seed) != 0) tr_die_with_error();
+    model.attn_block = bca ? T_train / 2 : 0;
+    /* The hash of the run's own config.json (trained block_size and batch shape): the checkpoint
+     * must come from this very model and tokenizer, whatever context it is evaluated at. */
+    CheckpointState st;
+    if (checkpoint_load(ckpt_path, &st, run_config_hash(&cfg, tok), model.params_memory, model.num_params, NULL) != 0)
+        tr_die_with_error();
+    TokenLoader *val = loader_open(data_dir, "val", tok_hash(tok), (int)B, (int)T, 0, 0);
+    if (!val) tr_die_with_error();
+
+    int32_t *window = xmalloc((size_t)B * (T + 1) * sizeof *window);
+    int *n_targets = xmalloc((size_t)B * sizeof *n_targets);
+    int32_t *inputs = xmalloc((size_t)B * T * sizeof *inputs), *targets = xmalloc((size_t)B * T * sizeof *targets);
+    double *pos_nats = csv_path ? xcalloc((size_t)T, sizeof *pos_nats) : NULL;
+    uint64_t *pos_tokens = csv_path ? xcalloc((size_t)T, sizeof *pos_tokens) : NULL;
+    const double t0 = tr_now_seconds();
+    EvalResult ev = evaluate_positions(&model, val, (int)B, (int)T, (long)max_tokens, window, n_targets, inputs, targets,
+                                       pos_nats, pos_tokens);
+    printf("eval %s (step %llu): %s, block size %lld (trained %d)%s, batch %lld: val loss %.6f, %.6f bits per byte "
+           "(%llu tokens, %.1f s)\n", run_dir, (unsigned long long)st.step, kind, T, T_train,
+           bca ? ", BCA" : "", B, ev.loss, ev.bits_per_byte, (unsigned long long)ev.tokens, tr_now_seconds() - t0);
+    if (csv_path) {
+        TrAtomicFile af;
+        if (tr_atomic_open(&af, csv_path) != 0) tr_die_with_error();
+        fprintf(af.f, "position,loss,tokens\n");
+        for (long t = 0; t < T; t++) {
+            if (pos_tokens[t]) fprintf(af.f, "%ld,%.6f,%llu\n", t, pos_nats[t] / (double)pos_tokens[t],
+                                       (unsigned long long)pos_tokens[t]);
+            else fprintf(af.f, "%ld,,0\n", t);   /* no window reached this position */
+        }
+        if (tr_atomic_commit(&af) != 0) tr_die_with_error();
+    }
+    free(window); free(n_targets); free(inputs); free(targets); free(pos_nats); free(pos_tokens);
+    loader_close(val);
+    gpt_free(&model);
+    tok_free(tok);
+    config_free(&cfg);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -408,7 +603,9 @@ typedef struct {
 
 static const Command commands[] = {
     {"run", cmd_run, "train a model from a config (the main job)"},
+    {"config", cmd_config, "print a config as run resolves it (base files, --set, defaults)"},
     {"sample", cmd_sample, "write a story from a run's checkpoint"},
+    {"eval", cmd_eval, "evaluate a run's checkpoint at another context length (--bca, per position)"},
     {"tokenizer", cmd_tokenizer, "learn a BPE tokenizer from text"},
     {"prepare", cmd_prepare, "encode text into token shards"},
     {"encode", cmd_encode, "encode a string or files; reports MB/s"},

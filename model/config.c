@@ -189,26 +189,72 @@ static int read_field(RunConfig *cfg, cJSON *root, const Field *f, const char *w
     return -1;
 }
 
+/* Copies every key of `over` into `into`, merging objects key by key (so a file that names only
+ * model.posenc.chunk keeps the rest of its base's model section) and replacing anything else. */
+static void merge_into(cJSON *into, const cJSON *over) {
+    for (const cJSON *item = over->child; item; item = item->next) {
+        cJSON *have = cJSON_GetObjectItemCaseSensitive(into, item->string);
+        if (have && cJSON_IsObject(have) && cJSON_IsObject(item)) {
+            merge_into(have, item);
+        } else {
+            cJSON *copy = cJSON_Duplicate(item, 1);
+            if (have) cJSON_ReplaceItemInObjectCaseSensitive(into, item->string, copy);
+            else cJSON_AddItemToObject(into, item->string, copy);
+        }
+    }
+}
+
+/* Reads a config file as a JSON object. A top-level "base": "other.json" (a path relative to this
+ * file's directory) is read first, recursively, and this file's keys are merged over it: the
+ * configs of one comparison name their shared base once and then only what differs. */
+static cJSON *read_config_file(const char *path, int depth) {
+    if (depth > 16) {
+        tr_set_error("%s: \"base\" nests more than 16 files deep (a cycle?)", path);
+        return NULL;
+    }
+    char *text = tr_read_file(path, NULL);
+    if (!text) return NULL;
+    cJSON *root = cJSON_Parse(text);
+    if (!root || !cJSON_IsObject(root)) {
+        /* The error pointer points into text, so report before freeing it. */
+        const char *near = root ? "" : cJSON_GetErrorPtr();
+        tr_set_error("%s: not a JSON object (parse error near \"%.20s\")", path, near ? near : "");
+        cJSON_Delete(root);
+        free(text);
+        return NULL;
+    }
+    free(text);
+    cJSON *base_name = cJSON_DetachItemFromObjectCaseSensitive(root, "base");
+    if (!base_name) return root;
+    if (!cJSON_IsString(base_name) || !base_name->valuestring[0]) {
+        tr_set_error("%s: \"base\" must be the path of another config file", path);
+        cJSON_Delete(base_name);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    char base_path[1024];
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash && base_name->valuestring[0] != '/' ? (int)(slash - path + 1) : 0;
+    snprintf(base_path, sizeof base_path, "%.*s%s", dir_len, path, base_name->valuestring);
+    cJSON_Delete(base_name);
+    cJSON *merged = read_config_file(base_path, depth + 1);
+    if (!merged) {
+        char inner[1200];
+        snprintf(inner, sizeof inner, "%s", tr_error());
+        tr_set_error("%s: base: %s", path, inner);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    merge_into(merged, root);
+    cJSON_Delete(root);
+    return merged;
+}
+
 int config_load(RunConfig *cfg, const char *path, const char *const *overrides, int n_overrides) {
     memset(cfg, 0, sizeof *cfg);
     const char *where = path ? path : "(defaults)";
-    cJSON *root;
-    if (path) {
-        char *text = tr_read_file(path, NULL);
-        if (!text) return -1;
-        root = cJSON_Parse(text);
-        if (!root || !cJSON_IsObject(root)) {
-            /* The error pointer points into text, so report before freeing it. */
-            const char *near = root ? "" : cJSON_GetErrorPtr();
-            tr_set_error("%s: not a JSON object (parse error near \"%.20s\")", path, near ? near : "");
-            cJSON_Delete(root);
-            free(text);
-            return -1;
-        }
-        free(text);
-    } else {
-        root = cJSON_CreateObject();
-    }
+    cJSON *root = path ? read_config_file(path, 0) : cJSON_CreateObject();
+    if (!root) return -1;
     cfg->json = root;
     for (int i = 0; i < n_overrides; i++)
         if (apply_override(root, overrides[i]) != 0) goto fail;

@@ -139,6 +139,7 @@ void gpt_free(GPT *m) {
     free(m->acts_memory);
     free(m->grad_acts_memory);
     free(m->targets);
+    free(m->losses);
     memset(m, 0, sizeof *m);
 }
 
@@ -148,6 +149,7 @@ static void ensure_activations(GPT *m, int B, int T) {
     free(m->acts_memory);
     free(m->grad_acts_memory);
     free(m->targets);
+    free(m->losses);
     const PosEncKind *k = m->posenc.kind;
     size_t n_pe_acts = k->num_acts ? k->num_acts(&m->posenc, B, T) : 0;
     m->B = B;
@@ -161,6 +163,7 @@ static void ensure_activations(GPT *m, int B, int T) {
     float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
     m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_grad_acts);
     m->targets = xmalloc((size_t)B * (size_t)T * sizeof *m->targets);
+    m->losses = xmalloc((size_t)B * (size_t)T * sizeof *m->losses);
 }
 
 /* ---- forward ---- */
@@ -209,7 +212,7 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
         matmul_forward(l_qkv, l_ln1, p->qkvw + (size_t)l * S * C, (int)N, C, S);
         if (pe->kind->qk_forward)
             pe->kind->qk_forward(pe, l, l_qkv, l_ln1, m->posenc_params, m->posenc_acts, NULL, B, T, 0);
-        attention_forward(l_atty, l_att, l_qkv, B, T, C, NH, S);
+        attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block);
         matmul_forward(l_res2, l_atty, p->attprojw + (size_t)l * C * C, (int)N, C, C);
         residual_forward(l_res2, res, l_res2, (long)(N * C));
         layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_res2, p->ln2w + (size_t)l * C, (int)N, C);
@@ -228,7 +231,7 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
         m->targets[i] = targets ? targets[i] : -1;
         m->n_targets += m->targets[i] >= 0;
     }
-    double loss_sum = crossentropy_forward(a->probs, NULL, m->targets, (int)N, V);
+    double loss_sum = crossentropy_forward(a->probs, m->losses, m->targets, (int)N, V);
     m->mean_loss = targets ? (m->n_targets ? (float)(loss_sum / (double)m->n_targets) : 0.0f) : -1.0f;
     return 0;
 }
@@ -324,13 +327,17 @@ static void group_add(ParamGroup *g, size_t start, size_t count) {
 
 int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, float posenc_weight_decay,
                      ParamGroup **groups_out) {
-    ParamGroup *gs = xcalloc(3, sizeof *gs);
+    /* The posenc's extra QKV rows (HDD-RoPE's W_g) and its own parameters (g_base, learned
+     * position vectors) share the lr multiplier but not the decay: decaying g_base would pull the
+     * RoPE angles it starts from towards zero, so posenc_weight_decay is for the matrix only. */
+    ParamGroup *gs = xcalloc(4, sizeof *gs);
     snprintf(gs[0].name, sizeof gs[0].name, "decay");
     snprintf(gs[1].name, sizeof gs[1].name, "no_decay");
-    snprintf(gs[2].name, sizeof gs[2].name, "posenc");
+    snprintf(gs[2].name, sizeof gs[2].name, "posenc_matrix");
+    snprintf(gs[3].name, sizeof gs[3].name, "posenc");
     gs[0].lr_mult = gs[1].lr_mult = 1.0f;
     gs[0].weight_decay = weight_decay;
-    gs[2].lr_mult = posenc_lr_mult;
+    gs[2].lr_mult = gs[3].lr_mult = posenc_lr_mult;
     gs[2].weight_decay = posenc_weight_decay;
 
     const size_t L = (size_t)m->config.L, C = (size_t)m->config.C, S = (size_t)m->S;
@@ -348,10 +355,10 @@ int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, flo
     group_add(&gs[0], OFFSET(p->fcw), m->param_sizes[5]);
     group_add(&gs[0], OFFSET(p->fcprojw), m->param_sizes[6]);
     group_add(&gs[1], OFFSET(p->lnfw), m->param_sizes[7]);
-    if (m->posenc_params) group_add(&gs[2], OFFSET(m->posenc_params), m->param_sizes[8]);
+    if (m->posenc_params) group_add(&gs[3], OFFSET(m->posenc_params), m->param_sizes[8]);
 #undef OFFSET
     *groups_out = gs;
-    return 3;
+    return 4;
 }
 
 /* ---- generation with a KV cache: the forward above for one row at position kv->len ---- */

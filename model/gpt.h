@@ -89,8 +89,12 @@ typedef struct {
     size_t act_sizes[GPT_NUM_ACT_TENSORS + 1];
     size_t num_acts, num_grad_acts;
     float *acts_memory, *grad_acts_memory;
+    /* Evaluation option, 0 by default: > 0 makes the forward use blockwise causal attention with
+     * blocks of attn_block positions (BCA, layers.h); gpt_step ignores it. */
+    int attn_block;
     /* Set by the last forward with targets. */
     int32_t *targets;                /* (B, T) copy; -1 = no target */
+    float *losses;                   /* (B, T) each position's loss, 0 where there is no target */
     long n_targets;
     float mean_loss;                 /* -1 after a forward without targets */
 } GPT;
@@ -131,7 +135,9 @@ void gpt_kv_free(KVCache *kv);
 const float *gpt_step(GPT *model, KVCache *kv, int32_t token);
 
 /* The AdamW groups of this model: "decay" (the weight matrices), "no_decay" (embedding and
- * LayerNorm weights) and "posenc" (the posenc's parameters and extra QKV rows). Caller frees
+ * LayerNorm weights), "posenc_matrix" (the posenc's extra QKV rows, decayed by
+ * posenc_weight_decay) and "posenc" (the posenc's own parameters, never decayed); both posenc
+ * groups take posenc_lr_mult. Caller frees
  * each group's ranges and the array. */
 int gpt_param_groups(const GPT *model, float weight_decay, float posenc_lr_mult, float posenc_weight_decay,
                      ParamGroup **groups_out);

@@ -247,7 +247,14 @@ void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/,
  * keys [0,r1), so the products skip the blocks above the diagonal (about half the FLOPs at large
  * T) and a tile of scores is still warm in cache when the softmax and P V read it. 64 was the
  * fastest of 32, 64, 96, 128, 256 and no tiling (B=4 NH=16 T=512 hs=48, forward + backward on 2
- * threads: 44 ms; 52 ms with 32 or 128; 97 ms untiled). */
+ * threads: 44 ms; 52 ms with 32 or 128; 97 ms untiled).
+ *
+ * Blockwise causal attention (BCA, xPos paper §3.3; posenc.md §2.5), an evaluation option: with
+ * blocks of w positions, query t attends to keys j with blockwise_first_key(t, w) <= j <= t, i.e.
+ * its own block and the previous one, so no query ever sees a distance >= 2w (the training
+ * context when w = block_size/2). w = 0 is plain causal attention, and so is any T <= 2w. The
+ * saved att is zero outside each row's window, which is all the backward needs: it is the same
+ * code for either mask (a zero probability gets a zero score gradient). */
 
 enum { ATTENTION_TILE = 64 };
 
@@ -288,30 +295,42 @@ NOINLINE static void softmax_backward_inplace(float *dp, const float *p, int n) 
     for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dot);
 }
 
+/* The first key query t may attend to: 0 for causal attention (block 0), else the start of the
+ * block before t's own. Never decreases with t. */
+static int blockwise_first_key(int t, int block) {
+    if (block <= 0) return 0;
+    int first = block * (t / block - 1);
+    return first > 0 ? first : 0;
+}
+
 /* One head. q, k, v: (T,hs) with row stride ld_qkv; out: (T,hs) with row stride ld_out;
- * att: (T,T). */
+ * att: (T,T); block: 0 (causal) or the BCA block size. */
 static void attention_head_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                                   int T, int hs, int ld_qkv, int ld_out, float scale) {
+                                   int T, int hs, int ld_qkv, int ld_out, float scale, int block) {
     for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
         int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
+        int k0 = blockwise_first_key(r0, block); // the tile's rows look at keys [k0, r1) at most
         float *p = att + (size_t)r0 * T;       // rows [r0,r1) of P, (rows, T) with stride T
-        // (1) S[r0:r1, 0:r1] = Q[r0:r1] . K[0:r1]^T * scale
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1, hs, scale, q + (size_t)r0 * ld_qkv,
-                    ld_qkv, k, ld_qkv, 0.0f, p, T);
-        // (2) causal softmax of each row, in place: row t over keys 0..t, the future exactly 0
+        // (1) S[r0:r1, k0:r1] = Q[r0:r1] . K[k0:r1]^T * scale
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1 - k0, hs, scale, q + (size_t)r0 * ld_qkv,
+                    ld_qkv, k + (size_t)k0 * ld_qkv, ld_qkv, 0.0f, p + k0, T);
+        // (2) causal softmax of each row, in place: row t over keys first..t, the rest exactly 0
         for (int t = r0; t < r1; t++) {
             float *row = att + (size_t)t * T;
-            softmax_inplace(row, t + 1, NULL, NULL);
+            int first = blockwise_first_key(t, block);
+            if (first > 0) memset(row, 0, (size_t)first * sizeof(float));
+            softmax_inplace(row + first, t + 1 - first, NULL, NULL);
             memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
         }
-        // (3) O[r0:r1] = P[r0:r1, 0:r1] . V[0:r1]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, 1.0f, p, T, v, ld_qkv, 0.0f,
-                    out + (size_t)r0 * ld_out, ld_out);
+        // (3) O[r0:r1] = P[r0:r1, k0:r1] . V[k0:r1]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1 - k0, 1.0f, p + k0, T,
+                    v + (size_t)k0 * ld_qkv, ld_qkv, 0.0f, out + (size_t)r0 * ld_out, ld_out);
     }
 }
 
-void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
-                       int B, int T, int C, int NH, int qkv_stride) {
+void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
+                                 const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
+                                 int block) {
     double profile_t0 = profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -320,10 +339,15 @@ void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const 
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)b * T * qkv_stride + (size_t)h * hs;
             attention_head_forward(out + (size_t)b * T * C + (size_t)h * hs, att + ((size_t)b * NH + h) * T * T,
-                                   q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale);
+                                   q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale, block);
         }
     }
     profile_stop(&layer_profile.attention_s, profile_t0);
+}
+
+void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
+                       int B, int T, int C, int NH, int qkv_stride) {
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, qkv_stride, 0);
 }
 
 /* One head's backward, tile by tile. dq, dk, dv: (T,hs) with stride ld_qkv; dout: (T,hs) with
@@ -388,6 +412,17 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
 void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
                                  int qkv_stride) {
+    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0);
+}
+
+/* Row by row with an explicit mask: key t2 is visible to query t iff allowed(t, t2). */
+static int blockwise_allowed(int t, int t2, int block) {
+    return t2 <= t && (block <= 0 || t2 >= block * (t / block - 1));
+}
+
+void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
+                                           const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
+                                           int qkv_stride, int block) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
@@ -395,9 +430,10 @@ void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
             for (int h = 0; h < NH; h++) {
                 const float *query = qkv + ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
                 float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
-                // (1) scores against keys 0..t, and their max
+                // (1) scores against the visible keys, and their max
                 float maxval = -INFINITY;
                 for (int t2 = 0; t2 <= t; t2++) {
+                    if (!blockwise_allowed(t, t2, block)) continue;
                     const float *key = qkv + ((size_t)b * T + t2) * qkv_stride + C + (size_t)h * hs;
                     float s = 0.0f;
                     for (int i = 0; i < hs; i++) s += query[i] * key[i];
@@ -405,14 +441,15 @@ void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
                     if (s > maxval) maxval = s;
                     att_row[t2] = s;
                 }
-                // (2) softmax
+                // (2) softmax over the visible keys, exact zeros elsewhere
                 float sum = 0.0f;
                 for (int t2 = 0; t2 <= t; t2++) {
+                    if (!blockwise_allowed(t, t2, block)) continue;
                     float e = expf(att_row[t2] - maxval);
                     att_row[t2] = e;
                     sum += e;
                 }
-                for (int t2 = 0; t2 < T; t2++) att_row[t2] = t2 <= t ? att_row[t2] / sum : 0.0f;
+                for (int t2 = 0; t2 < T; t2++) att_row[t2] = blockwise_allowed(t, t2, block) ? att_row[t2] / sum : 0.0f;
                 // (3) weighted sum of the values
                 float *out_row = out + ((size_t)b * T + t) * C + (size_t)h * hs;
                 for (int i = 0; i < hs; i++) out_row[i] = 0.0f;

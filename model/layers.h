@@ -54,6 +54,15 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
                         int B, int T, int C, int NH, int qkv_stride);
 void attention_forward_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                                  int qkv_stride);
+/* Blockwise causal attention (BCA, posenc.md §2.5; an evaluation option): query t sees keys j with
+ * j <= t and j >= block * (floor(t/block) - 1), i.e. its own block of `block` positions and the one
+ * before. block = 0 is plain causal attention (attention_forward), as is any T <= 2*block. att is
+ * zero outside the window, so attention_backward serves this mask unchanged. */
+void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
+                                 const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
+                                 int block);
+void attention_forward_blockwise_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
+                                           int qkv_stride, int block);
 void attention_backward_reference(float *dqkv, const float *dout, const float *qkv, const float *att,
                                   int B, int T, int C, int NH, int qkv_stride);
 

@@ -137,3 +137,7 @@ void posenc_destroy(PosEnc *pe) {
     else free(pe->impl);
     memset(pe, 0, sizeof *pe);
 }
+
+int posenc_max_positions(const PosEnc *pe) {
+    return pe->kind && pe->kind->max_positions ? pe->kind->max_positions(pe) : 0;
+}

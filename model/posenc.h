@@ -66,6 +66,10 @@ typedef struct {
     int (*num_extra)(const PosEnc *pe);
     size_t (*num_acts)(const PosEnc *pe, int B, int T);
     size_t (*num_state)(const PosEnc *pe, int B);
+    /* The longest context the kind supports as configured at these dims (max_T = the trained
+     * block size): positions 0 .. n-1. 0 (or a NULL hook) = no limit: the kind's tables grow
+     * with max_T or it computes any position. `train eval` checks a longer context against it. */
+    int (*max_positions)(const PosEnc *pe);
 
     /* Initialises params (num_params floats) and the extra weight rows of every layer
      * (extra_w + l*extra_stride points at layer l's (E,C) rows). seed makes it deterministic. */
@@ -120,6 +124,9 @@ static inline void posenc_turn_pairs(float *v, const float *row, int heads, int 
         }
     }
 }
+
+/* pe->kind->max_positions(pe), 0 (no limit) when the kind has no such hook. */
+int posenc_max_positions(const PosEnc *pe);
 
 /* Finds the kind named in options["kind"] in the registry and configures it. 0 / -1 (error set,
  * naming the known kinds when the name is unknown). */

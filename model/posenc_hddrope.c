@@ -16,21 +16,27 @@
  *     dq_t = P_t^T dq~_t,  dk_t = P_t^T dk~_t          (written over dqkv in place)
  *     G_t = dq~_t q_t^T + dk~_t k_t^T,  q_t = P_t^T q~_t (recovered from the rotated qkv)
  *     B_T = G_T,  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
- *     expm:   dL/dA = L_exp(A^T, dL/dM) (the Frechet derivative of exp at A^T in direction dM),
- *             by a c x c series with scaling and doublings (hddrope_expm_adjoint), tested against
- *             the top-right block of exp([[A^T, dM], [0, A^T]]) (hddrope_expm_adjoint_block);
- *             c = 4 uses the adjoint of the closed form instead (hddrope_expm_adjoint4, its skew
- *             part only, which is all that dg below reads; tested against the series)
+ *     expm:   dL/dA = L_exp(A^T, dL/dM) (the Frechet derivative of exp at A^T in direction dM).
+ *             References: a c x c series with scaling and doublings (hddrope_expm_adjoint), and
+ *             the top-right block of exp([[A^T, dM], [0, A^T]]) (hddrope_expm_adjoint_block).
+ *             The model uses: c = 2 and c = 4, the adjoint of the closed forms
+ *             (hddrope_expm_adjoint2/4, their skew part only, which is all that dg below reads);
+ *             other c, the exact reverse-mode adjoint of the forward's own computation
+ *             (hddrope_expm_adjoint_fast: recompute, then back through the squarings, the
+ *             Paterson-Stockmeyer Horner steps and the powers). All tested against the references.
  *     cayley: M = 2W - I, W = (I - A)^-1, dW = W dA W  =>  dL/dA = 2 W^T dM W^T
  *     dg(i,k) = dA[i][k] - dA[k][i]; it goes to d g_base and (dynamic) onto the extra columns.
  * The extra columns pass through qk_forward unchanged and are read by it, so their gradient is
  * what dqkv already held plus dg (+=; attention_backward leaves them at 0).
  *
- * Numerics (§5.2). The step matrix is computed in double (expm: scaling and squaring, i.e.
- * halve A until its infinity norm is <= 1/4, a Taylor series (Horner) of the degree whose last
- * term is below 1e-12 (1e-17 in the exported hddrope_expm), then square back; Cayley:
- * Gauss-Jordan with partial pivoting; c = 4 expm uses the closed form hddrope_expm4 instead) and
- * stored as float.
+ * Numerics (§5.2). The step matrix is computed in double and stored as float. expm, reference
+ * (hddrope_expm): halve A until its infinity norm is <= 1/4, a Taylor series (Horner) of the
+ * degree whose last term is below 1e-17, then square back. expm in the model: c = 2 and c = 4 in
+ * closed form (hddrope_expm2/4); other c, scaling and squaring with the Taylor polynomial
+ * evaluated by Paterson-Stockmeyer, the norm min(infinity, Frobenius), the last term below 1e-12
+ * and the scaling with the fewest c x c products (hddrope_expm_fast). Cayley: Gauss-Jordan with
+ * partial pivoting. The kernels run in copies with c a constant for c = 2, 4, 8 (c = 16 measured
+ * slower that way: the unrolled code shuffles; it runs the generic copy).
  * The scan multiplies the float P by the float M in double and rounds P to float at every step,
  * so a cached generation step (P read back from the float state) is bit-identical to the full
  * forward. "reorthonormalize": k > 0 applies one Newton-Schulz step P <- P (3I - P^T P)/2 after
@@ -76,8 +82,8 @@ enum { MAP_EXPM = 0, MAP_CAYLEY = 1 };
 #define HDD_SERIES_TOLERANCE 1e-12
 
 /* The c x c kernels are written once with c a parameter and forced inline, so that the common
- * chunk size (c = 4) gets a copy with c a constant (unrolled, vectorised) by calling them with a
- * literal 4; same operations in the same order, so both copies give the same bits. */
+ * chunk sizes (c = 2, 4, 8) get copies with c a constant (unrolled, vectorised) by calling them
+ * with a literal; same operations in the same order, so all copies give the same bits. */
 #define HDD_INLINE static inline __attribute__((always_inline))
 
 /* fmax without the libm call (no NaN rules needed here): it sits in the inner loops */
@@ -92,14 +98,41 @@ typedef struct {
 
 /* ---- small dense double matrices (row-major, n <= 2*HDD_MAX_C) ---- */
 
-HDD_INLINE void mat_mul(const double *a, const double *b, double *out, int n) {
-    /* row-wise accumulation (vectorises over k); each sum still runs over r in order */
-    double tmp[4 * HDD_MAX_C * HDD_MAX_C];
-    for (int i = 0; i < n; i++) {
-        for (int k = 0; k < n; k++) tmp[i * n + k] = 0;
+/* out = X b with X(i, r) = a[i*si + r*sr] (X = a: si = n, sr = 1; X = a^T: si = 1, sr = n), n <= 2*HDD_MAX_C.
+ * One row at a time, accumulated in registers over r; for large n four rows at a time, r outermost
+ * (four independent chains of multiply-adds per vector of k). Each sum runs over r in order either
+ * way, so the bits do not depend on the blocking. out must not alias a or b. */
+HDD_INLINE void mm_rows(const double *restrict a, int si, int sr, const double *restrict b, double *restrict out,
+                        int n) {
+    int i0 = 0;
+    /* (blocks measured faster from c = 16 on, slower at c = 4 and 8, where one row is short) */
+    for (; n >= 12 && i0 + 4 <= n; i0 += 4) {
+        double acc[4][2 * HDD_MAX_C];
+        for (int ii = 0; ii < 4; ii++)
+            for (int k = 0; k < n; k++) acc[ii][k] = 0;
         for (int r = 0; r < n; r++)
-            for (int k = 0; k < n; k++) tmp[i * n + k] += a[i * n + r] * b[r * n + k];
+            for (int ii = 0; ii < 4; ii++) {
+                const double x = a[(i0 + ii) * si + r * sr];
+                for (int k = 0; k < n; k++) acc[ii][k] += x * b[r * n + k];
+            }
+        for (int ii = 0; ii < 4; ii++)
+            for (int k = 0; k < n; k++) out[(i0 + ii) * n + k] = acc[ii][k];
     }
+    for (; i0 < n; i0++) {
+        double acc[2 * HDD_MAX_C];
+        for (int k = 0; k < n; k++) acc[k] = 0;
+        for (int r = 0; r < n; r++) {
+            const double x = a[i0 * si + r * sr];
+            for (int k = 0; k < n; k++) acc[k] += x * b[r * n + k];
+        }
+        for (int k = 0; k < n; k++) out[i0 * n + k] = acc[k];
+    }
+}
+
+/* out = a b; out may alias a or b */
+HDD_INLINE void mat_mul(const double *a, const double *b, double *out, int n) {
+    double tmp[4 * HDD_MAX_C * HDD_MAX_C];
+    mm_rows(a, n, 1, b, tmp, n);
     memcpy(out, tmp, sizeof(double) * (size_t)(n * n));
 }
 
@@ -363,6 +396,174 @@ void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) {
     }
 }
 
+/* ---- c = 2: closed forms ---- */
+
+/* E = exp(A) for c = 2: A = [[0, -g], [g, 0]] (g = A[1][0]) turns by the angle g. */
+void hddrope_expm2(const double *A, double *E) {
+    const double g = A[2], co = cos(g), sn = sin(g);
+    E[0] = co, E[1] = -sn, E[2] = sn, E[3] = co;
+}
+
+/* The skew part of the adjoint for c = 2 (the convention of hddrope_expm_adjoint4): with
+ * dE/dg = [[-sin g, -cos g], [cos g, -sin g]], dL/dg = <G_M, dE/dg>, half of it on each side. */
+void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA) {
+    const double g = A[2], co = cos(g), sn = sin(g);
+    const double dg = -sn * (GM[0] + GM[3]) + co * (GM[2] - GM[1]);
+    GA[0] = GA[3] = 0, GA[1] = -0.5 * dg, GA[2] = 0.5 * dg;
+}
+
+/* ---- general c: Paterson-Stockmeyer Taylor and its reverse-mode adjoint ---- */
+
+/* out = a^T b and out = a b^T (c x c, out distinct from a and b) */
+HDD_INLINE void mul_tn(const double *restrict a, const double *restrict b, double *restrict out, int c) {
+    mm_rows(a, 1, c, b, out, c);
+}
+HDD_INLINE void mul_nt(const double *restrict a, const double *restrict b, double *restrict out, int c) {
+    double bt[HDD_MAX_C * HDD_MAX_C]; /* transpose first so that the inner loop runs along rows */
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) bt[k * c + i] = b[i * c + k];
+    mm_rows(a, c, 1, bt, out, c);
+}
+
+/* How the fast exponential evaluates exp(A): X = A / 2^s, the Taylor polynomial of degree q
+ * (last term x^q/q! <= tolerance, x a norm of X) by Paterson-Stockmeyer with the powers
+ * X^1..X^r and a Horner scheme in X^r over J + 1 blocks of r coefficients, then s squarings.
+ * The norm is the smaller of the infinity and Frobenius norms (both bound every power); of the
+ * scalings with x <= 2 and up to three more halvings it takes the one with the fewest products. */
+#define HDD_PS_MAX 8    /* r and J: at most sqrt(30)-ish in practice */
+#define HDD_PS_MAX_SQ 24 /* squarings the adjoint keeps; beyond (|A| > 2^25) it uses the series */
+typedef struct {
+    int s, q, r, J;
+    double scale, inv_fact[31]; /* 1/k!, k <= q */
+} ExpPlan;
+
+HDD_INLINE ExpPlan exp_plan(const double *A, int c, double tolerance) {
+    double inf = 0, fro = 0;
+    for (int i = 0; i < c; i++) {
+        double row = 0;
+        for (int k = 0; k < c; k++) row += fabs(A[i * c + k]), fro += A[i * c + k] * A[i * c + k];
+        inf = max_d(inf, row);
+    }
+    double norm = sqrt(fro) < inf ? sqrt(fro) : inf, scale = 1.0;
+    int s = 0;
+    while (norm * scale > 2.0 && s < 1000) scale *= 0.5, s++;
+    ExpPlan best = {.q = 1, .r = 1, .J = 1, .scale = 1.0};
+    int best_cost = 1 << 30;
+    for (int extra = 0; extra < 4; extra++, s++, scale *= 0.5) {
+        const double x = norm * scale;
+        int q = 0;
+        for (double bound = 1.0; bound > tolerance && q < 30;) q++, bound *= x / q;
+        for (int r = 1; r <= HDD_PS_MAX && r <= q; r++) {
+            const int J = q / r, cost = s + (r - 1) + J;
+            if (J <= HDD_PS_MAX && cost < best_cost)
+                best_cost = cost, best.s = s, best.q = q, best.r = r, best.J = J, best.scale = scale;
+        }
+    }
+    double f = 1;
+    for (int k = 0; k <= best.q; k++) best.inv_fact[k] = 1.0 / f, f *= k + 1;
+    return best;
+}
+
+/* B_j = sum_{i<r} X^i / (jr+i)! (terms past q dropped) from the powers pw[i] = X^i, i >= 1 */
+HDD_INLINE void ps_block(const ExpPlan *p, const double (*pw)[HDD_MAX_C * HDD_MAX_C], int j, double *Bj, int c) {
+    for (int i = 0; i < c * c; i++) Bj[i] = 0; /* (a plain fill and a diagonal: both vectorise) */
+    for (int i = 0; i < c; i++) Bj[i * (c + 1)] = p->inv_fact[j * p->r];
+    for (int i = 1; i < p->r && j * p->r + i <= p->q; i++) {
+        const double a = p->inv_fact[j * p->r + i];
+        for (int e = 0; e < c * c; e++) Bj[e] += a * pw[i][e];
+    }
+}
+
+/* The forward of the plan: pw[1..r] = X^i, Q[J..0] the Horner values (Q[0] = the polynomial),
+ * E[0..s-1] the squarands (E[0] = Q[0]); the result in out. Q (HDD_PS_MAX + 1 matrices) and E
+ * (HDD_PS_MAX_SQ) are written only when keep is set (the adjoint reads them); else they may be NULL. */
+HDD_INLINE void ps_forward(const double *A, const ExpPlan *p, double (*pw)[HDD_MAX_C * HDD_MAX_C],
+                           double (*Q)[HDD_MAX_C * HDD_MAX_C], double (*E)[HDD_MAX_C * HDD_MAX_C], int keep,
+                           double *out, int c) {
+    const int cc = c * c;
+    for (int i = 0; i < cc; i++) pw[1][i] = A[i] * p->scale;
+    for (int k = 2; k <= p->r; k++) mat_mul(pw[k - 1], pw[1], pw[k], c);
+    double Bj[HDD_MAX_C * HDD_MAX_C], cur[HDD_MAX_C * HDD_MAX_C];
+    ps_block(p, (const double (*)[HDD_MAX_C * HDD_MAX_C])pw, p->J, cur, c);
+    for (int j = p->J - 1; j >= 0; j--) {
+        if (keep) memcpy(Q[j + 1], cur, sizeof(double) * (size_t)cc);
+        ps_block(p, (const double (*)[HDD_MAX_C * HDD_MAX_C])pw, j, Bj, c);
+        mat_mul(pw[p->r], cur, cur, c);
+        for (int i = 0; i < cc; i++) cur[i] += Bj[i];
+    }
+    for (int s = 0; s < p->s; s++) {
+        if (keep) memcpy(E[s], cur, sizeof(double) * (size_t)cc);
+        mat_mul(cur, cur, cur, c);
+    }
+    memcpy(out, cur, sizeof(double) * (size_t)cc);
+}
+
+HDD_INLINE void expm_fast_kernel(const double *A, double *E, int c, double tolerance) {
+    const ExpPlan p = exp_plan(A, c, tolerance);
+    double pw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
+    ps_forward(A, &p, pw, NULL, NULL, 0, E, c);
+}
+
+/* GA = the gradient w.r.t. A of <G_M, F(A)>, F the function expm_fast_kernel computes (the exact
+ * adjoint of its products, so it agrees with L_exp(A^T, G_M) to the series' tolerance):
+ * squarings E_{i+1} = E_i E_i give dE_i = dE_{i+1} E_i^T + E_i^T dE_{i+1}; Horner steps
+ * Q_j = B_j + X^r Q_{j+1} give dB_j = dQ_j, d(X^r) += dQ_j Q_{j+1}^T, dQ_{j+1} = (X^r)^T dQ_j;
+ * the powers X^k = X^(k-1) X give d(X^(k-1)) += d(X^k) X^T, dX += (X^(k-1))^T d(X^k). */
+HDD_INLINE void expm_fast_adjoint_kernel(const double *A, const double *GM, double *GA, int c, double tolerance) {
+    const int cc = c * c;
+    const ExpPlan p = exp_plan(A, c, tolerance);
+    if (p.s > HDD_PS_MAX_SQ) { /* |A| > 2^25: not worth the stack; the series adjoint is the same */
+        expm_adjoint_kernel(A, GM, GA, c, tolerance);
+        return;
+    }
+    double pw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C], Q[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
+    double E[HDD_PS_MAX_SQ][HDD_MAX_C * HDD_MAX_C], dpw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
+    double out[HDD_MAX_C * HDD_MAX_C], dcur[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C],
+        t2[HDD_MAX_C * HDD_MAX_C];
+    ps_forward(A, &p, pw, Q, E, 1, out, c);
+    memcpy(dcur, GM, sizeof(double) * (size_t)cc);
+    for (int s = p.s - 1; s >= 0; s--) {
+        mul_nt(dcur, E[s], t1, c);
+        mul_tn(E[s], dcur, t2, c);
+        for (int i = 0; i < cc; i++) dcur[i] = t1[i] + t2[i];
+    }
+    for (int k = 1; k <= p.r; k++) memset(dpw[k], 0, sizeof(double) * (size_t)cc);
+    for (int j = 0; j <= p.J; j++) {
+        /* dcur = dQ_j: through B_j to the powers */
+        for (int i = 1; i < p.r && j * p.r + i <= p.q; i++) {
+            const double a = p.inv_fact[j * p.r + i];
+            for (int e = 0; e < cc; e++) dpw[i][e] += a * dcur[e];
+        }
+        if (j == p.J) break;
+        mul_nt(dcur, Q[j + 1], t1, c);
+        for (int e = 0; e < cc; e++) dpw[p.r][e] += t1[e];
+        mul_tn(pw[p.r], dcur, t2, c);
+        memcpy(dcur, t2, sizeof(double) * (size_t)cc);
+    }
+    for (int k = p.r; k >= 2; k--) {
+        mul_nt(dpw[k], pw[1], t1, c);
+        mul_tn(pw[k - 1], dpw[k], t2, c);
+        for (int e = 0; e < cc; e++) dpw[k - 1][e] += t1[e], dpw[1][e] += t2[e];
+    }
+    for (int i = 0; i < cc; i++) GA[i] = dpw[1][i] * p.scale;
+}
+
+void hddrope_expm_fast(const double *A, double *E, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    expm_fast_kernel(A, E, c, HDD_SERIES_TOLERANCE);
+}
+
+void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    expm_fast_adjoint_kernel(A, GM, GA, c, HDD_SERIES_TOLERANCE);
+}
+
+/* Tests only: 1 sends the model through the reference kernels (series exponential and adjoint,
+ * c a run-time value) instead of the closed forms, the fast kernels and the copies with c a
+ * constant, so that the two can be compared end to end. */
+static int hdd_reference_kernels;
+void hddrope_use_reference_kernels(int on) { hdd_reference_kernels = on; }
+
 /* ---- configuration ---- */
 
 static int hdd_configure(PosEnc *pe, const cJSON *options) {
@@ -470,8 +671,10 @@ HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, 
         A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
     }
     if (d->map == MAP_CAYLEY) hddrope_cayley(A, Md, NULL, c);
+    else if (hdd_reference_kernels) expm_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
+    else if (c == 2) hddrope_expm2(A, Md);
     else if (c == 4) hddrope_expm4(A, Md);
-    else expm_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
+    else expm_fast_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
     for (int i = 0; i < c * c; i++) M[i] = (float)Md[i];
 }
 
@@ -563,7 +766,11 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
 #pragma omp parallel for schedule(static) if (units * T >= 256)
     for (long u = 0; u < units; u++) {
-        if (c == 4) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 4);
+        /* copies with c a constant for the chunk sizes in use (unrolled, vectorised) */
+        const int cs = hdd_reference_kernels ? 0 : c;
+        if (cs == 2) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 2);
+        else if (cs == 4) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 4);
+        else if (cs == 8) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 8);
         else forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, c);
     }
 }
@@ -583,8 +790,11 @@ HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double
         for (int i = 0; i < c * c; i++) dA[i] *= 2.0;
         return;
     }
-    if (c == 4) hddrope_expm_adjoint4(A, dM, dA); /* the skew part, all that generator_grad reads */
-    else expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
+    /* c = 2, 4: the skew part only, all that generator_grad reads */
+    if (hdd_reference_kernels) expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
+    else if (c == 2) hddrope_expm_adjoint2(A, dM, dA);
+    else if (c == 4) hddrope_expm_adjoint4(A, dM, dA);
+    else expm_fast_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
 }
 
 /* dg from dA: generator a sits at A[i][k] and, negated, at A[k][i]. */
@@ -708,7 +918,10 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     /* one unit per (h, j) so that each unit owns its d g_base entries; b inside */
 #pragma omp parallel for schedule(static) if ((long)B * T * units >= 256)
     for (int u = 0; u < units; u++) {
-        if (c == 4) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 4);
+        const int cs = hdd_reference_kernels ? 0 : c;
+        if (cs == 2) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 2);
+        else if (cs == 4) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 4);
+        else if (cs == 8) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 8);
         else backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, c);
     }
 }

@@ -11,5 +11,13 @@ void hddrope_cayley(const double *A, double *M, double *W_out, int n); /* M = (I
 void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
 void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c); /* reference */
 void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA); /* c = 4, skew part only */
+void hddrope_expm2(const double *A, double *E);                             /* c = 2 closed form */
+void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA); /* c = 2, skew part only */
+/* the model's general-c kernels: Paterson-Stockmeyer Taylor at its tolerance, and the exact
+ * reverse-mode adjoint of that computation */
+void hddrope_expm_fast(const double *A, double *E, int c);
+void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c);
+/* tests only: 1 = run the model through the reference kernels (series, c not a constant) */
+void hddrope_use_reference_kernels(int on);
 
 #endif

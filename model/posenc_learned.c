@@ -10,7 +10,8 @@
  * so a seed gives the same table on every machine.
  *
  * There is no row for p >= max_T, so this kind cannot run past the training context: the model
- * must keep pos0 + T <= max_T (sliding-window evaluation); the hooks assert it.
+ * must keep pos0 + T <= max_T (sliding-window evaluation); the hooks assert it, and max_positions
+ * reports it (`train eval` refuses a longer context with a message).
  */
 #include "model/posenc.h"
 
@@ -25,6 +26,8 @@ static int learned_configure(PosEnc *pe, const cJSON *options) {
 }
 
 static size_t learned_num_params(const PosEnc *pe) { return (size_t)pe->dims.max_T * (size_t)pe->dims.C; }
+/* One row per trained position: nothing exists past max_T. */
+static int learned_max_positions(const PosEnc *pe) { return pe->dims.max_T; }
 
 static void learned_init(const PosEnc *pe, float *params, float *extra_w, size_t extra_stride, uint64_t seed) {
     uint64_t rng = seed;
@@ -64,6 +67,7 @@ const PosEncKind posenc_learned = {
     .configure = learned_configure,
     .destroy = NULL,
     .num_params = learned_num_params,
+    .max_positions = learned_max_positions,
     .init = learned_init,
     .embed_forward = learned_embed_forward,
     .embed_backward = learned_embed_backward,

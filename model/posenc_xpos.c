@@ -67,6 +67,7 @@ typedef struct {
     double centre;       /* e(p) = (p - centre) / scale_base */
     double scale_base;
     long max_pos;        /* usable positions: 0 .. max_pos-1 */
+    int max_context;     /* the longest max_T this configuration can be rebuilt with */
     long table_rows;
     float *table;        /* (table_rows, 2*hs) */
 } XPos;
@@ -154,6 +155,7 @@ static int xpos_configure(PosEnc *pe, const cJSON *options) {
         x->centre = centre;
         x->scale_base = scale_base;
         x->max_pos = (long)(centre + reach) + 1;
+        x->max_context = (int)fmin(2.0 * reach, (double)INT_MAX); /* centre ceil(max_T/2) <= reach */
         x->table_rows = 4L * max_T < x->max_pos ? 4L * max_T : x->max_pos;
     } else {
         const double alpha = 0.4 * hs;
@@ -167,6 +169,7 @@ static int xpos_configure(PosEnc *pe, const cJSON *options) {
         x->centre = XPOS_AUTHOR_MAX_LEN / 2;
         x->scale_base = 512.0;
         x->max_pos = XPOS_AUTHOR_MAX_LEN;
+        x->max_context = XPOS_AUTHOR_MAX_LEN;
         x->table_rows = XPOS_AUTHOR_MAX_LEN;
     }
     x->table = xmalloc(sizeof(float) * (size_t)x->table_rows * 2 * (size_t)hs);
@@ -204,6 +207,10 @@ static void xpos_apply(const PosEnc *pe, float *qkv, int B, int T, int pos0, flo
     }
 }
 
+/* author: its 2048 table rows; reference: the longest context whose centre keeps position 0's
+ * scale in the float range (about 65k positions at scale_base 512). */
+static int xpos_max_positions(const PosEnc *pe) { return ((const XPos *)pe->impl)->max_context; }
+
 static void xpos_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,
                             float *state, int B, int T, int pos0) {
     xpos_apply(pe, qkv, B, T, pos0, 1.0f);
@@ -219,6 +226,7 @@ const PosEncKind posenc_xpos = {
     .summary = "xPos: RoPE with a per-pair decay zeta^((n-m)/512) (variant reference = torchscale, or author)",
     .configure = xpos_configure,
     .destroy = xpos_destroy,
+    .max_positions = xpos_max_positions,
     .init = NULL,
     .embed_forward = NULL,
     .embed_backward = NULL,

@@ -6,30 +6,7 @@
 #include <sys/wait.h>
 
 #include "../data/util.h"
-#include "test.h"
-
-static char out_buf[1 << 16], err_buf[1 << 16];
-
-/* Runs "<train binary> <args>"; stdout/stderr land in out_buf/err_buf. Returns the exit status,
- * or 128 + signal if it was killed (a crash). */
-static int run_train(const char *args) {
-    const char *bin = getenv("TINYROPE_TRAIN_BIN");
-    if (!bin) bin = "./train";
-    const char *tmp = test_tmp_dir();
-    char cmd[4096], out_path[512], err_path[512];
-    snprintf(out_path, sizeof out_path, "%s/cli.out", tmp);
-    snprintf(err_path, sizeof err_path, "%s/cli.err", tmp);
-    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s", bin, args, out_path, err_path);
-    int status = system(cmd);
-    char *o = tr_read_file(out_path, NULL), *e = tr_read_file(err_path, NULL);
-    snprintf(out_buf, sizeof out_buf, "%s", o ? o : "");
-    snprintf(err_buf, sizeof err_buf, "%s", e ? e : "");
-    free(o);
-    free(e);
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    int rc = WEXITSTATUS(status);
-    return rc;
-}
+#include "cli_test_helpers.h"
 
 static int count_lines(const char *s) {
     int n = 0;

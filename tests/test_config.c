@@ -64,8 +64,34 @@ static void test_errors(void) {
     CHECK(config_load(&c, "/nonexistent/config.json", NULL, 0) == -1 && strstr(tr_error(), "/nonexistent/config.json"));
 }
 
+/* "base": a file names its base (relative to its own directory) and only what differs; objects
+ * merge key by key, the base's base is read too, and a missing or cyclic base is an error. */
+static void test_base_files(void) {
+    write_config("base0.json", "{\"seed\": 7, \"optim\": {\"lr\": 0.002, \"beta2\": 0.99}}");
+    write_config("base1.json", "{\"base\": \"base0.json\", \"model\": {\"n_layer\": 3, \"posenc\": {\"kind\": \"hddrope\", \"chunk\": 4}}}");
+    const char *path = write_config("child.json",
+        "{\"base\": \"base1.json\", \"model\": {\"posenc\": {\"base_init\": \"zero\"}}, \"optim\": {\"lr\": 0.001}}");
+    RunConfig c;
+    CHECKF(config_load(&c, path, NULL, 0) == 0, "%s", tr_error());
+    CHECK(c.seed == 7 && c.model.n_layer == 3 && c.optim.lr == 0.001 && c.optim.beta2 == 0.99);
+    const cJSON *pe = c.model.posenc;
+    CHECK(!strcmp(cJSON_GetObjectItem(pe, "kind")->valuestring, "hddrope"));
+    CHECK(cJSON_GetObjectItem(pe, "chunk") && cJSON_GetObjectItem(pe, "chunk")->valueint == 4);
+    CHECK(!strcmp(cJSON_GetObjectItem(pe, "base_init")->valuestring, "zero"));
+    char *json = config_to_json(&c);
+    CHECK(!strstr(json, "\"base\""));   /* the recorded config is the merged one */
+    free(json);
+    config_free(&c);
+
+    expect_error("{\"base\": \"no-such-base.json\"}", NULL, 0, "no-such-base.json");
+    expect_error("{\"base\": 3}", NULL, 0, "\"base\" must be");
+    write_config("loop.json", "{\"base\": \"loop.json\"}");
+    expect_error("{\"base\": \"loop.json\"}", NULL, 0, "cycle");
+}
+
 int main(void) {
     RUN(test_defaults_file_and_overrides);
+    RUN(test_base_files);
     RUN(test_errors);
     return test_summary();
 }

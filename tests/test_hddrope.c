@@ -253,6 +253,131 @@ static void test_expm_adjoint4_closed_form(void) {
     CHECK(worst_skew == 0);
 }
 
+/* The c = 2 closed forms (the model's step matrix and adjoint at c = 2) against the series
+ * exponential and the skew part of the series adjoint, for angles 0 to well past pi. */
+static void test_chunk2_closed_forms(void) {
+    uint64_t rng = 37;
+    double worst_exp = 0, worst_adj = 0;
+    int skew_ok = 1;
+    for (int trial = 0; trial < 120; trial++) {
+        const double sigmas[] = {0.0, 1e-9, 1e-3, 0.5, 2.0, 8.0};
+        double g = sigmas[trial % 6] * tr_rng_normal(&rng), A[4], E[4], S[4], GM[4], fast[4], series[4];
+        skew(&g, 2, A);
+        hddrope_expm2(A, E);
+        hddrope_expm(A, S, 2);
+        for (int i = 0; i < 4; i++) worst_exp = fmax(worst_exp, fabs(E[i] - S[i]));
+        for (int i = 0; i < 4; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
+        hddrope_expm_adjoint2(A, GM, fast);
+        hddrope_expm_adjoint(A, GM, series, 2);
+        double big = 0;
+        for (int i = 0; i < 4; i++) big = fmax(big, fabs(series[i]));
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 2; k++) {
+                double want = 0.5 * (series[i * 2 + k] - series[k * 2 + i]);
+                worst_adj = fmax(worst_adj, fabs(fast[i * 2 + k] - want) / big);
+                if (!isfinite(fast[i * 2 + k])) worst_adj = INFINITY;
+            }
+        skew_ok &= fast[0] == 0 && fast[3] == 0 && fast[1] == -fast[2];
+    }
+    CHECKF(worst_exp < 1e-13, "c = 2 closed-form exp vs series: %g", worst_exp);
+    CHECKF(worst_adj < 1e-12, "c = 2 closed-form adjoint vs series (skew part): %g (relative)", worst_adj);
+    CHECK(skew_ok);
+}
+
+/* The model's general-c kernels (Paterson-Stockmeyer Taylor at the model's tolerance and the
+ * reverse-mode adjoint of that computation) against the series exponential and the block-matrix
+ * adjoint, for skew and general A, from A = 0 through norms that need several squarings. */
+static void test_expm_fast_vs_references(void) {
+    uint64_t rng = 41;
+    const int sizes[] = {3, 5, 8, 16};
+    double worst_exp = 0, worst_adj = 0;
+    for (int si = 0; si < 4; si++) {
+        int c = sizes[si];
+        for (int trial = 0; trial < 10; trial++) {
+            const double sigmas[] = {0.0, 1e-6, 0.05, 0.5, 2.0};
+            double sigma = sigmas[trial % 5] / sqrt((double)c);
+            double A[MAXC * MAXC], GM[MAXC * MAXC], E[MAXC * MAXC], S[MAXC * MAXC], fast[MAXC * MAXC],
+                block[MAXC * MAXC];
+            if (trial < 5) { /* skew, the model's case */
+                double g[MAXC * MAXC];
+                for (int a = 0; a < c * (c - 1) / 2; a++) g[a] = sigma * tr_rng_normal(&rng);
+                skew(g, c, A);
+            } else {
+                for (int i = 0; i < c * c; i++) A[i] = sigma * tr_rng_normal(&rng);
+            }
+            for (int i = 0; i < c * c; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
+            hddrope_expm_fast(A, E, c);
+            hddrope_expm(A, S, c);
+            double bigE = 0, big = 0;
+            for (int i = 0; i < c * c; i++) bigE = fmax(bigE, fabs(S[i]));
+            for (int i = 0; i < c * c; i++) worst_exp = fmax(worst_exp, fabs(E[i] - S[i]) / bigE);
+            hddrope_expm_adjoint_fast(A, GM, fast, c);
+            hddrope_expm_adjoint_block(A, GM, block, c);
+            for (int i = 0; i < c * c; i++) big = fmax(big, fabs(block[i]));
+            for (int i = 0; i < c * c; i++) {
+                worst_adj = fmax(worst_adj, fabs(fast[i] - block[i]) / big);
+                if (!isfinite(fast[i]) || !isfinite(E[i])) worst_adj = INFINITY;
+            }
+        }
+    }
+    /* the model's tolerance is 1e-12 per series (its results are rounded to float) */
+    CHECKF(worst_exp < 1e-10, "fast expm vs series: %g (relative)", worst_exp);
+    CHECKF(worst_adj < 1e-10, "fast adjoint vs block reference: %g (relative)", worst_adj);
+}
+
+/* The whole kind with its fast kernels (closed forms at c = 2 and 4, the fast general-c kernels,
+ * copies with c a constant) against the same kind run through the reference kernels (series,
+ * c a run-time value): rotated q and k, dqkv (including the generator columns) and d g_base. */
+static void test_fast_kernels_vs_reference_kernels(void) {
+    const int chunks[] = {2, 4, 8, 16};
+    const int B = 2, T = test_small() ? 6 : 12, C = 32, NH = 2;
+    for (int ci = 0; ci < 4; ci++)
+        for (int dynamic = 0; dynamic < 2; dynamic++) {
+            char json[160];
+            snprintf(json, sizeof json, "{\"kind\": \"hddrope\", \"chunk\": %d, \"dynamic\": %s}", chunks[ci],
+                     dynamic ? "true" : "false");
+            PosEnc pe;
+            if (create_json(&pe, json, make_dims(C, NH, T)) != 0) {
+                CHECKF(0, "%s: %s", json, tr_error());
+                continue;
+            }
+            const int S = 3 * C + num_extra(&pe);
+            size_t np = pe.kind->num_params(&pe), n = (size_t)B * T * S, na = pe.kind->num_acts(&pe, B, T);
+            float *params = xmalloc(np * sizeof *params), *raw = xmalloc(n * sizeof *raw);
+            float *R = xmalloc(n * sizeof *R);
+            fill_normal(params, np, 0.6f, 700 + ci);
+            fill_normal(raw, n, 0.7f, 800 + ci);
+            fill_normal(R, n, 1.0f, 900 + ci);
+            float *qkv[2], *dqkv[2], *dparams[2], *acts = xmalloc(na * sizeof *acts);
+            for (int ref = 0; ref < 2; ref++) {
+                hddrope_use_reference_kernels(ref);
+                qkv[ref] = copy_floats(raw, n), dqkv[ref] = copy_floats(R, n);
+                dparams[ref] = xcalloc(np, sizeof(float));
+                pe.kind->qk_forward(&pe, 1, qkv[ref], NULL, params, acts, NULL, B, T, 0);
+                pe.kind->qk_backward(&pe, 1, dqkv[ref], qkv[ref], NULL, params, dparams[ref], acts, B, T, 0);
+            }
+            hddrope_use_reference_kernels(0);
+            double worst_q = 0, worst_dq = 0, worst_dp = 0, big_dq = 0, big_dp = 0;
+            for (size_t i = 0; i < n; i++) big_dq = fmax(big_dq, fabs(dqkv[1][i]));
+            for (size_t i = 0; i < np; i++) big_dp = fmax(big_dp, fabs(dparams[1][i]));
+            for (size_t i = 0; i < n; i++) {
+                worst_q = fmax(worst_q, fabs(qkv[0][i] - qkv[1][i]));
+                worst_dq = fmax(worst_dq, fabs(dqkv[0][i] - dqkv[1][i]) / big_dq);
+                if (!isfinite(qkv[0][i]) || !isfinite(dqkv[0][i])) worst_q = INFINITY;
+            }
+            for (size_t i = 0; i < np; i++) worst_dp = fmax(worst_dp, fabs(dparams[0][i] - dparams[1][i]) / big_dp);
+            /* float storage of M and P: a few units of 6e-8 per step, over T steps */
+            CHECKF(worst_q < 1e-5, "%s: rotated q, k differ from the reference kernels by %g", json, worst_q);
+            CHECKF(worst_dq < 1e-5, "%s: dqkv differs from the reference kernels by %g (relative)", json, worst_dq);
+            CHECKF(worst_dp < 1e-5, "%s: d g_base differs from the reference kernels by %g (relative)", json,
+                   worst_dp);
+            CHECKF(big_dp > 0, "%s: no gradient reached g_base", json);
+            for (int ref = 0; ref < 2; ref++) free(qkv[ref]), free(dqkv[ref]), free(dparams[ref]);
+            free(params), free(raw), free(R), free(acts);
+            posenc_destroy(&pe);
+        }
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* c = 2, static, base_init rope = the rope kind */
 
@@ -745,6 +870,9 @@ int main(void) {
     RUN(test_expm4_closed_form_vs_series);
     RUN(test_expm_adjoint_vs_block_and_differences);
     RUN(test_expm_adjoint4_closed_form);
+    RUN(test_chunk2_closed_forms);
+    RUN(test_expm_fast_vs_references);
+    RUN(test_fast_kernels_vs_reference_kernels);
     RUN(test_chunk2_static_equals_rope);
     RUN(test_scores_are_relative);
     RUN(test_orthogonal_and_norm_preserving);
