@@ -8,8 +8,9 @@
 # for every kind but `learned` (which has no positions past L) also at 2L and 4L with blockwise
 # causal attention (--bca: each query sees its own block of L/2 and the one before). Writes per
 # run eval_T<N>.csv and eval_T<N>-bca.csv (loss per position), and RUNS_DIR/report/
-# extrapolation.csv: name,seed,context,bca,val_loss, one row per evaluation. A run that already
-# has a CSV is not evaluated again (its loss is read back from the summary of the previous pass).
+# extrapolation.csv: name,seed,context,bca,val_loss, one row per evaluation (rows of configs not
+# named this time are kept). A run that already has a CSV is not evaluated again (its loss is read
+# back from the summary of the previous pass).
 # Then scripts/report.sh draws extrapolation_T<N>.png from the CSVs.
 #
 # Environment: TRAIN (default ./train).
@@ -63,5 +64,8 @@ for name in "$@"; do
         done
     done
 done
-rm -f "$old"
+if [ -f "$old" ]; then   # keep the rows of the configs not evaluated this time
+    awk -F, -v names=" $* " 'NR > 1 && index(names, " " $1 " ") == 0' "$old" >> "$summary"
+    rm -f "$old"
+fi
 echo "extrapolation: $summary"

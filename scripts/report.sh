@@ -3,7 +3,8 @@
 #
 #   sh scripts/report.sh RUNS_DIR [NAME...]
 #
-# Reads RUNS_DIR/<name>/seed<k>/log.csv (every <name> found, or the NAMEs given, in that order)
+# Reads RUNS_DIR/<name>/seed<k>/log.csv of the finished runs (every <name> with one, or the NAMEs
+# given, in that order)
 # and writes RUNS_DIR/report/:
 #   val_loss.png        validation loss against tokens seen (mean over seeds, min-max band)
 #   val_loss_log.png    the same with log-scaled axes (early and late training both visible)
@@ -29,18 +30,19 @@ table=${TABLE:-build/table}
 if [ $# -eq 0 ]; then   # every config directory that holds at least one seed's log
     for d in "$runs"/*/; do
         name=$(basename "$d")
-        [ "$name" != report ] && ls "$d"seed*/log.csv >/dev/null 2>&1 && set -- "$@" "$name"
+        [ "$name" != report ] && ls "$d"seed*/final.json >/dev/null 2>&1 && set -- "$@" "$name"
     done
 fi
-[ $# -ge 1 ] || die "$runs: no runs (expected $runs/<name>/seed<k>/log.csv)"
+[ $# -ge 1 ] || die "$runs: no finished runs (expected $runs/<name>/seed<k>/final.json)"
 
-# One series argument per config: name=seed1/FILE,seed2/FILE,... (only seeds that have FILE).
+# One series argument per config: name=seed1/FILE,seed2/FILE,... over the finished seeds (those
+# with final.json: a run still training would drag the curves' ends) that have FILE.
 series_of() {   # file name, then the config names
     file=$1; shift
     for name in "$@"; do
         list=
         for f in "$runs/$name"/seed*/"$file"; do
-            [ -f "$f" ] && list="${list:+$list,}$f"
+            [ -f "$f" ] && [ -f "${f%/*}/final.json" ] && list="${list:+$list,}$f"
         done
         [ -n "$list" ] && printf '%s\n' "$name=$list"
     done

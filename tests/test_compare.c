@@ -1,7 +1,8 @@
 /* test_compare.c: scripts/compare.sh as a user runs it, on a tiny config: every (config, seed)
  * lands in <out>/<name>/seed<k>/ and finishes; running the same command again skips finished runs
  * without touching them; an interrupted run resumes and ends as if it had never stopped; a run
- * directory made from another config, and bad arguments, are refused with one error line. */
+ * directory made from another config, and bad arguments, are refused with one error line; then
+ * report.sh and extrapolate.sh on those runs. */
 #define _POSIX_C_SOURCE 200809L   /* st_mtim */
 #include <sys/stat.h>
 
@@ -112,6 +113,52 @@ static void test_runs_skips_and_resumes(void) {
     free(resumed);
 }
 
+/* report.sh and extrapolate.sh on the finished runs of the test above: every figure and table is
+ * written; extrapolate.sh evaluates each run at L, 2L, 4L and 2L, 4L with BCA (5 rows per run),
+ * and a second pass reuses them without evaluating again. */
+static void test_report_and_extrapolation(void) {
+    char runs[700], cmd[4096], path[900];
+    snprintf(runs, sizeof runs, "%s/cmp-runs", test_tmp_dir());
+    snprintf(path, sizeof path, "%s/rope/seed1/final.json", runs);
+    if (!tr_file_exists(path)) SKIP("no finished runs (test_runs_skips_and_resumes failed?)");
+    char tools[600];
+    snprintf(tools, sizeof tools, "%s", cli_train_bin());
+    char *slash = strrchr(tools, '/');
+    if (slash) *slash = '\0';
+    else snprintf(tools, sizeof tools, "build");
+    snprintf(cmd, sizeof cmd, "PLOT=%s/plot TABLE=%s/table sh scripts/report.sh %s", tools, tools, runs);
+    int rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0, "report.sh exited %d:\n%s", rc, out);
+    const char *files[] = {"val_loss.png", "val_loss_log.png", "train_loss.png", "val_loss_time.png", "table.md"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/report/%s", runs, files[i]);
+        CHECKF(tr_file_exists(path), "%s missing", path);
+    }
+    snprintf(path, sizeof path, "%s/report/table.md", runs);
+    char *table = tr_read_file(path, NULL);
+    CHECKF(table && strstr(table, "| rope | 2 |") && strstr(table, "| none | 2 |"), "%s", table ? table : "");
+    free(table);
+
+    snprintf(cmd, sizeof cmd, "TRAIN=%s sh scripts/extrapolate.sh %s", cli_train_bin(), runs);
+    rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0, "extrapolate.sh exited %d:\n%s", rc, out);
+    snprintf(path, sizeof path, "%s/report/extrapolation.csv", runs);
+    char *csv = tr_read_file(path, NULL);
+    int rows = 0;
+    for (const char *p = csv; p && (p = strchr(p, '\n')); p++) rows++;
+    CHECKF(rows == 1 + 2 * 2 * 5, "%d lines in extrapolation.csv:\n%s", rows, csv ? csv : "");
+    CHECKF(csv && strstr(csv, "rope,1,64,1,") && strstr(csv, "none,2,32,0,"), "%s", csv ? csv : "");
+    snprintf(path, sizeof path, "%s/rope/seed2/eval_T64-bca.csv", runs);
+    CHECKF(tr_file_exists(path), "%s missing", path);
+    rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0 && !strstr(out, "eval "), "second pass evaluated again (rc %d):\n%s", rc, out);
+    snprintf(path, sizeof path, "%s/report/extrapolation.csv", runs);
+    char *csv2 = tr_read_file(path, NULL);
+    CHECKF(csv && csv2 && !strcmp(csv, csv2), "the second pass changed the summary:\n%s", csv2 ? csv2 : "");
+    free(csv);
+    free(csv2);
+}
+
 static void test_bad_arguments(void) {
     const char *cfgs = write_tiny_configs();
     char args[1024];
@@ -134,6 +181,7 @@ static void test_bad_arguments(void) {
 
 int main(void) {
     RUN(test_runs_skips_and_resumes);
+    RUN(test_report_and_extrapolation);
     RUN(test_bad_arguments);
     return test_summary();
 }

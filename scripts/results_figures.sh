@@ -1,0 +1,65 @@
+#!/bin/sh
+# results_figures.sh: the figures and tables of docs/results.md, from the runs of configs/small/.
+#
+#   sh scripts/results_figures.sh [RUNS_DIR [OUT_DIR]]     (default runs/small, docs/results)
+#
+# Groups the configs into the page's three questions (the main comparison, the chunk size, what
+# the dynamic generator needs) and draws each with build/plot and build/table over the finished
+# seeds; a config with no finished seed is left out. The length-extrapolation table comes from
+# RUNS_DIR/report/extrapolation.csv (scripts/extrapolate.sh).
+set -eu
+runs=${1:-runs/small}
+out=${2:-docs/results}
+plot=${PLOT:-build/plot}
+table=${TABLE:-build/table}
+[ -x "$plot" ] && [ -x "$table" ] || { echo "error: results_figures.sh: $plot or $table missing: run make" >&2; exit 1; }
+mkdir -p "$out"
+
+# name=seed1/FILE,... over finished seeds; nothing for a config without one.
+series() {   # file, names...
+    file=$1; shift
+    for name in "$@"; do
+        list=
+        for f in "$runs/$name"/seed*/"$file"; do
+            [ -f "$f" ] && [ -f "${f%/*}/final.json" ] && list="${list:+$list,}$f"
+        done
+        [ -n "$list" ] && printf '%s\n' "$name=$list"
+    done
+    return 0
+}
+
+main="xpos xpos-author none rope hddrope-c4-static hddrope-c4"
+chunks="rope hddrope-c2 hddrope-c4 hddrope-c8 hddrope-c16"
+ablations="rope hddrope-c4 hddrope-c4-lr0.3 hddrope-c4-lr0.1 hddrope-c4-wd0.1 hddrope-c4-zero hddrope-c4-clipgroup"
+
+# shellcheck disable=SC2086   (word splitting of the series lists is intended: no spaces in them)
+{
+m=$(series log.csv $main); c=$(series log.csv $chunks); a=$(series log.csv $ablations)
+"$plot" --out "$out/main_val_loss.png" --ymax 4.5 --title "Validation loss, mean of seeds (min-max band)" \
+    --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $m
+"$plot" --out "$out/main_val_loss_log.png" --log-x --log-y --title "Validation loss, log-log" \
+    --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $m
+"$plot" --out "$out/main_train_loss.png" --y train_loss --ymax 4.5 --title "Training loss (the step at each evaluation)" \
+    --xlabel "tokens seen" --ylabel "training loss (nats/token)" $m
+"$plot" --out "$out/main_val_loss_time.png" --x elapsed_s --ymax 4.5 --title "Validation loss against training time" \
+    --xlabel "training time (s, 1 thread, shared machine)" --ylabel "validation loss (nats/token)" $m
+"$plot" --out "$out/chunks_val_loss.png" --ymax 4.5 --title "Chunk size c (HDD-RoPE, dynamic)" \
+    --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $c
+"$plot" --out "$out/ablations_val_loss.png" --ymax 4.5 --title "HDD-RoPE c = 4 dynamic: what the generator needs" \
+    --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $a
+"$table" $m > "$out/main_table.md"
+"$table" --baseline xpos $(series log.csv xpos) $c > "$out/chunks_table.md"
+"$table" --baseline xpos $(series log.csv xpos) $a > "$out/ablations_table.md"
+for T in 512 1024; do
+    e=$(series eval_T$T.csv $main)
+    [ -n "$e" ] && "$plot" --out "$out/extrapolation_T$T.png" --x position --y loss --bin 32 \
+        --title "Loss per position at context $T (trained 256; mean of 32 positions)" \
+        --xlabel "position in the window" --ylabel "loss (nats/token)" $e
+    e=$(series eval_T$T-bca.csv $main)
+    [ -n "$e" ] && "$plot" --out "$out/extrapolation_T$T-bca.png" --x position --y loss --bin 32 \
+        --title "Loss per position at context $T with blockwise causal attention" \
+        --xlabel "position in the window" --ylabel "loss (nats/token)" $e
+done
+}
+[ -f "$runs/report/extrapolation.md" ] && cp "$runs/report/extrapolation.md" "$out/extrapolation_table.md"
+echo "results: $out"
