@@ -175,12 +175,18 @@ static void format_duration(char *out, size_t cap, double s) {
     else snprintf(out, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
-/* Checks the positional encoding's options against the model's shapes, before any work. */
-static void check_posenc(const RunConfig *cfg, const char *config_path) {
-    PosEnc probe;
+/* The positional encoding of the config's model as it is trained (max_T = block_size): created
+ * to check its options against the shapes before any work, and to ask it what it allows. Dies
+ * with the config's path and the option at fault. */
+static void create_posenc(PosEnc *pe, const RunConfig *cfg, const char *config_path) {
     ModelDims dims = {.L = (int)cfg->model.n_layer, .C = (int)cfg->model.n_embd, .NH = (int)cfg->model.n_head,
                       .hs = (int)(cfg->model.n_embd / cfg->model.n_head), .max_T = (int)cfg->model.block_size};
-    if (posenc_create(&probe, cfg->model.posenc, dims) != 0) tr_die("%s: model.%s", config_path, tr_error());
+    if (posenc_create(pe, cfg->model.posenc, dims) != 0) tr_die("%s: model.%s", config_path, tr_error());
+}
+
+static void check_posenc(const RunConfig *cfg, const char *config_path) {
+    PosEnc probe;
+    create_posenc(&probe, cfg, config_path);
     posenc_destroy(&probe);
 }
 
@@ -529,9 +535,7 @@ static int cmd_eval(int argc, char **argv) {
 
     /* What the positional encoding allows, asked of it as it was trained (max_T = T_train). */
     PosEnc trained;
-    ModelDims dims = {.L = (int)cfg.model.n_layer, .C = (int)cfg.model.n_embd, .NH = (int)cfg.model.n_head,
-                      .hs = (int)(cfg.model.n_embd / cfg.model.n_head), .max_T = T_train};
-    if (posenc_create(&trained, cfg.model.posenc, dims) != 0) tr_die("%s: model.%s", path, tr_error());
+    create_posenc(&trained, &cfg, path);
     const int max_positions = posenc_max_positions(&trained), absolute = trained.kind->embed_forward != NULL;
     char kind[64];
     snprintf(kind, sizeof kind, "%s", trained.kind->name);

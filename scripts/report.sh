@@ -35,18 +35,8 @@ if [ $# -eq 0 ]; then   # every config directory that holds at least one seed's 
 fi
 [ $# -ge 1 ] || die "$runs: no finished runs (expected $runs/<name>/seed<k>/final.json)"
 
-# One series argument per config: name=seed1/FILE,seed2/FILE,... over the finished seeds (those
-# with final.json: a run still training would drag the curves' ends) that have FILE.
-series_of() {   # file name, then the config names
-    file=$1; shift
-    for name in "$@"; do
-        list=
-        for f in "$runs/$name"/seed*/"$file"; do
-            [ -f "$f" ] && [ -f "${f%/*}/final.json" ] && list="${list:+$list,}$f"
-        done
-        [ -n "$list" ] && printf '%s\n' "$name=$list"
-    done
-}
+. "$(dirname "$0")/finished_series.sh"
+series_of() { finished_series "$runs" "$@"; }   # FILE NAME...
 
 out=$runs/report
 mkdir -p "$out"

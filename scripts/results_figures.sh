@@ -15,18 +15,8 @@ table=${TABLE:-build/table}
 [ -x "$plot" ] && [ -x "$table" ] || { echo "error: results_figures.sh: $plot or $table missing: run make" >&2; exit 1; }
 mkdir -p "$out"
 
-# name=seed1/FILE,... over finished seeds; nothing for a config without one.
-series() {   # file, names...
-    file=$1; shift
-    for name in "$@"; do
-        list=
-        for f in "$runs/$name"/seed*/"$file"; do
-            [ -f "$f" ] && [ -f "${f%/*}/final.json" ] && list="${list:+$list,}$f"
-        done
-        [ -n "$list" ] && printf '%s\n' "$name=$list"
-    done
-    return 0
-}
+. "$(dirname "$0")/finished_series.sh"
+series() { finished_series "$runs" "$@"; }   # FILE NAME...
 
 main="xpos xpos-author none rope hddrope-c4-static hddrope-c4"
 chunks="rope hddrope-c2 hddrope-c4 hddrope-c8 hddrope-c16"
