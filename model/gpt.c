@@ -210,8 +210,11 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
 
         layernorm_forward(l_ln1, l_ln1_mean, l_ln1_rstd, res, p->ln1w + (size_t)l * C, (int)N, C);
         matmul_forward(l_qkv, l_ln1, p->qkvw + (size_t)l * S * C, (int)N, C, S);
-        if (pe->kind->qk_forward)
+        if (pe->kind->qk_forward) {
+            double profile_t0 = layer_profile_start();
             pe->kind->qk_forward(pe, l, l_qkv, l_ln1, m->posenc_params, m->posenc_acts, NULL, B, T, 0);
+            layer_profile_stop(&layer_profile.posenc_s, profile_t0);
+        }
         attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block);
         matmul_forward(l_res2, l_atty, p->attprojw + (size_t)l * C * C, (int)N, C, C);
         residual_forward(l_res2, res, l_res2, (long)(N * C));
@@ -302,9 +305,12 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
         /* atty = attention(qkv) */
         attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S);
         /* posenc.qk_forward(qkv, ln1): from rotated to un-rotated q, k, and the extra columns */
-        if (pe->kind->qk_backward)
+        if (pe->kind->qk_backward) {
+            double profile_t0 = layer_profile_start();
             pe->kind->qk_backward(pe, l, dl_qkv, l_qkv, l_ln1, m->posenc_params, m->posenc_grads, m->posenc_acts,
                                   B, T, 0);
+            layer_profile_stop(&layer_profile.posenc_s, profile_t0);
+        }
         /* qkv = ln1 @ qkvw^T */
         matmul_backward(dl_ln1, g->qkvw + (size_t)l * S * C, dl_qkv, l_ln1, p->qkvw + (size_t)l * S * C, (int)N, C,
                         S);

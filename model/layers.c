@@ -25,8 +25,8 @@
 
 /* ---- profiling for the benchmark (off unless layer_profile.enabled) ---- */
 LayerProfile layer_profile;
-static double profile_start(void) { return layer_profile.enabled ? tr_now_seconds() : 0.0; }
-static void profile_stop(double *total, double t0) {
+double layer_profile_start(void) { return layer_profile.enabled ? tr_now_seconds() : 0.0; }
+void layer_profile_stop(double *total, double t0) {
     if (layer_profile.enabled) *total += tr_now_seconds() - t0;
 }
 
@@ -189,15 +189,15 @@ void layernorm_backward(float *dinp /*(N,C)*/, float *dweight /*(C)*/, const flo
 
 void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
                     int N, int C, int OC) {
-    double profile_t0 = profile_start();
+    double profile_t0 = layer_profile_start();
     // out (N,OC) = inp (N,C) . weight^T (C,OC)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-    profile_stop(&layer_profile.matmul_s, profile_t0);
+    layer_profile_stop(&layer_profile.matmul_s, profile_t0);
 }
 
 void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
                      const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
-    double profile_t0 = profile_start();
+    double profile_t0 = layer_profile_start();
     // out = inp . weight^T, so (beta = 1: accumulate)
     // dinp (N,C) += dout (N,OC) . weight (OC,C)
     if (dinp)
@@ -207,7 +207,7 @@ void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const flo
     if (dweight)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
                     dweight, C);
-    profile_stop(&layer_profile.matmul_s, profile_t0);
+    layer_profile_stop(&layer_profile.matmul_s, profile_t0);
 }
 
 void matmul_forward_reference(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
@@ -331,7 +331,7 @@ static void attention_head_forward(float *out, float *att, const float *q, const
 void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
                                  int block) {
-    double profile_t0 = profile_start();
+    double profile_t0 = layer_profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -342,7 +342,7 @@ void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
                                    q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale, block);
         }
     }
-    profile_stop(&layer_profile.attention_s, profile_t0);
+    layer_profile_stop(&layer_profile.attention_s, profile_t0);
 }
 
 void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
@@ -386,7 +386,7 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
 void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                         const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
                         int B, int T, int C, int NH, int qkv_stride) {
-    double profile_t0 = profile_start();
+    double profile_t0 = layer_profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     // Each (b,h) writes only its own head's columns of dqkv, so the iterations are independent.
@@ -406,7 +406,7 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
         }
         free(scratch);
     }
-    profile_stop(&layer_profile.attention_s, profile_t0);
+    layer_profile_stop(&layer_profile.attention_s, profile_t0);
 }
 
 void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,

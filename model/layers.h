@@ -88,12 +88,15 @@ double crossentropy_forward(float *probs_inout /*(N,V)*/, float *losses /*(N) or
 void crossentropy_backward(float *dlogits /*(N,V)*/, const float *probs /*(N,V)*/, const int32_t *targets /*(N)*/,
                            int N, int V, float scale);
 
-/* ---- profiling: seconds spent in the matmuls and in attention (forward + backward), summed while
- * layer_profile.enabled is set; the benchmark's phase breakdown reads it ---- */
+/* ---- profiling: seconds spent in the matmuls, in attention and in the positional encoding's q/k
+ * hooks (forward + backward), summed while layer_profile.enabled is set; the benchmark's phase
+ * breakdown reads it ---- */
 typedef struct {
     int enabled;
-    double matmul_s, attention_s;
+    double matmul_s, attention_s, posenc_s;
 } LayerProfile;
 extern LayerProfile layer_profile;
+double layer_profile_start(void);                 /* 0 when profiling is off */
+void layer_profile_stop(double *total, double t0); /* adds the time since t0 to *total */
 
 #endif

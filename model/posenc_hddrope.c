@@ -12,7 +12,7 @@
  * q~_t . k~_s = (M_{s+1}..M_t q_t) . k_s depends on the steps strictly after s only (§2.3).
  * With c = 2, static generators g = theta_i and expm, P_t = R((t+1) theta_i): RoPE (§2.6).
  *
- * Backward (§2.4), per (h, j), over b, in double from the saved float M_t and P_t:
+ * Backward (§2.4), per (b, h, j), in double from the saved float P_t (and M_t rebuilt from g_t):
  *     dq_t = P_t^T dq~_t,  dk_t = P_t^T dk~_t          (written over dqkv in place)
  *     G_t = dq~_t q_t^T + dk~_t k_t^T,  q_t = P_t^T q~_t (recovered from the rotated qkv)
  *     B_T = G_T,  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
@@ -51,10 +51,13 @@
  * dropped). "zero": g_base = 0 (NoPE at init with dynamic = false).
  *
  * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
- * extra columns 3C + index. Activations, layer l: (B, T, NH, n_c) blocks of 2*c*c floats (M then
- * P; with static generators the M half is left unwritten, the backward recomputes the one M).
+ * extra columns 3C + index. Activations, layer l: (B, T, NH) blocks of acts_per_head floats, P_t
+ * of each chunk (c*c floats per chunk; for c = 4 in the lane kernels' (group, entry, lane)
+ * order). M is not saved: the backward rebuilds it with the forward's bits inside the adjoint.
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
+ * Parallel units: one (b, h) with all its chunks, forward and backward (the backward's d g_base
+ * shares are summed over b in a fixed order afterwards, so no thread count changes the bits).
  *
  * The small-matrix routines are exported (posenc_hddrope.h) only so that tests/test_hddrope.c
  * can test them against its own references.
@@ -66,6 +69,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 #include "data/util.h"
 
@@ -179,19 +185,28 @@ void hddrope_expm(const double *A, double *E, int n) {
  * (01)<->(23), (02)<->(31), (03)<->(12), A = A+ + A-, A+- = (A +- *A)/2, where A+-^2 = -a+-^2 I and
  * A+ A- = A- A+, so exp(A) = (cos a+ I + sinc a+ A+)(cos a- I + sinc a- A-). Two sincos and one
  * 4 x 4 product instead of a series; tested against hddrope_expm. */
-void hddrope_expm4(const double *A, double *E) {
+/* The two factors of exp(A) for c = 4 (see hddrope_expm4), with what the adjoint reads of them:
+ * x[half] the three plane values of A+ (half 0) or A- (half 1), a2 = |x|^2, co = cos |x|,
+ * sn = sin |x|, si = sinc |x|. Shared by the exponential and its adjoint, so that the step
+ * matrix the backward rebuilds from these has the forward's bits. */
+typedef struct {
+    double factor[2][16], x[2][3], a2[2], alpha[2], co[2], sn[2], si[2];
+} Expm4Factors;
+
+HDD_INLINE void expm4_factors(const double *A, Expm4Factors *f) {
     const double p01 = A[1], p02 = A[2], p03 = A[3], p12 = A[6], p13 = A[7], p23 = A[11];
     /* the plane values of A+ (sign 1) and A- (sign -1); *A has 01 <- 23, 02 <- 31 = -13, 03 <- 12 */
-    double factor[2][16];
     for (int half = 0; half < 2; half++) {
         const double sign = half == 0 ? 1.0 : -1.0;
         const double x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
         /* self-dual (anti-self-dual): 23 = +-01, 13 = -+02, 12 = +-03 */
         const double x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
-        const double alpha = sqrt(x01 * x01 + x02 * x02 + x03 * x03);
+        const double a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrt(a2);
         /* sin unconditional (and only then divided) so that the compiler fuses sin and cos into one sincos */
         const double co = cos(alpha), sn = sin(alpha), si = alpha > 0 ? sn / alpha : 1.0;
-        double *F = factor[half];
+        f->x[half][0] = x01, f->x[half][1] = x02, f->x[half][2] = x03;
+        f->a2[half] = a2, f->alpha[half] = alpha, f->co[half] = co, f->sn[half] = sn, f->si[half] = si;
+        double *F = f->factor[half];
         F[0] = F[5] = F[10] = F[15] = co;
         F[1] = si * x01, F[4] = -F[1];
         F[2] = si * x02, F[8] = -F[2];
@@ -200,8 +215,14 @@ void hddrope_expm4(const double *A, double *E) {
         F[7] = si * x13, F[13] = -F[7];
         F[11] = si * x23, F[14] = -F[11];
     }
-    mat_mul(factor[0], factor[1], E, 4);
 }
+
+HDD_INLINE void expm4_kernel(const double *A, double *E) {
+    Expm4Factors f;
+    expm4_factors(A, &f);
+    mat_mul(f.factor[0], f.factor[1], E, 4);
+}
+void hddrope_expm4(const double *A, double *E) { expm4_kernel(A, E); }
 
 /* W = M^-1 (n <= HDD_MAX_C) by Gauss-Jordan with partial pivoting. M = I - A with A skew is
  * always invertible (its eigenvalues are 1 - i lambda). */
@@ -234,6 +255,7 @@ static void mat_inverse(const double *M, double *W, int n) {
 /* M = (I - A)^-1 (I + A) = 2 (I - A)^-1 - I; W = (I - A)^-1 too when W is not NULL. */
 void hddrope_cayley(const double *A, double *M, double *W_out, int n) {
     double ImA[HDD_MAX_C * HDD_MAX_C], W[HDD_MAX_C * HDD_MAX_C];
+    if (n < 1 || n > HDD_MAX_C) return;
     for (int i = 0; i < n * n; i++) ImA[i] = (i % (n + 1) == 0) - A[i];
     mat_inverse(ImA, W, n);
     for (int i = 0; i < n * n; i++) M[i] = 2.0 * W[i] - (i % (n + 1) == 0);
@@ -326,16 +348,13 @@ void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) 
  * dL/dx_p = sinc a <G_E, B_p> + x_p (-sinc a tr G_E + (sinc'(a)/a) <G_E, A>);
  * then x+- = (p01 +- p23, p02 -+ p13, p03 +- p12)/2 back to the planes. Two sincos and two 4 x 4
  * products instead of a series with doublings; tested against hddrope_expm_adjoint. */
-void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) {
-    const double p01 = A[1], p02 = A[2], p03 = A[3], p12 = A[6], p13 = A[7], p23 = A[11];
-    double factor[2][16], x[2][3], co[2], si[2], dsi[2];
+HDD_INLINE void expm4_adjoint_kernel(const double *A, const double *GM, double *GA, double *E) {
+    Expm4Factors f;
+    expm4_factors(A, &f);
+    if (E) mat_mul(f.factor[0], f.factor[1], E, 4); /* expm4_kernel's product: its bits */
+    double dsi[2];
     for (int half = 0; half < 2; half++) {
-        const double sign = half == 0 ? 1.0 : -1.0;
-        const double x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
-        const double x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
-        const double a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrt(a2);
-        const double sn = sin(alpha); /* unconditional: fused with the cos into one sincos */
-        co[half] = cos(alpha), si[half] = alpha > 0 ? sn / alpha : 1.0;
+        const double a2 = f.a2[half], alpha = f.alpha[half];
         /* sinc'(a)/a = (a cos a - sin a)/a^3, which cancels for small a: its series there
          * (sum_{n>=1} (-1)^n 2n a^(2n-2)/(2n+1)!; the n = 9 term is below 1e-17 at a = 1/2) */
         if (alpha < 0.5) {
@@ -346,18 +365,8 @@ void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) {
             }
             dsi[half] = sum;
         } else {
-            dsi[half] = (alpha * co[half] - sn) / (a2 * alpha);
+            dsi[half] = (alpha * f.co[half] - f.sn[half]) / (a2 * alpha);
         }
-        x[half][0] = x01, x[half][1] = x02, x[half][2] = x03;
-        double *F = factor[half];
-        const double s = si[half];
-        F[0] = F[5] = F[10] = F[15] = co[half];
-        F[1] = s * x01, F[4] = -F[1];
-        F[2] = s * x02, F[8] = -F[2];
-        F[3] = s * x03, F[12] = -F[3];
-        F[6] = s * x12, F[9] = -F[6];
-        F[7] = s * x13, F[13] = -F[7];
-        F[11] = s * x23, F[14] = -F[11];
     }
     /* G+ = G E-^T, G- = E+^T G */
     double Gf[2][16];
@@ -365,24 +374,24 @@ void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) {
         for (int k = 0; k < 4; k++) {
             double plus = 0, minus = 0;
             for (int r = 0; r < 4; r++) {
-                plus += GM[i * 4 + r] * factor[1][k * 4 + r];
-                minus += factor[0][r * 4 + i] * GM[r * 4 + k];
+                plus += GM[i * 4 + r] * f.factor[1][k * 4 + r];
+                minus += f.factor[0][r * 4 + i] * GM[r * 4 + k];
             }
             Gf[0][i * 4 + k] = plus, Gf[1][i * 4 + k] = minus;
         }
     double dp[6] = {0}; /* d/d p01, p02, p03, p12, p13, p23 */
     for (int half = 0; half < 2; half++) {
-        const double sign = half == 0 ? 1.0 : -1.0, *G = Gf[half];
+        const double sign = half == 0 ? 1.0 : -1.0, *G = Gf[half], *x = f.x[half], si = f.si[half];
         /* <G, B_p> for the three basis matrices of this half */
         const double b01 = G[1] - G[4] + sign * (G[11] - G[14]);
         const double b02 = G[2] - G[8] - sign * (G[7] - G[13]);
         const double b03 = G[3] - G[12] + sign * (G[6] - G[9]);
         const double trace = G[0] + G[5] + G[10] + G[15];
-        const double inner = x[half][0] * b01 + x[half][1] * b02 + x[half][2] * b03;
-        const double common = -si[half] * trace + dsi[half] * inner;
-        const double d01 = si[half] * b01 + x[half][0] * common;
-        const double d02 = si[half] * b02 + x[half][1] * common;
-        const double d03 = si[half] * b03 + x[half][2] * common;
+        const double inner = x[0] * b01 + x[1] * b02 + x[2] * b03;
+        const double common = -si * trace + dsi[half] * inner;
+        const double d01 = si * b01 + x[0] * common;
+        const double d02 = si * b02 + x[1] * common;
+        const double d03 = si * b03 + x[2] * common;
         dp[0] += 0.5 * d01, dp[5] += 0.5 * sign * d01;
         dp[1] += 0.5 * d02, dp[4] -= 0.5 * sign * d02;
         dp[2] += 0.5 * d03, dp[3] += 0.5 * sign * d03;
@@ -396,21 +405,27 @@ void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) {
     }
 }
 
+void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) { expm4_adjoint_kernel(A, GM, GA, NULL); }
+
 /* ---- c = 2: closed forms ---- */
 
 /* E = exp(A) for c = 2: A = [[0, -g], [g, 0]] (g = A[1][0]) turns by the angle g. */
-void hddrope_expm2(const double *A, double *E) {
+HDD_INLINE void expm2_kernel(const double *A, double *E) {
     const double g = A[2], co = cos(g), sn = sin(g);
     E[0] = co, E[1] = -sn, E[2] = sn, E[3] = co;
 }
+void hddrope_expm2(const double *A, double *E) { expm2_kernel(A, E); }
 
 /* The skew part of the adjoint for c = 2 (the convention of hddrope_expm_adjoint4): with
- * dE/dg = [[-sin g, -cos g], [cos g, -sin g]], dL/dg = <G_M, dE/dg>, half of it on each side. */
-void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA) {
+ * dE/dg = [[-sin g, -cos g], [cos g, -sin g]], dL/dg = <G_M, dE/dg>, half of it on each side.
+ * E (if not NULL) gets exp(A), as expm2_kernel computes it. */
+HDD_INLINE void expm2_adjoint_kernel(const double *A, const double *GM, double *GA, double *E) {
     const double g = A[2], co = cos(g), sn = sin(g);
+    if (E) E[0] = co, E[1] = -sn, E[2] = sn, E[3] = co;
     const double dg = -sn * (GM[0] + GM[3]) + co * (GM[2] - GM[1]);
     GA[0] = GA[3] = 0, GA[1] = -0.5 * dg, GA[2] = 0.5 * dg;
 }
+void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA) { expm2_adjoint_kernel(A, GM, GA, NULL); }
 
 /* ---- general c: Paterson-Stockmeyer Taylor and its reverse-mode adjoint ---- */
 
@@ -509,10 +524,12 @@ HDD_INLINE void expm_fast_kernel(const double *A, double *E, int c, double toler
  * squarings E_{i+1} = E_i E_i give dE_i = dE_{i+1} E_i^T + E_i^T dE_{i+1}; Horner steps
  * Q_j = B_j + X^r Q_{j+1} give dB_j = dQ_j, d(X^r) += dQ_j Q_{j+1}^T, dQ_{j+1} = (X^r)^T dQ_j;
  * the powers X^k = X^(k-1) X give d(X^(k-1)) += d(X^k) X^T, dX += (X^(k-1))^T d(X^k). */
-HDD_INLINE void expm_fast_adjoint_kernel(const double *A, const double *GM, double *GA, int c, double tolerance) {
+HDD_INLINE void expm_fast_adjoint_kernel(const double *A, const double *GM, double *GA, double *E_out, int c,
+                                         double tolerance) {
     const int cc = c * c;
     const ExpPlan p = exp_plan(A, c, tolerance);
     if (p.s > HDD_PS_MAX_SQ) { /* |A| > 2^25: not worth the stack; the series adjoint is the same */
+        if (E_out) expm_fast_kernel(A, E_out, c, tolerance);
         expm_adjoint_kernel(A, GM, GA, c, tolerance);
         return;
     }
@@ -520,7 +537,8 @@ HDD_INLINE void expm_fast_adjoint_kernel(const double *A, const double *GM, doub
     double E[HDD_PS_MAX_SQ][HDD_MAX_C * HDD_MAX_C], dpw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
     double out[HDD_MAX_C * HDD_MAX_C], dcur[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C],
         t2[HDD_MAX_C * HDD_MAX_C];
-    ps_forward(A, &p, pw, Q, E, 1, out, c);
+    ps_forward(A, &p, pw, Q, E, 1, out, c); /* expm_fast_kernel's computation: its bits */
+    if (E_out) memcpy(E_out, out, sizeof(double) * (size_t)cc);
     memcpy(dcur, GM, sizeof(double) * (size_t)cc);
     for (int s = p.s - 1; s >= 0; s--) {
         mul_nt(dcur, E[s], t1, c);
@@ -555,7 +573,7 @@ void hddrope_expm_fast(const double *A, double *E, int c) {
 
 void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c) {
     if (c < 1 || c > HDD_MAX_C) return;
-    expm_fast_adjoint_kernel(A, GM, GA, c, HDD_SERIES_TOLERANCE);
+    expm_fast_adjoint_kernel(A, GM, GA, NULL, c, HDD_SERIES_TOLERANCE);
 }
 
 /* Tests only: 1 sends the model through the reference kernels (series exponential and adjoint,
@@ -563,6 +581,10 @@ void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, in
  * constant, so that the two can be compared end to end. */
 static int hdd_reference_kernels;
 void hddrope_use_reference_kernels(int on) { hdd_reference_kernels = on; }
+/* Tests only: 0 sends the default setup (c = 4, expm, no re-orthonormalisation) through the scalar
+ * c = 4 path instead of the lane kernels, so that the two can be compared. */
+static int hdd_lane_kernels = 1;
+void hddrope_use_lane_kernels(int on) { hdd_lane_kernels = on; }
 
 /* ---- configuration ---- */
 
@@ -624,6 +646,14 @@ static void hdd_destroy(PosEnc *pe) {
     pe->impl = NULL;
 }
 
+/* Saved floats per (b, t, h): P of every chunk, c^2 each; for c = 4 rounded up to whole groups of
+ * HDD_LANES chunks, the lane kernels' layout (both layouts fit). */
+#define HDD_LANES 4
+static size_t acts_per_head(const Hdd *d) {
+    if (d->c != 4) return (size_t)d->nc * d->c * d->c;
+    return (size_t)(d->nc + HDD_LANES - 1) / HDD_LANES * HDD_LANES * 16;
+}
+
 static size_t hdd_num_params(const PosEnc *pe) {
     const Hdd *d = pe->impl;
     return (size_t)d->L * (size_t)d->G;
@@ -634,7 +664,7 @@ static int hdd_num_extra(const PosEnc *pe) {
 }
 static size_t hdd_num_acts(const PosEnc *pe, int B, int T) {
     const Hdd *d = pe->impl;
-    return (size_t)d->L * (size_t)B * (size_t)T * (size_t)d->NH * (size_t)d->nc * 2u * (size_t)(d->c * d->c);
+    return (size_t)d->L * (size_t)B * (size_t)T * (size_t)d->NH * acts_per_head(d);
 }
 static size_t hdd_num_state(const PosEnc *pe, int B) {
     const Hdd *d = pe->impl;
@@ -662,18 +692,23 @@ static void hdd_init(const PosEnc *pe, float *params, float *extra_w, size_t ext
 
 /* ---- forward ---- */
 
-/* The float step matrix of generator values g (m of them) and, for the backward, A in double. */
-HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, int c) {
-    double Md[HDD_MAX_C * HDD_MAX_C];
+/* A = L - L^T from the m generator values g (double, c x c). */
+HDD_INLINE void fill_skew(const Hdd *d, const double *g, double *A, int c) {
     memset(A, 0, sizeof(double) * (size_t)(c * c));
     for (int a = 0; a < d->m; a++) {
         A[d->tri_i[a] * c + d->tri_k[a]] = g[a];
         A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
     }
+}
+
+/* The float step matrix of generator values g (m of them) and, for the backward, A in double. */
+HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, int c) {
+    double Md[HDD_MAX_C * HDD_MAX_C];
+    fill_skew(d, g, A, c);
     if (d->map == MAP_CAYLEY) hddrope_cayley(A, Md, NULL, c);
     else if (hdd_reference_kernels) expm_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
-    else if (c == 2) hddrope_expm2(A, Md);
-    else if (c == 4) hddrope_expm4(A, Md);
+    else if (c == 2) expm2_kernel(A, Md);
+    else if (c == 4) expm4_kernel(A, Md);
     else expm_fast_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
     for (int i = 0; i < c * c; i++) M[i] = (float)Md[i];
 }
@@ -683,6 +718,11 @@ static void generators(const Hdd *d, int l, const float *params, const float *ro
     size_t index = ((size_t)h * d->nc + j) * d->m;
     const float *base = params + (size_t)l * d->G + index;
     for (int a = 0; a < d->m; a++) g[a] = base[a] + (d->dynamic ? (double)row[3 * d->C + index + a] : 0.0);
+}
+
+/* Whether the c = 4 lane kernels run this kind's forward and backward. */
+static int use_lanes(const Hdd *d) {
+    return d->c == 4 && d->map == MAP_EXPM && d->reortho == 0 && !hdd_reference_kernels && hdd_lane_kernels;
 }
 
 /* v <- P v (float in, double accumulate) for a chunk of c channels. */
@@ -696,64 +736,482 @@ HDD_INLINE void apply(const float *P, float *v, int c) {
     for (int i = 0; i < c; i++) v[i] = (float)tmp[i];
 }
 
-/* The scan of one (b, h, j) over the T positions. Static generators give the same step matrix at
- * every position, so it is computed once (the same bits as computing it per position). */
+/* ---- c = 4 with HDD_LANES chunks of a head side by side ----
+ *
+ * The model's path for the default setup (c = 4, expm, no re-orthonormalisation): the same maths
+ * as the scalar c = 4 path (expm4_kernel, expm4_adjoint_kernel, forward_unit, backward_unit),
+ * with every quantity a vector over HDD_LANES consecutive chunks j of one head (GCC vector
+ * extensions), so that each step is one instruction across chunks instead of shuffles inside one
+ * 4 x 4 matrix. The sums run in the scalar path's order; the differences are sin/cos (sincos4
+ * instead of libm) and fused multiply-adds where the machine has them, a few ulps of double.
+ * tests/test_hddrope.c compares the two paths (hddrope_use_lane_kernels(0)).
+ * Lanes past the head's last chunk run on zero generators (M = I) and are never loaded or stored.
+ * Layout: here the saved P of a head are (group, 16 entries, HDD_LANES chunks) floats instead of
+ * (chunk, 16 entries), so the backward loads them as vectors; num_acts covers both layouts. */
+typedef double v4d __attribute__((vector_size(HDD_LANES * sizeof(double))));
+typedef float v4f __attribute__((vector_size(HDD_LANES * sizeof(float))));
+typedef long long v4l __attribute__((vector_size(HDD_LANES * sizeof(long long))));
+
+HDD_INLINE v4d splat(double x) { return (v4d){x, x, x, x}; }
+HDD_INLINE v4d load4f(const float *p) {
+    v4f x;
+    memcpy(&x, p, sizeof x);
+    return __builtin_convertvector(x, v4d);
+}
+HDD_INLINE void store4f(float *p, v4d x) {
+    const v4f y = __builtin_convertvector(x, v4f);
+    memcpy(p, &y, sizeof y);
+}
+HDD_INLINE v4d to_float4(v4d x) { return __builtin_convertvector(__builtin_convertvector(x, v4f), v4d); }
+HDD_INLINE v4d pick(v4l mask, v4d yes, v4d no) { return (v4d)(((v4l)yes & mask) | ((v4l)no & ~mask)); }
+/* acc + a b, fused where the machine has FMA (the matrix products below are made of these) */
+HDD_INLINE v4d fmadd(v4d a, v4d b, v4d acc) {
+#ifdef __FMA__
+    return (v4d)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)acc);
+#else
+    return acc + a * b;
+#endif
+}
+#ifdef __AVX__ /* (GCC builds the element-wise forms below from scalar instructions) */
+HDD_INLINE v4d floor4(v4d x) { return (v4d)_mm256_floor_pd((__m256d)x); }
+HDD_INLINE v4d sqrt4(v4d x) { return (v4d)_mm256_sqrt_pd((__m256d)x); }
+HDD_INLINE int all_lanes(v4l mask) { return _mm256_movemask_pd((__m256d)mask) == 0xf; }
+#else
+HDD_INLINE v4d floor4(v4d x) { return (v4d){floor(x[0]), floor(x[1]), floor(x[2]), floor(x[3])}; }
+HDD_INLINE v4d sqrt4(v4d x) { return (v4d){sqrt(x[0]), sqrt(x[1]), sqrt(x[2]), sqrt(x[3])}; }
+HDD_INLINE int all_lanes(v4l mask) { return (mask[0] & mask[1] & mask[2] & mask[3]) != 0; }
+#endif
+
+/* sin and cos of x >= 0, |error| ~ 1e-16: x = q pi/2 + r, |r| <= pi/4 (pi/2 in three parts, the
+ * first two of 33 bits so that q * part is exact for q < 2^20), the Taylor polynomials of sin r
+ * (to r^15; the first term left out is below 3e-17) and cos r (to r^16), then the quadrant
+ * q mod 4. x past HDD_SINCOS_MAX (or NaN) goes to libm. */
+#define HDD_SINCOS_MAX 1e5
+HDD_INLINE void sincos4(v4d x, v4d *s, v4d *c) {
+    const double pio2_1 = 1.57079632673412561417e+00, pio2_2 = 6.07710050630396597660e-11,
+                 pio2_3 = 2.02226624879595063154e-21;
+    const v4d q = floor4(x * 0.63661977236758134308 + 0.5);
+    const v4d r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3, r2 = r * r;
+    const v4d ps = r + r * r2 * (-1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (1.0 / 362880 +
+                   r2 * (-1.0 / 39916800 + r2 * (1.0 / 6227020800.0 + r2 * (-1.0 / 1307674368000.0)))))));
+    const v4d pc = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24 + r2 * (-1.0 / 720 + r2 * (1.0 / 40320 +
+                   r2 * (-1.0 / 3628800 + r2 * (1.0 / 479001600 + r2 * (-1.0 / 87178291200.0 +
+                   r2 * (1.0 / 20922789888000.0))))))));
+    const v4d quadrant = q - 4.0 * floor4(q * 0.25); /* 0, 1, 2, 3 */
+    const v4l odd = (v4l)(quadrant == splat(1.0)) | (v4l)(quadrant == splat(3.0));
+    const v4l sin_negative = (v4l)(quadrant >= splat(2.0));
+    const v4l cos_negative = (v4l)(quadrant == splat(1.0)) | (v4l)(quadrant == splat(2.0));
+    const v4d sv = pick(odd, pc, ps), cv = pick(odd, ps, pc);
+    *s = pick(sin_negative, -sv, sv);
+    *c = pick(cos_negative, -cv, cv);
+    if (!all_lanes((v4l)(x <= splat(HDD_SINCOS_MAX))))
+        for (int v = 0; v < HDD_LANES; v++)
+            if (!(x[v] <= HDD_SINCOS_MAX)) (*s)[v] = sin(x[v]), (*c)[v] = cos(x[v]);
+}
+
+void hddrope_sincos(const double *x, double *s, double *c, int n) {
+    for (int i = 0; i < n; i += HDD_LANES) {
+        v4d xs = splat(0), ss, cs;
+        for (int v = 0; v < HDD_LANES && i + v < n; v++) xs[v] = x[i + v];
+        sincos4(xs, &ss, &cs);
+        for (int v = 0; v < HDD_LANES && i + v < n; v++) s[i + v] = ss[v], c[i + v] = cs[v];
+    }
+}
+
+/* expm4_factors over lanes, from the six generator values g[a] (axis order (1,0), (2,0), (2,1),
+ * (3,0), (3,1), (3,2); A[i][k] = g, A[k][i] = -g). */
+typedef struct {
+    v4d F[2][16], x[2][3], a2[2], alpha[2], co[2], sn[2], si[2];
+} Expm4Lanes;
+
+HDD_INLINE void expm4_factors_lanes(const v4d *g, Expm4Lanes *f) {
+    /* p_ik = A[i][k] for i < k: -g of the axis (k, i) */
+    const v4d p01 = -g[0], p02 = -g[1], p03 = -g[3], p12 = -g[2], p13 = -g[4], p23 = -g[5];
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0;
+        const v4d x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
+        const v4d x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
+        const v4d a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrt4(a2);
+        v4d sn, co;
+        sincos4(alpha, &sn, &co);
+        const v4d si = pick((v4l)(alpha > splat(0)), sn / alpha, splat(1.0));
+        f->x[half][0] = x01, f->x[half][1] = x02, f->x[half][2] = x03;
+        f->a2[half] = a2, f->alpha[half] = alpha, f->co[half] = co, f->sn[half] = sn, f->si[half] = si;
+        v4d *F = f->F[half];
+        F[0] = F[5] = F[10] = F[15] = co;
+        F[1] = si * x01, F[4] = -F[1];
+        F[2] = si * x02, F[8] = -F[2];
+        F[3] = si * x03, F[12] = -F[3];
+        F[6] = si * x12, F[9] = -F[6];
+        F[7] = si * x13, F[13] = -F[7];
+        F[11] = si * x23, F[14] = -F[11];
+    }
+}
+
+/* M = F+ F-, rounded to float, summed in mat_mul's order */
+HDD_INLINE void expm4_product_lanes(const Expm4Lanes *f, v4d *M) {
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            v4d acc = splat(0);
+            for (int r = 0; r < 4; r++) acc = fmadd(f->F[0][i * 4 + r], f->F[1][r * 4 + k], acc);
+            M[i * 4 + k] = to_float4(acc);
+        }
+}
+
+/* The generator values of chunks j0 .. j0 + live - 1 of head h (0 in the other lanes). */
+HDD_INLINE void generators_lanes(const Hdd *d, int l, const float *params, const float *row, int h, int j0,
+                                 int live, v4d *g) {
+    const size_t index = ((size_t)h * d->nc + j0) * 6;
+    const float *base = params + (size_t)l * d->G + index;
+    const float *extra = d->dynamic ? row + 3 * d->C + index : NULL;
+    /* (whole vectors where all lanes are live: writing lanes one by one stalls the vector read) */
+    for (int a = 0; a < 6; a++) {
+        if (live == HDD_LANES) {
+            g[a] = (v4d){base[a], base[6 + a], base[12 + a], base[18 + a]};
+            if (extra) g[a] += (v4d){extra[a], extra[6 + a], extra[12 + a], extra[18 + a]};
+            continue;
+        }
+        g[a] = splat(0);
+        for (int v = 0; v < live; v++) g[a][v] = base[v * 6 + a] + (extra ? (double)extra[v * 6 + a] : 0.0);
+    }
+}
+
+/* The 4 channels of chunks j0.. (x = their first channel) as 4 vectors over lanes, and back. */
+HDD_INLINE void gather_chunks(const float *x, int live, v4d *out) {
+#ifdef __AVX__
+    if (live == HDD_LANES) { /* a 4 x 4 transpose in registers */
+        __m128 r0 = _mm_loadu_ps(x), r1 = _mm_loadu_ps(x + 4), r2 = _mm_loadu_ps(x + 8), r3 = _mm_loadu_ps(x + 12);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        out[0] = (v4d)_mm256_cvtps_pd(r0), out[1] = (v4d)_mm256_cvtps_pd(r1);
+        out[2] = (v4d)_mm256_cvtps_pd(r2), out[3] = (v4d)_mm256_cvtps_pd(r3);
+        return;
+    }
+#endif
+    for (int k = 0; k < 4; k++) {
+        if (live == HDD_LANES) {
+            out[k] = (v4d){x[k], x[4 + k], x[8 + k], x[12 + k]};
+            continue;
+        }
+        out[k] = splat(0);
+        for (int v = 0; v < live; v++) out[k][v] = x[v * 4 + k];
+    }
+}
+HDD_INLINE void scatter_chunks(float *x, int live, const v4d *in) {
+#ifdef __AVX__
+    if (live == HDD_LANES) {
+        __m128 r0 = _mm256_cvtpd_ps((__m256d)in[0]), r1 = _mm256_cvtpd_ps((__m256d)in[1]),
+               r2 = _mm256_cvtpd_ps((__m256d)in[2]), r3 = _mm256_cvtpd_ps((__m256d)in[3]);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(x, r0), _mm_storeu_ps(x + 4, r1), _mm_storeu_ps(x + 8, r2), _mm_storeu_ps(x + 12, r3);
+        return;
+    }
+#endif
+    for (int k = 0; k < 4; k++)
+        for (int v = 0; v < live; v++) x[v * 4 + k] = (float)in[k][v];
+}
+
+/* v <- P v for the q or k chunks j0.. (double accumulate, as apply) */
+HDD_INLINE void apply_lanes(const v4d *P, float *x, int live) {
+    v4d in[4], out[4];
+    gather_chunks(x, live, in);
+    for (int i = 0; i < 4; i++) {
+        out[i] = splat(0);
+        for (int k = 0; k < 4; k++) out[i] = fmadd(P[i * 4 + k], in[k], out[i]);
+    }
+    scatter_chunks(x, live, out);
+}
+
+static size_t lanes_groups(const Hdd *d) { return (size_t)(d->nc + HDD_LANES - 1) / HDD_LANES; }
+
+/* The forward scan of one (b, h); scratch: 2 x groups x 16 vectors (the running products, then
+ * the static step matrices). */
+static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const float *params, float *layer_acts,
+                               float *layer_state, v4d *scratch, int T, int pos0, long S) {
+    const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
+    const int b = (int)(u / NH), h = (int)(u % NH);
+    v4d(*P_all)[16] = (v4d(*)[16])scratch, (*M_static)[16] = P_all + groups;
+    float *st = layer_state ? layer_state + (size_t)u * nc * 16 : NULL;
+    for (int gi = 0; gi < groups; gi++) {
+        const int j0 = gi * HDD_LANES, live = nc - j0 < HDD_LANES ? nc - j0 : HDD_LANES;
+        for (int i = 0; i < 16; i++) P_all[gi][i] = splat(i % 5 == 0);
+        for (int v = 0; v < live; v++) {
+            const float *st_j = st ? st + (size_t)(j0 + v) * 16 : NULL;
+            int from_state = 0;
+            if (st_j && pos0 > 0)
+                for (int i = 0; i < 16; i++) from_state |= st_j[i] != 0.0f;
+            if (from_state)
+                for (int i = 0; i < 16; i++) P_all[gi][i][v] = st_j[i];
+        }
+        if (!d->dynamic) /* the scalar step matrix, as the backward's (computed once) */
+            for (int v = 0; v < HDD_LANES; v++) {
+                double gs[6] = {0}, A[16];
+                float Ms[16];
+                if (v < live) generators(d, l, params, NULL, h, j0 + v, gs);
+                step_matrix(d, gs, A, Ms, 4);
+                for (int i = 0; i < 16; i++) M_static[gi][i][v] = Ms[i];
+            }
+    }
+    Expm4Lanes f;
+    for (int t = 0; t < T; t++) {
+        float *row = qkv + ((size_t)b * T + t) * S;
+        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * acts_per_head(d) : NULL;
+        if (t + HDD_PREFETCH < T) {
+            /* the rows are far apart (a stride the hardware prefetcher does not follow) */
+            const float *ahead = row + (size_t)HDD_PREFETCH * S + (size_t)h * d->hs;
+            for (int e = 0; e < d->hs; e += 16) __builtin_prefetch(ahead + e, 1), __builtin_prefetch(ahead + C + e, 1);
+            if (d->dynamic)
+                for (int e = 0; e < nc * 6; e += 16) __builtin_prefetch(ahead - (size_t)h * d->hs + 3 * C + (size_t)h * nc * 6 + e);
+        }
+        for (int gi = 0; gi < groups; gi++) {
+            const int j0 = gi * HDD_LANES, live = nc - j0 < HDD_LANES ? nc - j0 : HDD_LANES;
+            v4d M[16], *P = P_all[gi];
+            const v4d *Mj = M_static[gi];
+            if (d->dynamic) {
+                v4d g[6];
+                generators_lanes(d, l, params, row, h, j0, live, g);
+                expm4_factors_lanes(g, &f);
+                expm4_product_lanes(&f, M);
+                Mj = M;
+            }
+            /* P <- P M, in double, rounded to float */
+            v4d next[16];
+            for (int i = 0; i < 4; i++)
+                for (int k = 0; k < 4; k++) {
+                    v4d acc = splat(0);
+                    for (int r = 0; r < 4; r++) acc = fmadd(P[i * 4 + r], Mj[r * 4 + k], acc);
+                    next[i * 4 + k] = acc;
+                }
+            for (int i = 0; i < 16; i++) P[i] = to_float4(next[i]);
+            if (saved)
+                for (int i = 0; i < 16; i++) store4f(saved + ((size_t)gi * 16 + i) * HDD_LANES, P[i]);
+            apply_lanes(P, row + (size_t)h * d->hs + (size_t)j0 * 4, live);
+            apply_lanes(P, row + C + (size_t)h * d->hs + (size_t)j0 * 4, live);
+        }
+    }
+    if (st)
+        for (int gi = 0; gi < groups; gi++)
+            for (int v = 0; v < HDD_LANES && gi * HDD_LANES + v < nc; v++)
+                for (int i = 0; i < 16; i++) st[(size_t)(gi * HDD_LANES + v) * 16 + i] = (float)P_all[gi][i][v];
+}
+
+/* expm4_adjoint_kernel over lanes: dg[a] (the generators' gradient) from dM and the factors. */
+HDD_INLINE void expm4_adjoint_lanes(const Expm4Lanes *f, const v4d *GM, v4d *dg) {
+    v4d dsi[2];
+    for (int half = 0; half < 2; half++) {
+        const v4d a2 = f->a2[half], alpha = f->alpha[half];
+        v4d term = splat(1.0 / 6.0), sum = splat(0);
+        for (int n = 1; n <= 8; n++) {
+            sum += (n % 2 ? -2.0 : 2.0) * n * term;
+            term *= a2 / (double)((2 * n + 2) * (2 * n + 3));
+        }
+        const v4d closed = (alpha * f->co[half] - f->sn[half]) / (a2 * alpha);
+        dsi[half] = pick((v4l)(alpha < splat(0.5)), sum, closed);
+    }
+    v4d Gf[2][16]; /* G+ = G E-^T, G- = E+^T G */
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            v4d plus = splat(0), minus = splat(0);
+            for (int r = 0; r < 4; r++) {
+                plus = fmadd(GM[i * 4 + r], f->F[1][k * 4 + r], plus);
+                minus = fmadd(f->F[0][r * 4 + i], GM[r * 4 + k], minus);
+            }
+            Gf[0][i * 4 + k] = plus, Gf[1][i * 4 + k] = minus;
+        }
+    v4d dp[6];
+    for (int p = 0; p < 6; p++) dp[p] = splat(0);
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0;
+        const v4d *G = Gf[half], *x = f->x[half], si = f->si[half];
+        const v4d b01 = G[1] - G[4] + sign * (G[11] - G[14]);
+        const v4d b02 = G[2] - G[8] - sign * (G[7] - G[13]);
+        const v4d b03 = G[3] - G[12] + sign * (G[6] - G[9]);
+        const v4d trace = G[0] + G[5] + G[10] + G[15];
+        const v4d inner = x[0] * b01 + x[1] * b02 + x[2] * b03;
+        const v4d common = -si * trace + dsi[half] * inner;
+        const v4d d01 = si * b01 + x[0] * common, d02 = si * b02 + x[1] * common, d03 = si * b03 + x[2] * common;
+        dp[0] += 0.5 * d01, dp[5] += 0.5 * sign * d01;
+        dp[1] += 0.5 * d02, dp[4] -= 0.5 * sign * d02;
+        dp[2] += 0.5 * d03, dp[3] += 0.5 * sign * d03;
+    }
+    /* axis (1,0) lies on plane 01, (2,0) on 02, (2,1) on 12, (3,0) on 03, (3,1) on 13, (3,2) on 23;
+     * dg = dA[i][k] - dA[k][i] with dA = -dp/2 below and dp/2 above the diagonal */
+    static const int plane_of_axis[6] = {0, 1, 3, 2, 4, 5};
+    for (int a = 0; a < 6; a++) dg[a] = -0.5 * dp[plane_of_axis[a]] - 0.5 * dp[plane_of_axis[a]];
+}
+
+/* The backward of one (b, h) (backward_unit's steps, chunk groups in lanes). scratch: groups x
+ * (16 + 16) vectors (B_{t+1} M_{t+1}^T per chunk, and this unit's running share of d g_base:
+ * dg (6 per chunk) or, static, the summed dM (16)), written to `partial` at the end. */
+static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const float *qkv, const float *params,
+                                const float *layer_acts, const float *M_head, v4d *scratch, double *partial,
+                                int T, long S) {
+    const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
+    const int b = (int)(u / NH), h = (int)(u % NH);
+    const size_t head_rows = (size_t)NH * acts_per_head(d); /* acts floats per position */
+    v4d(*Bnext_all)[16] = (v4d(*)[16])scratch, (*share)[16] = Bnext_all + groups;
+    for (int gi = 0; gi < groups; gi++)
+        for (int i = 0; i < 16; i++) Bnext_all[gi][i] = share[gi][i] = splat(0);
+    for (int t = T - 1; t >= 0; t--) {
+        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * acts_per_head(d);
+        const float *row = qkv + ((size_t)b * T + t) * S;
+        float *drow = dqkv + ((size_t)b * T + t) * S;
+        if (t >= HDD_PREFETCH) {
+            /* the rows are far apart (a stride the hardware prefetcher does not follow) */
+            const size_t ahead = (size_t)HDD_PREFETCH * S, q_off = (size_t)h * d->hs;
+            for (int e = 0; e < groups * 16 * HDD_LANES; e += 16) __builtin_prefetch(saved - HDD_PREFETCH * head_rows + e);
+            for (int e = 0; e < d->hs; e += 16) {
+                __builtin_prefetch(row - ahead + q_off + e);
+                __builtin_prefetch(row - ahead + C + q_off + e);
+                __builtin_prefetch(drow - ahead + q_off + e, 1);
+                __builtin_prefetch(drow - ahead + C + q_off + e, 1);
+            }
+            if (d->dynamic)
+                for (int e = 0; e < nc * 6; e += 16) {
+                    __builtin_prefetch(row - ahead + 3 * C + (size_t)h * nc * 6 + e);
+                    __builtin_prefetch(drow - ahead + 3 * C + (size_t)h * nc * 6 + e, 1);
+                }
+        }
+        for (int gi = 0; gi < groups; gi++) {
+            const int j0 = gi * HDD_LANES, live = nc - j0 < HDD_LANES ? nc - j0 : HDD_LANES;
+            const float *Pg = saved + (size_t)gi * 16 * HDD_LANES;
+            v4d P[16], Bt[16], *Bnext = Bnext_all[gi];
+            for (int i = 0; i < 16; i++) P[i] = load4f(Pg + i * HDD_LANES), Bt[i] = Bnext[i];
+            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T */
+            for (int which = 0; which < 2; which++) {
+                const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j0 * 4;
+                v4d rot[4], gr[4], un[4], dun[4];
+                gather_chunks(row + off, live, rot);
+                gather_chunks(drow + off, live, gr);
+                for (int i = 0; i < 4; i++) un[i] = dun[i] = splat(0);
+                for (int r = 0; r < 4; r++)
+                    for (int i = 0; i < 4; i++) un[i] = fmadd(P[r * 4 + i], rot[r], un[i]), dun[i] = fmadd(P[r * 4 + i], gr[r], dun[i]);
+                for (int i = 0; i < 4; i++)
+                    for (int k = 0; k < 4; k++) Bt[i * 4 + k] = fmadd(gr[i], un[k], Bt[i * 4 + k]);
+                scatter_chunks(drow + off, live, dun);
+            }
+            /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
+            v4d dM[16];
+            if (t == 0) {
+                memcpy(dM, Bt, sizeof dM);
+            } else {
+                v4d Pp[16];
+                for (int i = 0; i < 16; i++) Pp[i] = load4f(Pg - head_rows + i * HDD_LANES);
+                for (int i = 0; i < 4; i++)
+                    for (int k = 0; k < 4; k++) {
+                        v4d acc = splat(0);
+                        for (int r = 0; r < 4; r++) acc = fmadd(Pp[r * 4 + i], Bt[r * 4 + k], acc);
+                        dM[i * 4 + k] = acc;
+                    }
+            }
+            v4d M[16];
+            if (!d->dynamic) {
+                const float *Mj = M_head + (size_t)j0 * 16;
+                for (int i = 0; i < 16; i++) {
+                    if (live == HDD_LANES) {
+                        M[i] = (v4d){Mj[i], Mj[16 + i], Mj[32 + i], Mj[48 + i]};
+                    } else {
+                        M[i] = splat(0);
+                        for (int v = 0; v < live; v++) M[i][v] = Mj[v * 16 + i];
+                    }
+                    share[gi][i] += dM[i];
+                }
+            } else {
+                /* M_t rebuilt from g_t (the forward's bits), and through the map to the generators */
+                v4d g[6], dg[6];
+                Expm4Lanes f;
+                generators_lanes(d, l, params, row, h, j0, live, g);
+                expm4_factors_lanes(g, &f);
+                expm4_product_lanes(&f, M);
+                expm4_adjoint_lanes(&f, dM, dg);
+                float *dextra = drow + 3 * C + ((size_t)h * nc + j0) * 6;
+                for (int a = 0; a < 6; a++) {
+                    share[gi][a] += dg[a];
+                    for (int v = 0; v < live; v++) dextra[v * 6 + a] += (float)dg[a][v];
+                }
+            }
+            /* for t-1: B_t M_t^T */
+            for (int i = 0; i < 4; i++)
+                for (int k = 0; k < 4; k++) {
+                    v4d acc = splat(0);
+                    for (int r = 0; r < 4; r++) acc = fmadd(Bt[i * 4 + r], M[k * 4 + r], acc);
+                    Bnext[i * 4 + k] = acc;
+                }
+        }
+    }
+    const int per_chunk = d->dynamic ? 6 : 16;
+    for (int gi = 0; gi < groups; gi++)
+        for (int v = 0; v < HDD_LANES && gi * HDD_LANES + v < nc; v++)
+            for (int e = 0; e < per_chunk; e++) partial[(size_t)(gi * HDD_LANES + v) * per_chunk + e] = share[gi][e][v];
+}
+
+/* The scans of one (b, h) over the T positions, all n_c chunks of the head together (so that each
+ * row's q, k and generator columns of the head are read once, in order). scratch: 2 n_c c^2
+ * floats (the running products, then the static step matrices). Static generators give the same
+ * step matrix at every position, so it is computed once (the same bits as per position). */
 HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const float *params, float *layer_acts,
-                             float *layer_state, int B, int T, int pos0, long S, int c) {
+                             float *layer_state, float *scratch, int T, int pos0, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
-    const int b = (int)(u / (NH * nc)), h = (int)(u / nc % NH), j = (int)(u % nc);
-    float P[HDD_MAX_C * HDD_MAX_C], M[HDD_MAX_C * HDD_MAX_C];
+    const int b = (int)(u / NH), h = (int)(u % NH);
+    float *P_all = scratch, *M_static = scratch + (size_t)nc * cc; /* (n_c, c, c) each */
+    float M[HDD_MAX_C * HDD_MAX_C];
     double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
-    float *st = layer_state ? layer_state + (size_t)u * cc : NULL;
-    int from_state = 0;
-    if (st && pos0 > 0)
-        for (int i = 0; i < cc; i++) from_state |= st[i] != 0.0f;
-    for (int i = 0; i < cc; i++) P[i] = from_state ? st[i] : (float)(i % (c + 1) == 0);
-    if (!d->dynamic) {
-        generators(d, l, params, NULL, h, j, g);
-        step_matrix(d, g, A, M, c);
+    float *st = layer_state ? layer_state + (size_t)u * nc * cc : NULL;
+    for (int j = 0; j < nc; j++) {
+        float *P = P_all + (size_t)j * cc;
+        const float *st_j = st ? st + (size_t)j * cc : NULL;
+        int from_state = 0;
+        if (st_j && pos0 > 0)
+            for (int i = 0; i < cc; i++) from_state |= st_j[i] != 0.0f;
+        for (int i = 0; i < cc; i++) P[i] = from_state ? st_j[i] : (float)(i % (c + 1) == 0);
+        if (!d->dynamic) {
+            generators(d, l, params, NULL, h, j, g);
+            step_matrix(d, g, A, M_static + (size_t)j * cc, c);
+        }
     }
     for (int t = 0; t < T; t++) {
         float *row = qkv + ((size_t)b * T + t) * S;
-        if (d->dynamic) {
-            generators(d, l, params, row, h, j, g);
-            step_matrix(d, g, A, M, c);
+        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * acts_per_head(d) : NULL;
+        const long p = (long)pos0 + t;
+        const int reortho_here = d->reortho > 0 && (p + 1) % d->reortho == 0;
+        for (int j = 0; j < nc; j++) {
+            float *P = P_all + (size_t)j * cc;
+            const float *Mj = M_static + (size_t)j * cc;
+            if (d->dynamic) {
+                generators(d, l, params, row, h, j, g);
+                step_matrix(d, g, A, M, c);
+                Mj = M;
+            }
+            /* P <- P M, in double, rounded to float */
+            double next[HDD_MAX_C * HDD_MAX_C];
+            for (int i = 0; i < c; i++) {
+                for (int k = 0; k < c; k++) next[i * c + k] = 0;
+                for (int r = 0; r < c; r++)
+                    for (int k = 0; k < c; k++) next[i * c + k] += (double)P[i * c + r] * Mj[r * c + k];
+            }
+            if (reortho_here) {
+                /* P <- P (3I - P^T P) / 2 */
+                double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
+                for (int i = 0; i < c; i++)
+                    for (int k = 0; k < c; k++) {
+                        double s = 0;
+                        for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
+                        PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
+                    }
+                for (int i = 0; i < c; i++)
+                    for (int k = 0; k < c; k++) {
+                        double s = 0;
+                        for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
+                        fixed[i * c + k] = 0.5 * s;
+                    }
+                memcpy(next, fixed, sizeof(double) * (size_t)cc);
+            }
+            for (int i = 0; i < cc; i++) P[i] = (float)next[i];
+            if (saved) memcpy(saved + (size_t)j * cc, P, sizeof(float) * (size_t)cc);
+            apply(P, row + (size_t)h * d->hs + (size_t)j * c, c);
+            apply(P, row + C + (size_t)h * d->hs + (size_t)j * c, c);
         }
-        /* P <- P M, in double, rounded to float */
-        double next[HDD_MAX_C * HDD_MAX_C];
-        for (int i = 0; i < c; i++) {
-            for (int k = 0; k < c; k++) next[i * c + k] = 0;
-            for (int r = 0; r < c; r++)
-                for (int k = 0; k < c; k++) next[i * c + k] += (double)P[i * c + r] * M[r * c + k];
-        }
-        long p = (long)pos0 + t;
-        if (d->reortho > 0 && (p + 1) % d->reortho == 0) {
-            /* P <- P (3I - P^T P) / 2 */
-            double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
-            for (int i = 0; i < c; i++)
-                for (int k = 0; k < c; k++) {
-                    double s = 0;
-                    for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
-                    PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
-                }
-            for (int i = 0; i < c; i++)
-                for (int k = 0; k < c; k++) {
-                    double s = 0;
-                    for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
-                    fixed[i * c + k] = 0.5 * s;
-                }
-            memcpy(next, fixed, sizeof(double) * (size_t)cc);
-        }
-        for (int i = 0; i < cc; i++) P[i] = (float)next[i];
-        if (layer_acts) {
-            float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + (size_t)h * nc + j) * 2 * cc;
-            if (d->dynamic) memcpy(saved, M, sizeof(float) * (size_t)cc); /* static: the backward recomputes it */
-            memcpy(saved + cc, P, sizeof(float) * (size_t)cc);
-        }
-        apply(P, row + (size_t)h * d->hs + (size_t)j * c, c);
-        apply(P, row + C + (size_t)h * d->hs + (size_t)j * c, c);
     }
-    if (st) memcpy(st, P, sizeof(float) * (size_t)cc);
+    if (st) memcpy(st, P_all, sizeof(float) * (size_t)nc * cc);
 }
 
 static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,
@@ -761,28 +1219,38 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const Hdd *d = pe->impl;
     const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
     const long S = posenc_qkv_stride(pe);
-    const long units = (long)B * NH * nc;
-    float *layer_acts = acts ? acts + (size_t)l * B * T * NH * nc * 2 * cc : NULL;
+    const long units = (long)B * NH;
+    float *layer_acts = acts ? acts + (size_t)l * B * T * NH * acts_per_head(d) : NULL;
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
-#pragma omp parallel for schedule(static) if (units * T >= 256)
-    for (long u = 0; u < units; u++) {
-        /* copies with c a constant for the chunk sizes in use (unrolled, vectorised) */
-        const int cs = hdd_reference_kernels ? 0 : c;
-        if (cs == 2) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 2);
-        else if (cs == 4) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 4);
-        else if (cs == 8) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, 8);
-        else forward_unit(d, u, l, qkv, params, layer_acts, layer_state, B, T, pos0, S, c);
+    const int lanes = use_lanes(d);
+    /* (the lane kernels' vectors need their alignment) */
+    const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(float) * 2 * (size_t)nc * cc;
+#pragma omp parallel if (units * nc * T >= 256)
+    {
+        void *scratch = aligned_alloc(sizeof(v4d), (scratch_bytes + sizeof(v4d) - 1) / sizeof(v4d) * sizeof(v4d));
+        if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
+#pragma omp for schedule(static)
+        for (long u = 0; u < units; u++) {
+            /* copies with c a constant for the chunk sizes in use (unrolled, vectorised) */
+            const int cs = hdd_reference_kernels ? 0 : c;
+            if (lanes) forward_unit_lanes(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S);
+            else if (cs == 2) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, 2);
+            else if (cs == 4) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, 4);
+            else if (cs == 8) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, 8);
+            else forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, c);
+        }
+        free(scratch);
     }
 }
 
 /* ---- backward ---- */
 
-/* dA from dM for the step matrix of A (double, c x c). */
-HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA, int c) {
+/* dA from dM for the step matrix of A (double, c x c); Md gets the step matrix itself in double,
+ * computed as step_matrix computes it (the same bits: the backward need not save M). */
+HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA, double *Md, int c) {
     if (d->map == MAP_CAYLEY) {
-        double M[HDD_MAX_C * HDD_MAX_C], W[HDD_MAX_C * HDD_MAX_C], Wt[HDD_MAX_C * HDD_MAX_C];
-        double tmp[HDD_MAX_C * HDD_MAX_C];
-        hddrope_cayley(A, M, W, c);
+        double W[HDD_MAX_C * HDD_MAX_C], Wt[HDD_MAX_C * HDD_MAX_C], tmp[HDD_MAX_C * HDD_MAX_C];
+        hddrope_cayley(A, Md, W, c);
         for (int i = 0; i < c; i++)
             for (int k = 0; k < c; k++) Wt[i * c + k] = W[k * c + i];
         mat_mul(Wt, dM, tmp, c);
@@ -791,10 +1259,16 @@ HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double
         return;
     }
     /* c = 2, 4: the skew part only, all that generator_grad reads */
-    if (hdd_reference_kernels) expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
-    else if (c == 2) hddrope_expm_adjoint2(A, dM, dA);
-    else if (c == 4) hddrope_expm_adjoint4(A, dM, dA);
-    else expm_fast_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
+    if (hdd_reference_kernels) {
+        expm_kernel(A, Md, c, HDD_SERIES_TOLERANCE);
+        expm_adjoint_kernel(A, dM, dA, c, HDD_SERIES_TOLERANCE);
+    } else if (c == 2) {
+        expm2_adjoint_kernel(A, dM, dA, Md);
+    } else if (c == 4) {
+        expm4_adjoint_kernel(A, dM, dA, Md);
+    } else {
+        expm_fast_adjoint_kernel(A, dM, dA, Md, c, HDD_SERIES_TOLERANCE);
+    }
 }
 
 /* dg from dA: generator a sits at A[i][k] and, negated, at A[k][i]. */
@@ -802,35 +1276,32 @@ HDD_INLINE double generator_grad(const Hdd *d, const double *dA, int a, int c) {
     return dA[d->tri_i[a] * c + d->tri_k[a]] - dA[d->tri_k[a] * c + d->tri_i[a]];
 }
 
-/* The backward of one (h, j) over all b and t. Static generators: the step matrix is the same at
- * every position and its adjoint is linear in dM, so dM is summed over b and t and sent through
- * the map once. */
-HDD_INLINE void backward_unit(const Hdd *d, int u, int l, float *dqkv, const float *qkv, const float *params,
-                              float *dparams, const float *layer_acts, int B, int T, long S, int c) {
+/* The backward of one (b, h) over t = T-1 .. 0, all n_c chunks of the head together (as in the
+ * forward). This unit's share of d g_base goes to its own slot of `partial`, which the caller sums
+ * over b in a fixed order: dynamic, dg (n_c, m); static, where the step matrix is the same at every
+ * position and its adjoint is linear in dM, the summed dM (n_c, c, c), sent through the map once
+ * by the caller. scratch: n_c c^2 doubles. */
+HDD_INLINE void backward_unit(const Hdd *d, long u, int l, float *dqkv, const float *qkv, const float *params,
+                              const float *layer_acts, const float *M_static, double *scratch, double *partial,
+                              int T, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
-    const int h = u / nc, j = u % nc;
-    const size_t index = (size_t)u * m;
-    double dg_base[HDD_MAX_C * (HDD_MAX_C - 1) / 2] = {0};
-    /* static generators: the one step matrix (the forward's bits) and the summed dM */
-    double dM_total[HDD_MAX_C * HDD_MAX_C] = {0}, A_static[HDD_MAX_C * HDD_MAX_C];
-    float M_static[HDD_MAX_C * HDD_MAX_C];
-    if (!d->dynamic) {
-        double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
-        generators(d, l, params, NULL, h, j, g);
-        step_matrix(d, g, A_static, M_static, c);
-    }
-    for (int b = 0; b < B; b++) {
-        double Bnext[HDD_MAX_C * HDD_MAX_C] = {0}; /* B_{t+1} M_{t+1}^T, 0 past the end */
-        for (int t = T - 1; t >= 0; t--) {
-            const float *saved = layer_acts + (((size_t)b * T + t) * NH * nc + u) * 2 * cc;
-            const float *P = saved + cc;
-            const float *row = qkv + ((size_t)b * T + t) * S;
-            float *drow = dqkv + ((size_t)b * T + t) * S;
+    const int b = (int)(u / NH), h = (int)(u % NH);
+    const size_t head_rows = (size_t)NH * acts_per_head(d); /* acts floats per position */
+    double *Bnext_all = scratch;                   /* per chunk: B_{t+1} M_{t+1}^T, 0 past the end */
+    memset(Bnext_all, 0, sizeof(double) * (size_t)nc * cc);
+    memset(partial, 0, sizeof(double) * (size_t)nc * (d->dynamic ? m : cc));
+    for (int t = T - 1; t >= 0; t--) {
+        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * acts_per_head(d);
+        const float *row = qkv + ((size_t)b * T + t) * S;
+        float *drow = dqkv + ((size_t)b * T + t) * S;
+        for (int j = 0; j < nc; j++) {
+            const float *P = saved + (size_t)j * cc;
+            const size_t q_off = (size_t)h * d->hs + (size_t)j * c, index = ((size_t)h * nc + j) * m;
             if (t >= HDD_PREFETCH) {
                 /* the rows are far apart (a stride the hardware prefetcher does not follow) */
-                const size_t ahead = (size_t)HDD_PREFETCH * S, q_off = (size_t)h * d->hs + (size_t)j * c;
-                __builtin_prefetch(saved - (size_t)HDD_PREFETCH * NH * nc * 2 * cc + (d->dynamic ? 0 : cc));
-                __builtin_prefetch(saved - (size_t)HDD_PREFETCH * NH * nc * 2 * cc + 2 * cc - 1);
+                const size_t ahead = (size_t)HDD_PREFETCH * S;
+                __builtin_prefetch(P - HDD_PREFETCH * head_rows);
+                __builtin_prefetch(P - HDD_PREFETCH * head_rows + cc - 1);
                 __builtin_prefetch(row - ahead + q_off);
                 __builtin_prefetch(row - ahead + C + q_off);
                 __builtin_prefetch(drow - ahead + q_off, 1);
@@ -840,10 +1311,11 @@ HDD_INLINE void backward_unit(const Hdd *d, int u, int l, float *dqkv, const flo
                     __builtin_prefetch(drow - ahead + 3 * C + index, 1);
                 }
             }
-            double Bt[HDD_MAX_C * HDD_MAX_C];
+            double *Bnext = Bnext_all + (size_t)j * cc, Bt[HDD_MAX_C * HDD_MAX_C];
             memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
+            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T */
             for (int which = 0; which < 2; which++) {
-                const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j * c;
+                const size_t off = (size_t)which * C + q_off;
                 const float *rotated = row + off;
                 float *grad = drow + off;
                 double un[HDD_MAX_C], dun[HDD_MAX_C];
@@ -857,20 +1329,39 @@ HDD_INLINE void backward_unit(const Hdd *d, int u, int l, float *dqkv, const flo
                     for (int k = 0; k < c; k++) Bt[i * c + k] += (double)grad[i] * un[k];
                 for (int i = 0; i < c; i++) grad[i] = (float)dun[i];
             }
-            /* dM_t = P_{t-1}^T B_t */
+            /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
             double dM[HDD_MAX_C * HDD_MAX_C];
             if (t == 0) {
                 memcpy(dM, Bt, sizeof(double) * (size_t)cc);
             } else {
-                const float *Pprev = saved - (size_t)NH * nc * 2 * cc + cc;
+                const float *Pprev = P - head_rows;
                 for (int i = 0; i < c; i++) {
                     for (int k = 0; k < c; k++) dM[i * c + k] = 0;
                     for (int r = 0; r < c; r++)
                         for (int k = 0; k < c; k++) dM[i * c + k] += (double)Pprev[r * c + i] * Bt[r * c + k];
                 }
             }
-            /* Bnext for t-1: B_t M_t^T */
-            const float *M = d->dynamic ? saved : M_static;
+            const float *M;
+            float M_here[HDD_MAX_C * HDD_MAX_C];
+            if (!d->dynamic) {
+                M = M_static + (size_t)j * cc;
+                for (int i = 0; i < cc; i++) partial[(size_t)j * cc + i] += dM[i];
+            } else {
+                /* M_t = map(A_t), A_t from g_t: through the map to the generators, and M_t rebuilt */
+                double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C],
+                    Md[HDD_MAX_C * HDD_MAX_C];
+                generators(d, l, params, row, h, j, g);
+                fill_skew(d, g, A, c);
+                step_matrix_backward(d, A, dM, dA, Md, c);
+                for (int i = 0; i < cc; i++) M_here[i] = (float)Md[i];
+                M = M_here;
+                for (int a = 0; a < m; a++) {
+                    double dg = generator_grad(d, dA, a, c);
+                    partial[(size_t)j * m + a] += dg;
+                    drow[3 * C + index + a] += (float)dg;
+                }
+            }
+            /* for t-1: B_t M_t^T */
             double Mt[HDD_MAX_C * HDD_MAX_C];
             for (int r = 0; r < c; r++)
                 for (int k = 0; k < c; k++) Mt[r * c + k] = M[k * c + r];
@@ -879,51 +1370,85 @@ HDD_INLINE void backward_unit(const Hdd *d, int u, int l, float *dqkv, const flo
                 for (int r = 0; r < c; r++)
                     for (int k = 0; k < c; k++) Bnext[i * c + k] += Bt[i * c + r] * Mt[r * c + k];
             }
-            if (!d->dynamic) {
-                for (int i = 0; i < cc; i++) dM_total[i] += dM[i];
-                continue;
-            }
-            /* through the map to the generators */
-            double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C];
-            generators(d, l, params, row, h, j, g);
-            for (int i = 0; i < cc; i++) A[i] = 0;
-            for (int a = 0; a < m; a++) {
-                A[d->tri_i[a] * c + d->tri_k[a]] = g[a];
-                A[d->tri_k[a] * c + d->tri_i[a]] = -g[a];
-            }
-            step_matrix_backward(d, A, dM, dA, c);
-            for (int a = 0; a < m; a++) {
-                double dg = generator_grad(d, dA, a, c);
-                dg_base[a] += dg;
-                drow[3 * C + index + a] += (float)dg;
-            }
         }
     }
-    if (!d->dynamic) {
-        double dA[HDD_MAX_C * HDD_MAX_C];
-        step_matrix_backward(d, A_static, dM_total, dA, c);
-        for (int a = 0; a < m; a++) dg_base[a] = generator_grad(d, dA, a, c);
-    }
-    if (dparams)
-        for (int a = 0; a < m; a++) dparams[(size_t)l * d->G + index + a] += (float)dg_base[a];
 }
 
 static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *qkv, const float *x,
                             const float *params, float *dparams, const float *acts, int B, int T, int pos0) {
     const Hdd *d = pe->impl;
-    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
+    const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc, m = d->m, heads_chunks = NH * nc;
     const long S = posenc_qkv_stride(pe);
-    const float *layer_acts = acts + (size_t)l * B * T * NH * nc * 2 * cc;
-    const int units = NH * nc;
-    /* one unit per (h, j) so that each unit owns its d g_base entries; b inside */
-#pragma omp parallel for schedule(static) if ((long)B * T * units >= 256)
-    for (int u = 0; u < units; u++) {
-        const int cs = hdd_reference_kernels ? 0 : c;
-        if (cs == 2) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 2);
-        else if (cs == 4) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 4);
-        else if (cs == 8) backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, 8);
-        else backward_unit(d, u, l, dqkv, qkv, params, dparams, layer_acts, B, T, S, c);
+    const float *layer_acts = acts + (size_t)l * B * T * NH * acts_per_head(d);
+    const long units = (long)B * NH;
+    const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles of `partial` per (b, h) */
+    double *partial = xmalloc(sizeof(double) * per_unit * (size_t)units);
+    /* static generators: the one step matrix per (h, j) (the forward's bits) */
+    float *M_static = NULL;
+    double *A_static = NULL;
+    if (!d->dynamic) {
+        M_static = xmalloc(sizeof(float) * (size_t)heads_chunks * cc);
+        A_static = xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
+        for (int hj = 0; hj < heads_chunks; hj++) {
+            double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+            generators(d, l, params, NULL, hj / nc, hj % nc, g);
+            step_matrix(d, g, A_static + (size_t)hj * cc, M_static + (size_t)hj * cc, c);
+        }
     }
+    const int lanes = use_lanes(d);
+    const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(double) * (size_t)nc * cc;
+#pragma omp parallel if (units * nc * T >= 256)
+    {
+        void *scratch = aligned_alloc(sizeof(v4d), (scratch_bytes + sizeof(v4d) - 1) / sizeof(v4d) * sizeof(v4d));
+        if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
+#pragma omp for schedule(static)
+        for (long u = 0; u < units; u++) {
+            const int cs = hdd_reference_kernels ? 0 : c;
+            const float *M_head = M_static ? M_static + (size_t)(u % NH) * nc * cc : NULL;
+            double *mine = partial + (size_t)u * per_unit;
+            if (lanes) backward_unit_lanes(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S);
+            else if (cs == 2) backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 2);
+            else if (cs == 4) backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 4);
+            else if (cs == 8) backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 8);
+            else backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, c);
+        }
+        free(scratch);
+    }
+    /* d g_base: the units' shares summed over b in order (the same bits for any thread count) */
+    if (dparams) {
+        for (int hj = 0; hj < heads_chunks; hj++) {
+            const size_t at = (size_t)hj * (d->dynamic ? m : cc); /* offset of (h, j) inside a b block */
+            const size_t b_stride = (size_t)heads_chunks * (d->dynamic ? m : cc);
+            float *dbase = dparams + (size_t)l * d->G + (size_t)hj * m;
+            if (d->dynamic) {
+                for (int a = 0; a < m; a++) {
+                    double sum = 0;
+                    for (int b = 0; b < B; b++) sum += partial[(size_t)b * b_stride + at + a];
+                    dbase[a] += (float)sum;
+                }
+            } else {
+                double dM[HDD_MAX_C * HDD_MAX_C] = {0}, dA[HDD_MAX_C * HDD_MAX_C], Md[HDD_MAX_C * HDD_MAX_C];
+                for (int b = 0; b < B; b++)
+                    for (int i = 0; i < cc; i++) dM[i] += partial[(size_t)b * b_stride + at + i];
+                step_matrix_backward(d, A_static + (size_t)hj * cc, dM, dA, Md, c);
+                for (int a = 0; a < m; a++) dbase[a] += (float)generator_grad(d, dA, a, c);
+            }
+        }
+    }
+    free(partial);
+    free(M_static);
+    free(A_static);
+}
+
+/* Tests only: P_t of (layer l, b, t, head h, chunk j) from a training forward's acts (B, T as
+ * given to it), c x c floats into P, whichever layout the run used (use_lanes). */
+void hddrope_saved_P(const PosEnc *pe, const float *acts, int l, int B, int T, int b, int t, int h, int j, float *P) {
+    const Hdd *d = pe->impl;
+    const int cc = d->c * d->c;
+    const float *head = acts + (((size_t)l * B + b) * T + t) * d->NH * acts_per_head(d) + (size_t)h * acts_per_head(d);
+    for (int i = 0; i < cc; i++)
+        P[i] = use_lanes(d) ? head[((size_t)(j / HDD_LANES) * 16 + i) * HDD_LANES + j % HDD_LANES]
+                            : head[(size_t)j * cc + i];
 }
 
 const PosEncKind posenc_hddrope = {

@@ -3,8 +3,8 @@
 #
 #   sh scripts/results_figures.sh [RUNS_DIR [OUT_DIR]]     (default runs/small, docs/results)
 #
-# Groups the configs into the page's three questions (the main comparison, the chunk size, what
-# the dynamic generator needs) and draws each with build/plot and build/table over the finished
+# Groups the configs into the page's questions (the main comparison, the chunk size at the default
+# and at a 0.1 generator learning rate, what the dynamic generator needs) and draws each with build/plot and build/table over the finished
 # seeds; a config with no finished seed is left out. The length-extrapolation table comes from
 # RUNS_DIR/report/extrapolation.csv (scripts/extrapolate.sh).
 set -eu
@@ -20,11 +20,13 @@ series() { finished_series "$runs" "$@"; }   # FILE NAME...
 
 main="xpos xpos-author none rope hddrope-c4-static hddrope-c4"
 chunks="rope hddrope-c2 hddrope-c4 hddrope-c8 hddrope-c16"
+chunks_slow="rope hddrope-c4-static hddrope-c2-lr0.1 hddrope-c4-lr0.1 hddrope-c8-lr0.1"
 ablations="rope hddrope-c4 hddrope-c4-lr0.3 hddrope-c4-lr0.1 hddrope-c4-wd0.1 hddrope-c4-zero hddrope-c4-clipgroup"
 
 # shellcheck disable=SC2086   (word splitting of the series lists is intended: no spaces in them)
 {
 m=$(series log.csv $main); c=$(series log.csv $chunks); a=$(series log.csv $ablations)
+cs=$(series log.csv $chunks_slow)
 "$plot" --out "$out/main_val_loss.png" --ymax 4.5 --title "Validation loss, mean of seeds (min-max band)" \
     --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $m
 "$plot" --out "$out/main_val_loss_log.png" --log-x --log-y --title "Validation loss, log-log" \
@@ -35,17 +37,21 @@ m=$(series log.csv $main); c=$(series log.csv $chunks); a=$(series log.csv $abla
     --xlabel "training time (s, 1 thread, shared machine)" --ylabel "validation loss (nats/token)" $m
 "$plot" --out "$out/chunks_val_loss.png" --ymax 4.5 --title "Chunk size c (HDD-RoPE, dynamic)" \
     --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $c
+[ -z "$cs" ] || "$plot" --out "$out/chunks_lr0.1_val_loss.png" --ymax 4.5 \
+    --title "Chunk size c at generator lr x 0.1 (HDD-RoPE, dynamic)" \
+    --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $cs
 "$plot" --out "$out/ablations_val_loss.png" --ymax 4.5 --title "HDD-RoPE c = 4 dynamic: what the generator needs" \
     --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $a
 "$table" $m > "$out/main_table.md"
 "$table" --baseline xpos $(series log.csv xpos) $c > "$out/chunks_table.md"
+[ -z "$cs" ] || "$table" --baseline xpos $(series log.csv xpos) $cs > "$out/chunks_lr0.1_table.md"
 "$table" --baseline xpos $(series log.csv xpos) $a > "$out/ablations_table.md"
 for T in 512 1024; do
-    e=$(series eval_T$T.csv $main)
+    e=$(series eval_T$T.csv $main hddrope-c4-lr0.1)
     [ -n "$e" ] && "$plot" --out "$out/extrapolation_T$T.png" --x position --y loss --bin 32 \
         --title "Loss per position at context $T (trained 256; mean of 32 positions)" \
         --xlabel "position in the window" --ylabel "loss (nats/token)" $e
-    e=$(series eval_T$T-bca.csv $main)
+    e=$(series eval_T$T-bca.csv $main hddrope-c4-lr0.1)
     [ -n "$e" ] && "$plot" --out "$out/extrapolation_T$T-bca.png" --x position --y loss --bin 32 \
         --title "Loss per position at context $T with blockwise causal attention" \
         --xlabel "position in the window" --ylabel "loss (nats/token)" $e

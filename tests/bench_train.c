@@ -83,12 +83,13 @@ static void bench_shape(const char *kind, int C, int L, int NH, int T, int V, in
     double extra_flops = 6.0 * L * (double)C * (m.S - 3 * C);   /* the posenc's extra QKV outputs */
     double flops_per_token = 6.0 * (12.0 * L * (double)C * C + (double)C * V) + 6.0 * L * (double)T * C + extra_flops;
     double gflops = flops_per_token * tok_s / 1e9;
-    double mm = layer_profile.matmul_s / steps, att = layer_profile.attention_s / steps;
+    double mm = layer_profile.matmul_s / steps, att = layer_profile.attention_s / steps,
+           pos = layer_profile.posenc_s / steps;
     printf("%s C=%d L=%d NH=%d T=%d V=%d B=%d (%zu tokens/step, %zu params)\n", kind, C, L, NH, T, V, B, N,
            m.num_params);
     printf("  %.0f tokens/s, %.1f ms/step: forward %.1f, backward %.1f, optimizer %.1f ms | matmuls %.1f, "
-           "attention %.1f, the rest %.1f ms\n", tok_s, step_s * 1e3, fwd / steps * 1e3, bwd / steps * 1e3,
-           upd / steps * 1e3, mm * 1e3, att * 1e3, (step_s - mm - att) * 1e3);
+           "attention %.1f, posenc %.1f, the rest %.1f ms\n", tok_s, step_s * 1e3, fwd / steps * 1e3,
+           bwd / steps * 1e3, upd / steps * 1e3, mm * 1e3, att * 1e3, pos * 1e3, (step_s - mm - att - pos) * 1e3);
     printf("  %.1f model GFLOP/s = %.0f%% of the sgemm peak (%.2f MFLOP/token", gflops, 100.0 * gflops / peak,
            flops_per_token / 1e6);
     if (extra_flops > 0) printf(", %.1f%% of them in the extra QKV outputs", 100.0 * extra_flops / flops_per_token);

@@ -1,8 +1,9 @@
 /* test_compare.c: scripts/compare.sh as a user runs it, on a tiny config: every (config, seed)
  * lands in <out>/<name>/seed<k>/ and finishes; running the same command again skips finished runs
  * without touching them; an interrupted run resumes and ends as if it had never stopped; a run
- * directory made from another config, and bad arguments, are refused with one error line; then
- * report.sh and extrapolate.sh on those runs. */
+ * directory made from another config, and bad arguments, are refused with one error line; runs
+ * archived by archive_runs.sh and restored count as finished; then report.sh and extrapolate.sh
+ * on those runs. */
 #define _POSIX_C_SOURCE 200809L   /* st_mtim */
 #include <sys/stat.h>
 
@@ -108,6 +109,7 @@ static void test_runs_skips_and_resumes(void) {
     snprintf(args, sizeof args, "--seeds 1 --out %s --set optim.lr=0.02 %s/rope.json", runs, cfgs);
     rc = compare(args);
     CHECKF(rc != 0 && strstr(out, "rope/seed1") && strstr(out, "different config"), "rc %d:\n%s", rc, out);
+
     free(seed1);
     free(seed2);
     free(resumed);
@@ -159,6 +161,37 @@ static void test_report_and_extrapolation(void) {
     free(csv2);
 }
 
+/* archive_runs.sh on the runs above keeps their small files, not the checkpoints; copied back
+ * over an emptied run directory they count as finished: compare.sh --seeds 3 trains only seed 3
+ * of each config, and the restored logs are the originals. */
+static void test_archive_and_restore(void) {
+    const char *cfgs = write_tiny_configs();
+    static char runs[700], archive[700], cmd[4096], args[2048], path[900];
+    snprintf(runs, sizeof runs, "%s/cmp-runs", test_tmp_dir());
+    snprintf(archive, sizeof archive, "%s/cmp-archive", test_tmp_dir());
+    snprintf(path, sizeof path, "%s/rope/seed2", runs);
+    char *before = cli_log_without_timing(path);
+    snprintf(cmd, sizeof cmd, "rm -rf %s && sh scripts/archive_runs.sh %s %s", archive, runs, archive);
+    int rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0 && strstr(out, "archived 4 finished runs"), "archive_runs.sh exited %d:\n%s", rc, out);
+    snprintf(path, sizeof path, "%s/rope/seed2/checkpoint.bin", archive);
+    CHECKF(!tr_file_exists(path), "the archive holds a checkpoint");
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp -R %s/. %s/", runs, runs, archive, runs);
+    rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0, "restoring exited %d:\n%s", rc, out);
+    snprintf(args, sizeof args, "--seeds 3 --out %s %s/rope.json %s/none.json", runs, cfgs, cfgs);
+    rc = compare(args);
+    CHECKF(rc == 0, "compare.sh on the restored runs exited %d:\n%s", rc, out);
+    int skipped = 0, trained = 0;
+    for (const char *p = out; (p = strstr(p, "finished, skipped")); p++) skipped++;
+    for (const char *p = out; (p = strstr(p, "training into")); p++) trained++;
+    CHECKF(skipped == 4 && trained == 2, "%d skipped, %d trained (want 4, 2):\n%s", skipped, trained, out);
+    snprintf(path, sizeof path, "%s/rope/seed2", runs);
+    char *after = cli_log_without_timing(path);
+    CHECKF(!strcmp(after, before), "the restored log differs:\n%s\nbefore:\n%s", after, before);
+    free(before), free(after);
+}
+
 static void test_bad_arguments(void) {
     const char *cfgs = write_tiny_configs();
     char args[1024];
@@ -182,6 +215,7 @@ static void test_bad_arguments(void) {
 int main(void) {
     RUN(test_runs_skips_and_resumes);
     RUN(test_report_and_extrapolation);
+    RUN(test_archive_and_restore);
     RUN(test_bad_arguments);
     return test_summary();
 }

@@ -328,54 +328,101 @@ static void test_expm_fast_vs_references(void) {
 /* The whole kind with its fast kernels (closed forms at c = 2 and 4, the fast general-c kernels,
  * copies with c a constant) against the same kind run through the reference kernels (series,
  * c a run-time value): rotated q and k, dqkv (including the generator columns) and d g_base. */
+/* Runs one forward + backward of `json` through two kernel paths (select(0): the model's, select(1):
+ * the one to compare with) on the same random qkv, generators (scale gen_scale) and gradients, and
+ * checks the rotated q, k, dqkv and d g_base agree within tol (dqkv, d g_base relative to their
+ * largest entry). Leaves select(0) in force. */
+static void compare_kernel_paths(const char *json, void (*select)(int), int B, int T, int C, int NH,
+                                 float gen_scale, double tol, uint64_t seed) {
+    PosEnc pe;
+    if (create_json(&pe, json, make_dims(C, NH, T)) != 0) {
+        CHECKF(0, "%s: %s", json, tr_error());
+        return;
+    }
+    const int S = 3 * C + num_extra(&pe);
+    size_t np = pe.kind->num_params(&pe), n = (size_t)B * T * S, na = pe.kind->num_acts(&pe, B, T);
+    float *params = xmalloc(np * sizeof *params), *raw = xmalloc(n * sizeof *raw);
+    float *R = xmalloc(n * sizeof *R);
+    fill_normal(params, np, gen_scale, seed);
+    fill_normal(raw, n, 0.7f, seed + 100);
+    fill_normal(R, n, 1.0f, seed + 200);
+    for (size_t r = 0; r < (size_t)B * T; r++) /* the generator columns at gen_scale too */
+        for (int e = 3 * C; e < S; e++) raw[r * S + e] *= gen_scale / 0.7f;
+    float *qkv[2], *dqkv[2], *dparams[2], *acts = xmalloc(na * sizeof *acts);
+    for (int path = 0; path < 2; path++) {
+        select(path);
+        qkv[path] = copy_floats(raw, n), dqkv[path] = copy_floats(R, n);
+        dparams[path] = xcalloc(np, sizeof(float));
+        pe.kind->qk_forward(&pe, 1, qkv[path], NULL, params, acts, NULL, B, T, 0);
+        pe.kind->qk_backward(&pe, 1, dqkv[path], qkv[path], NULL, params, dparams[path], acts, B, T, 0);
+    }
+    select(0);
+    double worst_q = 0, worst_dq = 0, worst_dp = 0, big_dq = 0, big_dp = 0;
+    for (size_t i = 0; i < n; i++) big_dq = fmax(big_dq, fabs(dqkv[1][i]));
+    for (size_t i = 0; i < np; i++) big_dp = fmax(big_dp, fabs(dparams[1][i]));
+    for (size_t i = 0; i < n; i++) {
+        worst_q = fmax(worst_q, fabs(qkv[0][i] - qkv[1][i]));
+        worst_dq = fmax(worst_dq, fabs(dqkv[0][i] - dqkv[1][i]) / big_dq);
+        if (!isfinite(qkv[0][i]) || !isfinite(dqkv[0][i])) worst_q = INFINITY;
+    }
+    for (size_t i = 0; i < np; i++) worst_dp = fmax(worst_dp, fabs(dparams[0][i] - dparams[1][i]) / big_dp);
+    CHECKF(worst_q < tol, "%s C=%d NH=%d: rotated q, k differ between the paths by %g", json, C, NH, worst_q);
+    CHECKF(worst_dq < tol, "%s C=%d NH=%d: dqkv differs between the paths by %g (relative)", json, C, NH, worst_dq);
+    CHECKF(worst_dp < tol, "%s C=%d NH=%d: d g_base differs between the paths by %g (relative)", json, C, NH,
+           worst_dp);
+    CHECKF(big_dp > 0, "%s: no gradient reached g_base", json);
+    for (int path = 0; path < 2; path++) free(qkv[path]), free(dqkv[path]), free(dparams[path]);
+    free(params), free(raw), free(R), free(acts);
+    posenc_destroy(&pe);
+}
+
+static void fast_or_reference(int path) { hddrope_use_reference_kernels(path); }
+static void lanes_or_scalar(int path) { hddrope_use_lane_kernels(!path); }
+
 static void test_fast_kernels_vs_reference_kernels(void) {
     const int chunks[] = {2, 4, 8, 16};
-    const int B = 2, T = test_small() ? 6 : 12, C = 32, NH = 2;
+    const int B = 2, T = test_small() ? 6 : 12;
     for (int ci = 0; ci < 4; ci++)
         for (int dynamic = 0; dynamic < 2; dynamic++) {
             char json[160];
             snprintf(json, sizeof json, "{\"kind\": \"hddrope\", \"chunk\": %d, \"dynamic\": %s}", chunks[ci],
                      dynamic ? "true" : "false");
-            PosEnc pe;
-            if (create_json(&pe, json, make_dims(C, NH, T)) != 0) {
-                CHECKF(0, "%s: %s", json, tr_error());
-                continue;
-            }
-            const int S = 3 * C + num_extra(&pe);
-            size_t np = pe.kind->num_params(&pe), n = (size_t)B * T * S, na = pe.kind->num_acts(&pe, B, T);
-            float *params = xmalloc(np * sizeof *params), *raw = xmalloc(n * sizeof *raw);
-            float *R = xmalloc(n * sizeof *R);
-            fill_normal(params, np, 0.6f, 700 + ci);
-            fill_normal(raw, n, 0.7f, 800 + ci);
-            fill_normal(R, n, 1.0f, 900 + ci);
-            float *qkv[2], *dqkv[2], *dparams[2], *acts = xmalloc(na * sizeof *acts);
-            for (int ref = 0; ref < 2; ref++) {
-                hddrope_use_reference_kernels(ref);
-                qkv[ref] = copy_floats(raw, n), dqkv[ref] = copy_floats(R, n);
-                dparams[ref] = xcalloc(np, sizeof(float));
-                pe.kind->qk_forward(&pe, 1, qkv[ref], NULL, params, acts, NULL, B, T, 0);
-                pe.kind->qk_backward(&pe, 1, dqkv[ref], qkv[ref], NULL, params, dparams[ref], acts, B, T, 0);
-            }
-            hddrope_use_reference_kernels(0);
-            double worst_q = 0, worst_dq = 0, worst_dp = 0, big_dq = 0, big_dp = 0;
-            for (size_t i = 0; i < n; i++) big_dq = fmax(big_dq, fabs(dqkv[1][i]));
-            for (size_t i = 0; i < np; i++) big_dp = fmax(big_dp, fabs(dparams[1][i]));
-            for (size_t i = 0; i < n; i++) {
-                worst_q = fmax(worst_q, fabs(qkv[0][i] - qkv[1][i]));
-                worst_dq = fmax(worst_dq, fabs(dqkv[0][i] - dqkv[1][i]) / big_dq);
-                if (!isfinite(qkv[0][i]) || !isfinite(dqkv[0][i])) worst_q = INFINITY;
-            }
-            for (size_t i = 0; i < np; i++) worst_dp = fmax(worst_dp, fabs(dparams[0][i] - dparams[1][i]) / big_dp);
-            /* float storage of M and P: a few units of 6e-8 per step, over T steps */
-            CHECKF(worst_q < 1e-5, "%s: rotated q, k differ from the reference kernels by %g", json, worst_q);
-            CHECKF(worst_dq < 1e-5, "%s: dqkv differs from the reference kernels by %g (relative)", json, worst_dq);
-            CHECKF(worst_dp < 1e-5, "%s: d g_base differs from the reference kernels by %g (relative)", json,
-                   worst_dp);
-            CHECKF(big_dp > 0, "%s: no gradient reached g_base", json);
-            for (int ref = 0; ref < 2; ref++) free(qkv[ref]), free(dqkv[ref]), free(dparams[ref]);
-            free(params), free(raw), free(R), free(acts);
-            posenc_destroy(&pe);
+            /* float storage of P: a few units of 6e-8 per step, over T steps */
+            compare_kernel_paths(json, fast_or_reference, B, T, 32, 2, 0.6f, 1e-5, 700 + (uint64_t)ci);
         }
+}
+
+/* The c = 4 lane kernels against the scalar c = 4 path: heads of 1, 2 and 5 chunks (partly filled
+ * groups of lanes), and generators up to ~20 rad (every quadrant of the lanes' sin/cos). */
+static void test_lane_kernels_vs_scalar(void) {
+    const int B = 2, T = test_small() ? 6 : 12;
+    const int shapes[][2] = {{8, 2}, {16, 2}, {40, 2}, {64, 2}}; /* C, NH: hs = 4, 8, 20, 32 */
+    const float scales[] = {0.3f, 6.0f};
+    for (int si = 0; si < 4; si++)
+        for (int dynamic = 0; dynamic < 2; dynamic++)
+            for (int sc = 0; sc < 2; sc++)
+                compare_kernel_paths(dynamic ? "{\"kind\": \"hddrope\"}" : "{\"kind\": \"hddrope\", \"dynamic\": false}",
+                                     lanes_or_scalar, B, T, shapes[si][0], shapes[si][1], scales[sc], 1e-5,
+                                     40 + (uint64_t)(si * 4 + dynamic * 2 + sc));
+}
+
+/* The lanes' sin/cos against libm: every quadrant, tiny and large arguments, and the libm fallback
+ * past the range reduction (and for NaN). */
+static void test_lane_sincos(void) {
+    enum { N = 4003 };
+    static double x[N], s[N], c[N];
+    for (int i = 0; i < N - 3; i++) x[i] = i < 40 ? ldexp(1.0, -i) : (i - 40) * 0.0504;
+    x[N - 3] = 0.0, x[N - 2] = 3.0e6, x[N - 1] = NAN;
+    hddrope_sincos(x, s, c, N);
+    double worst = 0;
+    for (int i = 0; i < N - 1; i++) {
+        worst = fmax(worst, fabs(s[i] - sin(x[i])) + fabs(c[i] - cos(x[i])));
+        if (x[i] > 0 && x[i] < 1e-3) worst = fmax(worst, fabs(s[i] / sin(x[i]) - 1)); /* sinc needs sin relative */
+    }
+    CHECKF(worst < 1e-15, "sin/cos differ from libm by %g", worst);
+    CHECK(s[N - 2] == sin(3.0e6) && c[N - 2] == cos(3.0e6));
+    CHECK(isnan(s[N - 1]) && isnan(c[N - 1]));
+    CHECK(s[N - 3] == 0.0 && c[N - 3] == 1.0);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -554,13 +601,28 @@ static void test_orthogonal_and_norm_preserving(void) {
             }
             untouched &= memcmp(raw + r * S + 2 * C, qkv + r * S + 2 * C, (size_t)(C + E) * sizeof(float)) == 0;
         }
-        /* layer 1's saved M and P; layer 0's part is not written */
-        int c = v == 0 ? 4 : v == 1 ? 3 : 6, cc = c * c;
-        size_t per_layer = na / 2;
-        for (size_t blk = 0; blk < per_layer / (2 * (size_t)cc); blk++) {
-            orth = fmax(orth, orth_error(acts + per_layer + blk * 2 * cc, c));
-            orth = fmax(orth, orth_error(acts + per_layer + blk * 2 * cc + cc, c));
-        }
+        /* layer 1's saved P at every position, and each step M_t = P_{t-1}^T P_t (the scan keeps
+         * P orthogonal only if every M is) */
+        const int c = v == 0 ? 4 : v == 1 ? 3 : 6, cc = c * c;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++)
+                for (int j = 0; j < hs / c; j++) {
+                    float prev[16 * 16], P[16 * 16], M[16 * 16];
+                    for (int t = 0; t < T; t++) {
+                        hddrope_saved_P(&pe, acts, 1, B, T, b, t, h, j, P);
+                        orth = fmax(orth, orth_error(P, c));
+                        if (t > 0) {
+                            for (int i = 0; i < c; i++)
+                                for (int k = 0; k < c; k++) {
+                                    double sum = 0;
+                                    for (int r = 0; r < c; r++) sum += (double)prev[r * c + i] * P[r * c + k];
+                                    M[i * c + k] = (float)sum;
+                                }
+                            orth = fmax(orth, orth_error(M, c));
+                        }
+                        memcpy(prev, P, sizeof(float) * (size_t)cc);
+                    }
+                }
         CHECKF(norm_err < 1e-5, "%s: norms changed by %g", jsons[v], norm_err);
         CHECKF(orth < 1e-5, "%s: max |X^T X - I| of M, P = %g", jsons[v], orth);
         CHECKF(untouched, "%s: v or the extra columns changed", jsons[v]);
@@ -610,9 +672,9 @@ static double ref_unit_loss(const Spec *sp, const double *qkv, const double *gba
     return loss;
 }
 
-static void backward_check(int c, int cayley, int dynamic, int reortho) {
+static void backward_check(int c, int cayley, int dynamic, int reortho, int hs) {
     Spec sp = {.c = c, .cayley = cayley, .dynamic = dynamic, .NH = 2};
-    sp.hs = c == 3 ? 6 : 8;
+    sp.hs = hs;
     sp.C = sp.NH * sp.hs;
     sp.B = test_small() ? 1 : 2;
     sp.T = test_small() ? 4 : 5;
@@ -695,16 +757,24 @@ static void test_backward_vs_finite_differences(void) {
     const int chunks[] = {2, 3, 4, 8};
     for (int ci = 0; ci < 4; ci++)
         for (int cayley = 0; cayley < 2; cayley++)
-            for (int dynamic = 0; dynamic < 2; dynamic++) backward_check(chunks[ci], cayley, dynamic, 0);
+            for (int dynamic = 0; dynamic < 2; dynamic++)
+                backward_check(chunks[ci], cayley, dynamic, 0, chunks[ci] == 3 ? 6 : 8);
     /* Newton-Schulz every 2 positions: the identity on orthogonal P, so the same gradient */
-    backward_check(4, 0, 1, 2);
+    backward_check(4, 0, 1, 2, 8);
+    /* many chunks per head (hs = 20: 10 chunks of 2, 5 of 4), so that a chunk's generators, channels
+     * or state read at a neighbour's offset shows */
+    for (int dynamic = 0; dynamic < 2; dynamic++) {
+        backward_check(2, 0, dynamic, 0, 20);
+        backward_check(4, 0, dynamic, 0, 20);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* cached generation */
 
 static void test_cached_step_equals_full_forward(void) {
-    const int B = 2, C = 16, NH = 2, T = 12;
+    /* hs = 24: 6 chunks of 4, 3 of 8 per head */
+    const int B = 2, C = 48, NH = 2, T = 12;
     const char *jsons[] = {"{\"kind\": \"hddrope\"}", "{\"kind\": \"hddrope\", \"map\": \"cayley\", \"chunk\": 8}",
                            "{\"kind\": \"hddrope\", \"reorthonormalize\": 3}"};
     for (int v = 0; v < 3; v++) {
@@ -757,7 +827,8 @@ static void test_init_and_sizes(void) {
     }
     CHECK(num_extra(&pe) == G);
     CHECK(pe.kind->num_params(&pe) == 2u * G);
-    CHECK(pe.kind->num_acts(&pe, 3, 5) == 2u * 3 * 5 * NH * nc * 2 * c * c);
+    /* P only (the backward rebuilds M), in whole groups of 4 chunks for the c = 4 lane kernels */
+    CHECK(pe.kind->num_acts(&pe, 3, 5) == 2u * 3 * 5 * NH * 4 * c * c);
     CHECK(pe.kind->num_state(&pe, 3) == 2u * 3 * NH * nc * c * c);
     const size_t S = 3 * C + G, stride = S * C;
     float *w = xmalloc(2 * stride * sizeof *w), *params = xmalloc(2 * G * sizeof *params);
@@ -847,7 +918,11 @@ static double drift_at(const char *json, int T) {
     fill_normal(qkv, n, 0.1f, 77); /* the generators W_g x ~ N(0, 0.1) */
     pe.kind->qk_forward(&pe, 1, qkv, NULL, params, acts, NULL, 1, T, 0);
     double worst = 0;
-    for (int t = 0; t < T; t++) worst = fmax(worst, orth_error(acts + na / 2 + (size_t)t * 32 + 16, 4));
+    for (int t = 0; t < T; t++) {
+        float P[16];
+        hddrope_saved_P(&pe, acts, 1, 1, T, 0, t, 0, 0, P);
+        worst = fmax(worst, orth_error(P, 4));
+    }
     free(qkv), free(acts), free(params);
     posenc_destroy(&pe);
     return worst;
@@ -873,6 +948,8 @@ int main(void) {
     RUN(test_chunk2_closed_forms);
     RUN(test_expm_fast_vs_references);
     RUN(test_fast_kernels_vs_reference_kernels);
+    RUN(test_lane_kernels_vs_scalar);
+    RUN(test_lane_sincos);
     RUN(test_chunk2_static_equals_rope);
     RUN(test_scores_are_relative);
     RUN(test_orthogonal_and_norm_preserving);

@@ -1,0 +1,75 @@
+/* bench_posenc.c: the positional encoding's own cost, one layer's qk_forward + qk_backward, with
+ * nothing else in the way (make bench-hdd prints it next to the whole training step).
+ *
+ *     bench_posenc [POSENC [B T C NH]]        (default: hddrope c = 4, the author's shape
+ *                                               B=4 T=512 C=768 NH=16)
+ * POSENC is a kind name or a posenc JSON object, as for bench_train. qkv (B,T,S) holds random
+ * values (q, k of unit scale, generator columns of scale 0.1); each call gets a fresh copy, since
+ * qk_forward rotates it in place. Prints the best of several runs, in ms per layer, and the same
+ * for all L = 4 layers of a step (x 4), so it can be set against bench_train's step time.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "data/util.h"
+#include "model/posenc.h"
+
+int main(int argc, char **argv) {
+    const char *kind = argc > 1 ? argv[1] : "{\"kind\": \"hddrope\", \"chunk\": 4}";
+    int B = 4, T = 512, C = 768, NH = 16;
+    if (argc == 6) B = atoi(argv[2]), T = atoi(argv[3]), C = atoi(argv[4]), NH = atoi(argv[5]);
+    else if (argc != 1 && argc != 2) tr_die("usage: bench_posenc [POSENC [B T C NH]]");
+    char options[512];
+    if (kind[0] == '{') snprintf(options, sizeof options, "%s", kind);
+    else snprintf(options, sizeof options, "{\"kind\": \"%s\"}", kind);
+    cJSON *json = cJSON_Parse(options);
+    if (!json) tr_die("bench_posenc: bad posenc JSON: %s", kind);
+    const int L = 4;
+    PosEnc pe;
+    if (posenc_create(&pe, json, (ModelDims){.L = L, .C = C, .NH = NH, .hs = C / NH, .max_T = T}) != 0)
+        tr_die_with_error();
+    cJSON_Delete(json);
+
+    const long S = posenc_qkv_stride(&pe);
+    const size_t N = (size_t)B * T, n_qkv = N * (size_t)S;
+    const size_t n_params = pe.kind->num_params ? pe.kind->num_params(&pe) : 0;
+    const size_t n_acts = pe.kind->num_acts ? pe.kind->num_acts(&pe, B, T) : 0;
+    float *params = xcalloc(n_params + 1, sizeof(float)), *dparams = xcalloc(n_params + 1, sizeof(float));
+    float *acts = xcalloc(n_acts + 1, sizeof(float)), *x = xcalloc(N * (size_t)C, sizeof(float));
+    float *qkv0 = xmalloc(n_qkv * sizeof(float)), *qkv = xmalloc(n_qkv * sizeof(float));
+    float *dqkv0 = xmalloc(n_qkv * sizeof(float)), *dqkv = xmalloc(n_qkv * sizeof(float));
+    if (pe.kind->init) pe.kind->init(&pe, params, NULL, 0, 1);
+    uint64_t rng = 7;
+    for (size_t i = 0; i < n_qkv; i++) {
+        const float scale = (long)(i % (size_t)S) < 3L * C ? 1.0f : 0.1f;
+        qkv0[i] = scale * tr_rng_normal(&rng);
+        dqkv0[i] = tr_rng_normal(&rng);
+    }
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    double best_fwd = 1e30, best_bwd = 1e30;
+    for (int r = 0; r < 6; r++) {
+        memcpy(qkv, qkv0, n_qkv * sizeof(float));
+        memcpy(dqkv, dqkv0, n_qkv * sizeof(float));
+        double t0 = tr_now_seconds();
+        if (pe.kind->qk_forward) pe.kind->qk_forward(&pe, 0, qkv, x, params, acts, NULL, B, T, 0);
+        double t1 = tr_now_seconds();
+        if (pe.kind->qk_backward) pe.kind->qk_backward(&pe, 0, dqkv, qkv, x, params, dparams, acts, B, T, 0);
+        double t2 = tr_now_seconds();
+        if (r == 0) continue; /* warm-up: first touch of the buffers */
+        if (t1 - t0 < best_fwd) best_fwd = t1 - t0;
+        if (t2 - t1 < best_bwd) best_bwd = t2 - t1;
+    }
+    printf("%s B=%d T=%d C=%d NH=%d, %d thread(s): forward %.2f ms, backward %.2f ms per layer; "
+           "%d layers: %.1f ms per step\n", kind, B, T, C, NH, threads, best_fwd * 1e3, best_bwd * 1e3, L,
+           L * (best_fwd + best_bwd) * 1e3);
+    free(params), free(dparams), free(acts), free(x), free(qkv0), free(qkv), free(dqkv0), free(dqkv);
+    posenc_destroy(&pe);
+    return 0;
+}
