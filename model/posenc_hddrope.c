@@ -748,6 +748,9 @@ HDD_INLINE void apply(const float *P, float *v, int c) {
  * Lanes past the head's last chunk run on zero generators (M = I) and are never loaded or stored.
  * Layout: here the saved P of a head are (group, 16 entries, HDD_LANES chunks) floats instead of
  * (chunk, 16 entries), so the backward loads them as vectors; num_acts covers both layouts. */
+/* Without AVX, GCC notes that these 32-byte vectors are passed differently: they never cross a
+ * call here (every helper is inlined into this file's units), so the note does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef double v4d __attribute__((vector_size(HDD_LANES * sizeof(double))));
 typedef float v4f __attribute__((vector_size(HDD_LANES * sizeof(float))));
 typedef long long v4l __attribute__((vector_size(HDD_LANES * sizeof(long long))));
