@@ -51,6 +51,8 @@ static void test_runs_skips_and_resumes(void) {
     const char *cfgs = write_tiny_configs();
     char runs[700], args[2048], path[900], dir[800];
     snprintf(runs, sizeof runs, "%s/cmp-runs", test_tmp_dir());
+    snprintf(args, sizeof args, "rm -rf %s", runs); /* a previous invocation's runs (seed 3 of the archive test) */
+    cli_run(args, out, sizeof out);
     snprintf(args, sizeof args, "--seeds 2 --out %s %s/rope.json %s/none.json", runs, cfgs, cfgs);
 
     /* 1. Four runs, each finished. */
