@@ -926,12 +926,13 @@ HDD_INLINE void apply_lanes(const v4d *P, float *x, int live) {
 
 static size_t lanes_groups(const Hdd *d) { return (size_t)(d->nc + HDD_LANES - 1) / HDD_LANES; }
 
-/* The forward scan of one (b, h); scratch: 2 x groups x 16 vectors (the running products, then
- * the static step matrices). */
-static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const float *params, float *layer_acts,
-                               float *layer_state, v4d *scratch, int T, int pos0, long S) {
+/* The forward scan of one (b, h); M_head: static generators, the head's step matrices (n_c, 16),
+ * else NULL; scratch: 2 x groups x 16 vectors (the running products, then M_head in lanes). */
+static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const float *params, const float *M_head,
+                               float *layer_acts, float *layer_state, v4d *scratch, int T, int pos0, long S) {
     const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
     const int b = (int)(u / NH), h = (int)(u % NH);
+    const size_t per_head = acts_per_head(d);
     v4d(*P_all)[16] = (v4d(*)[16])scratch, (*M_static)[16] = P_all + groups;
     float *st = layer_state ? layer_state + (size_t)u * nc * 16 : NULL;
     for (int gi = 0; gi < groups; gi++) {
@@ -945,19 +946,16 @@ static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const fl
             if (from_state)
                 for (int i = 0; i < 16; i++) P_all[gi][i][v] = st_j[i];
         }
-        if (!d->dynamic) /* the scalar step matrix, as the backward's (computed once) */
-            for (int v = 0; v < HDD_LANES; v++) {
-                double gs[6] = {0}, A[16];
-                float Ms[16];
-                if (v < live) generators(d, l, params, NULL, h, j0 + v, gs);
-                step_matrix(d, gs, A, Ms, 4);
-                for (int i = 0; i < 16; i++) M_static[gi][i][v] = Ms[i];
+        if (M_head) /* (lanes past the last chunk: M = I) */
+            for (int i = 0; i < 16; i++) {
+                M_static[gi][i] = splat(i % 5 == 0);
+                for (int v = 0; v < live; v++) M_static[gi][i][v] = M_head[(size_t)(j0 + v) * 16 + i];
             }
     }
     Expm4Lanes f;
     for (int t = 0; t < T; t++) {
         float *row = qkv + ((size_t)b * T + t) * S;
-        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * acts_per_head(d) : NULL;
+        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
         if (t + HDD_PREFETCH < T) {
             /* the rows are far apart (a stride the hardware prefetcher does not follow) */
             const float *ahead = row + (size_t)HDD_PREFETCH * S + (size_t)h * d->hs;
@@ -1050,12 +1048,12 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
                                 int T, long S) {
     const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
     const int b = (int)(u / NH), h = (int)(u % NH);
-    const size_t head_rows = (size_t)NH * acts_per_head(d); /* acts floats per position */
+    const size_t per_head = acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
     v4d(*Bnext_all)[16] = (v4d(*)[16])scratch, (*share)[16] = Bnext_all + groups;
     for (int gi = 0; gi < groups; gi++)
         for (int i = 0; i < 16; i++) Bnext_all[gi][i] = share[gi][i] = splat(0);
     for (int t = T - 1; t >= 0; t--) {
-        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * acts_per_head(d);
+        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
         const float *row = qkv + ((size_t)b * T + t) * S;
         float *drow = dqkv + ((size_t)b * T + t) * S;
         if (t >= HDD_PREFETCH) {
@@ -1147,15 +1145,32 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
             for (int e = 0; e < per_chunk; e++) partial[(size_t)(gi * HDD_LANES + v) * per_chunk + e] = share[gi][e][v];
 }
 
+/* Static generators: layer l's step matrices, one per (h, j), (NH, n_c, c, c) floats (xmalloc'd,
+ * the caller frees), and their A into A_out (same shape, double) when not NULL; NULL when the
+ * generators are dynamic. Forward and backward both read these, so they agree bit for bit. */
+static float *static_step_matrices(const Hdd *d, int l, const float *params, double *A_out) {
+    if (d->dynamic) return NULL;
+    const int cc = d->c * d->c, heads_chunks = d->NH * d->nc;
+    float *M = xmalloc(sizeof(float) * (size_t)heads_chunks * cc);
+    for (int hj = 0; hj < heads_chunks; hj++) {
+        double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C];
+        generators(d, l, params, NULL, hj / d->nc, hj % d->nc, g);
+        step_matrix(d, g, A, M + (size_t)hj * cc, d->c);
+        if (A_out) memcpy(A_out + (size_t)hj * cc, A, sizeof(double) * (size_t)cc);
+    }
+    return M;
+}
+
 /* The scans of one (b, h) over the T positions, all n_c chunks of the head together (so that each
- * row's q, k and generator columns of the head are read once, in order). scratch: 2 n_c c^2
- * floats (the running products, then the static step matrices). Static generators give the same
- * step matrix at every position, so it is computed once (the same bits as per position). */
-HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const float *params, float *layer_acts,
-                             float *layer_state, float *scratch, int T, int pos0, long S, int c) {
+ * row's q, k and generator columns of the head are read once, in order). M_head: static
+ * generators, the head's step matrices (n_c, c, c), the same at every position (see
+ * static_step_matrices); else NULL. scratch: n_c c^2 floats (the running products). */
+HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const float *params, const float *M_head,
+                             float *layer_acts, float *layer_state, float *scratch, int T, int pos0, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
     const int b = (int)(u / NH), h = (int)(u % NH);
-    float *P_all = scratch, *M_static = scratch + (size_t)nc * cc; /* (n_c, c, c) each */
+    const size_t per_head = acts_per_head(d);
+    float *P_all = scratch; /* (n_c, c, c) */
     float M[HDD_MAX_C * HDD_MAX_C];
     double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
     float *st = layer_state ? layer_state + (size_t)u * nc * cc : NULL;
@@ -1166,19 +1181,15 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const floa
         if (st_j && pos0 > 0)
             for (int i = 0; i < cc; i++) from_state |= st_j[i] != 0.0f;
         for (int i = 0; i < cc; i++) P[i] = from_state ? st_j[i] : (float)(i % (c + 1) == 0);
-        if (!d->dynamic) {
-            generators(d, l, params, NULL, h, j, g);
-            step_matrix(d, g, A, M_static + (size_t)j * cc, c);
-        }
     }
     for (int t = 0; t < T; t++) {
         float *row = qkv + ((size_t)b * T + t) * S;
-        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * acts_per_head(d) : NULL;
+        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
         const long p = (long)pos0 + t;
         const int reortho_here = d->reortho > 0 && (p + 1) % d->reortho == 0;
         for (int j = 0; j < nc; j++) {
             float *P = P_all + (size_t)j * cc;
-            const float *Mj = M_static + (size_t)j * cc;
+            const float *Mj = M_head ? M_head + (size_t)j * cc : NULL;
             if (d->dynamic) {
                 generators(d, l, params, row, h, j, g);
                 step_matrix(d, g, A, M, c);
@@ -1226,8 +1237,9 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     float *layer_acts = acts ? acts + (size_t)l * B * T * NH * acts_per_head(d) : NULL;
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
     const int lanes = use_lanes(d);
+    float *M_static = static_step_matrices(d, l, params, NULL);
     /* (the lane kernels' vectors need their alignment) */
-    const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(float) * 2 * (size_t)nc * cc;
+    const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(float) * (size_t)nc * cc;
 #pragma omp parallel if (units * nc * T >= 256)
     {
         void *scratch = aligned_alloc(sizeof(v4d), (scratch_bytes + sizeof(v4d) - 1) / sizeof(v4d) * sizeof(v4d));
@@ -1236,14 +1248,17 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
         for (long u = 0; u < units; u++) {
             /* copies with c a constant for the chunk sizes in use (unrolled, vectorised) */
             const int cs = hdd_reference_kernels ? 0 : c;
-            if (lanes) forward_unit_lanes(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S);
-            else if (cs == 2) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, 2);
-            else if (cs == 4) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, 4);
-            else if (cs == 8) forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, 8);
-            else forward_unit(d, u, l, qkv, params, layer_acts, layer_state, scratch, T, pos0, S, c);
+            const float *M_head = M_static ? M_static + (size_t)(u % NH) * nc * cc : NULL;
+            float *la = layer_acts, *ls = layer_state;
+            if (lanes) forward_unit_lanes(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S);
+            else if (cs == 2) forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 2);
+            else if (cs == 4) forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 4);
+            else if (cs == 8) forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 8);
+            else forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, c);
         }
         free(scratch);
     }
+    free(M_static);
 }
 
 /* ---- backward ---- */
@@ -1289,12 +1304,12 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int l, float *dqkv, const fl
                               int T, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
     const int b = (int)(u / NH), h = (int)(u % NH);
-    const size_t head_rows = (size_t)NH * acts_per_head(d); /* acts floats per position */
+    const size_t per_head = acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
     double *Bnext_all = scratch;                   /* per chunk: B_{t+1} M_{t+1}^T, 0 past the end */
     memset(Bnext_all, 0, sizeof(double) * (size_t)nc * cc);
     memset(partial, 0, sizeof(double) * (size_t)nc * (d->dynamic ? m : cc));
     for (int t = T - 1; t >= 0; t--) {
-        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * acts_per_head(d);
+        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
         const float *row = qkv + ((size_t)b * T + t) * S;
         float *drow = dqkv + ((size_t)b * T + t) * S;
         for (int j = 0; j < nc; j++) {
@@ -1386,18 +1401,9 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     const long units = (long)B * NH;
     const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles of `partial` per (b, h) */
     double *partial = xmalloc(sizeof(double) * per_unit * (size_t)units);
-    /* static generators: the one step matrix per (h, j) (the forward's bits) */
-    float *M_static = NULL;
-    double *A_static = NULL;
-    if (!d->dynamic) {
-        M_static = xmalloc(sizeof(float) * (size_t)heads_chunks * cc);
-        A_static = xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
-        for (int hj = 0; hj < heads_chunks; hj++) {
-            double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
-            generators(d, l, params, NULL, hj / nc, hj % nc, g);
-            step_matrix(d, g, A_static + (size_t)hj * cc, M_static + (size_t)hj * cc, c);
-        }
-    }
+    /* static generators: the one step matrix per (h, j) (the forward's bits), and its A */
+    double *A_static = d->dynamic ? NULL : xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
+    float *M_static = static_step_matrices(d, l, params, A_static);
     const int lanes = use_lanes(d);
     const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(double) * (size_t)nc * cc;
 #pragma omp parallel if (units * nc * T >= 256)
