@@ -67,6 +67,7 @@
 #include "model/posenc.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __AVX__
@@ -646,12 +647,14 @@ static void hdd_destroy(PosEnc *pe) {
     pe->impl = NULL;
 }
 
-/* Saved floats per (b, t, h): P of every chunk, c^2 each; for c = 4 rounded up to whole groups of
- * HDD_LANES chunks, the lane kernels' layout (both layouts fit). */
-#define HDD_LANES 4
+/* Saved floats per (b, t, h): P of every chunk, c^2 each; for c = 4 in the lane kernels' layout:
+ * groups of HDD_LANES chunks, 16 entries x HDD_LANES lanes each, except that a last group of at
+ * most 4 chunks holds 16 x 4 (lanes_width). The scalar path's (chunk, 16) layout fits in both. */
+#define HDD_LANES 8
 static size_t acts_per_head(const Hdd *d) {
     if (d->c != 4) return (size_t)d->nc * d->c * d->c;
-    return (size_t)(d->nc + HDD_LANES - 1) / HDD_LANES * HDD_LANES * 16;
+    const int rest = d->nc % HDD_LANES;
+    return (size_t)(d->nc / HDD_LANES) * HDD_LANES * 16 + (rest == 0 ? 0 : rest <= 4 ? 4 * 16 : HDD_LANES * 16);
 }
 
 static size_t hdd_num_params(const PosEnc *pe) {
@@ -740,83 +743,102 @@ HDD_INLINE void apply(const float *P, float *v, int c) {
  *
  * The model's path for the default setup (c = 4, expm, no re-orthonormalisation): the same maths
  * as the scalar c = 4 path (expm4_kernel, expm4_adjoint_kernel, forward_unit, backward_unit),
- * with every quantity a vector over HDD_LANES consecutive chunks j of one head (GCC vector
- * extensions), so that each step is one instruction across chunks instead of shuffles inside one
- * 4 x 4 matrix. The sums run in the scalar path's order; the differences are sin/cos (sincos4
- * instead of libm) and fused multiply-adds where the machine has them, a few ulps of double.
- * tests/test_hddrope.c compares the two paths (hddrope_use_lane_kernels(0)).
+ * with every quantity a vector of 8 floats over consecutive chunks j of one head (GCC vector
+ * extensions; AVX/FMA intrinsics where the machine has them), so that each step is one
+ * instruction across chunks instead of shuffles inside one 4 x 4 matrix. It runs in float (the
+ * spec's precision for scans and step matrices): float sin/cos (sincos_lanes), float products,
+ * P kept in float as the scalar path keeps it; only the d g_base shares summed over t stay in
+ * double. Against the scalar path (double inside each step, rounded to float after) that is a few
+ * float ulps per step; tests/test_hddrope.c compares the two (hddrope_use_lane_kernels(0)).
  * Lanes past the head's last chunk run on zero generators (M = I) and are never loaded or stored.
  * Layout: here the saved P of a head are (group, 16 entries, HDD_LANES chunks) floats instead of
  * (chunk, 16 entries), so the backward loads them as vectors; num_acts covers both layouts. */
 /* Without AVX, GCC notes that these 32-byte vectors are passed differently: they never cross a
  * call here (every helper is inlined into this file's units), so the note does not apply. */
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef double v4d __attribute__((vector_size(HDD_LANES * sizeof(double))));
-typedef float v4f __attribute__((vector_size(HDD_LANES * sizeof(float))));
-typedef long long v4l __attribute__((vector_size(HDD_LANES * sizeof(long long))));
+typedef float vlane __attribute__((vector_size(HDD_LANES * sizeof(float))));
+typedef int32_t vmask __attribute__((vector_size(HDD_LANES * sizeof(int32_t))));
+typedef double vlane_d __attribute__((vector_size(HDD_LANES * sizeof(double)))); /* sums over t */
+#define HDD_SCRATCH_ALIGN 64 /* (the widest vector above: vlane_d) */
+_Static_assert(HDD_LANES == 8, "the lane helpers below are written for 8 lanes (one AVX register of floats)");
 
-HDD_INLINE v4d splat(double x) { return (v4d){x, x, x, x}; }
-HDD_INLINE v4d load4f(const float *p) {
-    v4f x;
-    memcpy(&x, p, sizeof x);
-    return __builtin_convertvector(x, v4d);
+HDD_INLINE vlane splat(float x) { return (vlane){x, x, x, x, x, x, x, x}; }
+HDD_INLINE vlane pick(vmask mask, vlane yes, vlane no) { return (vlane)(((vmask)yes & mask) | ((vmask)no & ~mask)); }
+/* lanes 0 .. live-1 set */
+HDD_INLINE vmask live_mask(int live) {
+    const vmask lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    return lane < (vmask){live, live, live, live, live, live, live, live};
 }
-HDD_INLINE void store4f(float *p, v4d x) {
-    const v4f y = __builtin_convertvector(x, v4f);
-    memcpy(p, &y, sizeof y);
-}
-HDD_INLINE v4d to_float4(v4d x) { return __builtin_convertvector(__builtin_convertvector(x, v4f), v4d); }
-HDD_INLINE v4d pick(v4l mask, v4d yes, v4d no) { return (v4d)(((v4l)yes & mask) | ((v4l)no & ~mask)); }
 /* acc + a b, fused where the machine has FMA (the matrix products below are made of these) */
-HDD_INLINE v4d fmadd(v4d a, v4d b, v4d acc) {
+HDD_INLINE vlane fmadd(vlane a, vlane b, vlane acc) {
 #ifdef __FMA__
-    return (v4d)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)acc);
+    return (vlane)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
 #else
     return acc + a * b;
 #endif
 }
 #ifdef __AVX__ /* (GCC builds the element-wise forms below from scalar instructions) */
-HDD_INLINE v4d floor4(v4d x) { return (v4d)_mm256_floor_pd((__m256d)x); }
-HDD_INLINE v4d sqrt4(v4d x) { return (v4d)_mm256_sqrt_pd((__m256d)x); }
-HDD_INLINE int all_lanes(v4l mask) { return _mm256_movemask_pd((__m256d)mask) == 0xf; }
+HDD_INLINE vlane floorv(vlane x) { return (vlane)_mm256_floor_ps((__m256)x); }
+HDD_INLINE vlane sqrtv(vlane x) { return (vlane)_mm256_sqrt_ps((__m256)x); }
+HDD_INLINE int all_lanes(vmask mask) { return _mm256_movemask_ps((__m256)mask) == 0xff; }
 #else
-HDD_INLINE v4d floor4(v4d x) { return (v4d){floor(x[0]), floor(x[1]), floor(x[2]), floor(x[3])}; }
-HDD_INLINE v4d sqrt4(v4d x) { return (v4d){sqrt(x[0]), sqrt(x[1]), sqrt(x[2]), sqrt(x[3])}; }
-HDD_INLINE int all_lanes(v4l mask) { return (mask[0] & mask[1] & mask[2] & mask[3]) != 0; }
+HDD_INLINE vlane floorv(vlane x) {
+    for (int v = 0; v < HDD_LANES; v++) x[v] = floorf(x[v]);
+    return x;
+}
+HDD_INLINE vlane sqrtv(vlane x) {
+    for (int v = 0; v < HDD_LANES; v++) x[v] = sqrtf(x[v]);
+    return x;
+}
+HDD_INLINE int all_lanes(vmask mask) {
+    int all = 1;
+    for (int v = 0; v < HDD_LANES; v++) all &= mask[v] != 0;
+    return all;
+}
 #endif
 
-/* sin and cos of x >= 0, |error| ~ 1e-16: x = q pi/2 + r, |r| <= pi/4 (pi/2 in three parts, the
- * first two of 33 bits so that q * part is exact for q < 2^20), the Taylor polynomials of sin r
- * (to r^15; the first term left out is below 3e-17) and cos r (to r^16), then the quadrant
- * q mod 4. x past HDD_SINCOS_MAX (or NaN) goes to libm. */
-#define HDD_SINCOS_MAX 1e5
-HDD_INLINE void sincos4(v4d x, v4d *s, v4d *c) {
-    const double pio2_1 = 1.57079632673412561417e+00, pio2_2 = 6.07710050630396597660e-11,
-                 pio2_3 = 2.02226624879595063154e-21;
-    const v4d q = floor4(x * 0.63661977236758134308 + 0.5);
-    const v4d r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3, r2 = r * r;
-    const v4d ps = r + r * r2 * (-1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (1.0 / 362880 +
-                   r2 * (-1.0 / 39916800 + r2 * (1.0 / 6227020800.0 + r2 * (-1.0 / 1307674368000.0)))))));
-    const v4d pc = 1.0 + r2 * (-0.5 + r2 * (1.0 / 24 + r2 * (-1.0 / 720 + r2 * (1.0 / 40320 +
-                   r2 * (-1.0 / 3628800 + r2 * (1.0 / 479001600 + r2 * (-1.0 / 87178291200.0 +
-                   r2 * (1.0 / 20922789888000.0))))))));
-    const v4d quadrant = q - 4.0 * floor4(q * 0.25); /* 0, 1, 2, 3 */
-    const v4l odd = (v4l)(quadrant == splat(1.0)) | (v4l)(quadrant == splat(3.0));
-    const v4l sin_negative = (v4l)(quadrant >= splat(2.0));
-    const v4l cos_negative = (v4l)(quadrant == splat(1.0)) | (v4l)(quadrant == splat(2.0));
-    const v4d sv = pick(odd, pc, ps), cv = pick(odd, ps, pc);
-    *s = pick(sin_negative, -sv, sv);
-    *c = pick(cos_negative, -cv, cv);
-    if (!all_lanes((v4l)(x <= splat(HDD_SINCOS_MAX))))
-        for (int v = 0; v < HDD_LANES; v++)
-            if (!(x[v] <= HDD_SINCOS_MAX)) (*s)[v] = sin(x[v]), (*c)[v] = cos(x[v]);
+/* p[v * stride] for the live lanes v, 0 in the others (the strided reads of generators and
+ * step matrices into lanes; masked-off lanes are not read). */
+HDD_INLINE vlane gather_lanes(const float *p, int stride, int live) {
+#ifdef __AVX2__
+    const __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+    return (vlane)_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, index, (__m256)live_mask(live), 4);
+#else
+    vlane x = splat(0);
+    for (int v = 0; v < live; v++) x[v] = p[(size_t)v * stride];
+    return x;
+#endif
 }
 
-void hddrope_sincos(const double *x, double *s, double *c, int n) {
+/* sin and cos of x >= 0 in float, |error| ~ 1e-7: x = q pi/2 + r, |r| <= pi/4 (pi/2 in three
+ * parts, the first two of 8 and 11 bits so that q * part is exact for q < 2^13), the Taylor
+ * polynomials of sin r (to r^9; the first term left out is below 2e-9) and cos r (to r^10),
+ * then the quadrant q mod 4. x past HDD_SINCOS_MAX (or NaN) goes to libm. */
+#define HDD_SINCOS_MAX 8192.0f
+HDD_INLINE void sincos_lanes(vlane x, vlane *s, vlane *c) {
+    const float pio2_1 = 1.5703125f, pio2_2 = 4.837512969970703125e-4f, pio2_3 = 7.54978995489188216e-8f;
+    const vlane q = floorv(x * 0.636619772f + 0.5f);
+    const vlane r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3, r2 = r * r;
+    const vlane ps = r + r * r2 * (-1.0f / 6 + r2 * (1.0f / 120 + r2 * (-1.0f / 5040 + r2 * (1.0f / 362880))));
+    const vlane pc = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24 + r2 * (-1.0f / 720 + r2 * (1.0f / 40320 +
+                     r2 * (-1.0f / 3628800)))));
+    const vlane quadrant = q - 4.0f * floorv(q * 0.25f); /* 0, 1, 2, 3 */
+    const vmask odd = (quadrant == splat(1.0f)) | (quadrant == splat(3.0f));
+    const vmask sin_negative = quadrant >= splat(2.0f);
+    const vmask cos_negative = (quadrant == splat(1.0f)) | (quadrant == splat(2.0f));
+    const vlane sv = pick(odd, pc, ps), cv = pick(odd, ps, pc);
+    *s = pick(sin_negative, -sv, sv);
+    *c = pick(cos_negative, -cv, cv);
+    if (!all_lanes(x <= splat(HDD_SINCOS_MAX)))
+        for (int v = 0; v < HDD_LANES; v++)
+            if (!(x[v] <= HDD_SINCOS_MAX)) (*s)[v] = (float)sin(x[v]), (*c)[v] = (float)cos(x[v]);
+}
+
+void hddrope_sincos(const float *x, float *s, float *c, int n) {
     for (int i = 0; i < n; i += HDD_LANES) {
-        v4d xs = splat(0), ss, cs;
+        vlane xs = splat(0), ss, cs;
         for (int v = 0; v < HDD_LANES && i + v < n; v++) xs[v] = x[i + v];
-        sincos4(xs, &ss, &cs);
+        sincos_lanes(xs, &ss, &cs);
         for (int v = 0; v < HDD_LANES && i + v < n; v++) s[i + v] = ss[v], c[i + v] = cs[v];
     }
 }
@@ -824,23 +846,23 @@ void hddrope_sincos(const double *x, double *s, double *c, int n) {
 /* expm4_factors over lanes, from the six generator values g[a] (axis order (1,0), (2,0), (2,1),
  * (3,0), (3,1), (3,2); A[i][k] = g, A[k][i] = -g). */
 typedef struct {
-    v4d F[2][16], x[2][3], a2[2], alpha[2], co[2], sn[2], si[2];
+    vlane F[2][16], x[2][3], a2[2], alpha[2], co[2], sn[2], si[2];
 } Expm4Lanes;
 
-HDD_INLINE void expm4_factors_lanes(const v4d *g, Expm4Lanes *f) {
+HDD_INLINE void expm4_factors_lanes(const vlane *g, Expm4Lanes *f) {
     /* p_ik = A[i][k] for i < k: -g of the axis (k, i) */
-    const v4d p01 = -g[0], p02 = -g[1], p03 = -g[3], p12 = -g[2], p13 = -g[4], p23 = -g[5];
+    const vlane p01 = -g[0], p02 = -g[1], p03 = -g[3], p12 = -g[2], p13 = -g[4], p23 = -g[5];
     for (int half = 0; half < 2; half++) {
-        const double sign = half == 0 ? 1.0 : -1.0;
-        const v4d x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
-        const v4d x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
-        const v4d a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrt4(a2);
-        v4d sn, co;
-        sincos4(alpha, &sn, &co);
-        const v4d si = pick((v4l)(alpha > splat(0)), sn / alpha, splat(1.0));
+        const float sign = half == 0 ? 1.0f : -1.0f;
+        const vlane x01 = 0.5f * (p01 + sign * p23), x02 = 0.5f * (p02 - sign * p13), x03 = 0.5f * (p03 + sign * p12);
+        const vlane x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
+        const vlane a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrtv(a2);
+        vlane sn, co;
+        sincos_lanes(alpha, &sn, &co);
+        const vlane si = pick(alpha > splat(0), sn / alpha, splat(1.0f));
         f->x[half][0] = x01, f->x[half][1] = x02, f->x[half][2] = x03;
         f->a2[half] = a2, f->alpha[half] = alpha, f->co[half] = co, f->sn[half] = sn, f->si[half] = si;
-        v4d *F = f->F[half];
+        vlane *F = f->F[half];
         F[0] = F[5] = F[10] = F[15] = co;
         F[1] = si * x01, F[4] = -F[1];
         F[2] = si * x02, F[8] = -F[2];
@@ -851,71 +873,48 @@ HDD_INLINE void expm4_factors_lanes(const v4d *g, Expm4Lanes *f) {
     }
 }
 
-/* M = F+ F-, rounded to float, summed in mat_mul's order */
-HDD_INLINE void expm4_product_lanes(const Expm4Lanes *f, v4d *M) {
+/* out = X Y for 4 x 4 matrices of lanes (row-major, sums in mat_mul's order) */
+HDD_INLINE void mat4_mul_lanes(const vlane *X, const vlane *Y, vlane *out) {
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 4; k++) {
-            v4d acc = splat(0);
-            for (int r = 0; r < 4; r++) acc = fmadd(f->F[0][i * 4 + r], f->F[1][r * 4 + k], acc);
-            M[i * 4 + k] = to_float4(acc);
+            vlane acc = splat(0);
+            for (int r = 0; r < 4; r++) acc = fmadd(X[i * 4 + r], Y[r * 4 + k], acc);
+            out[i * 4 + k] = acc;
         }
 }
 
-/* The generator values of chunks j0 .. j0 + live - 1 of head h (0 in the other lanes). */
-HDD_INLINE void generators_lanes(const Hdd *d, int l, const float *params, const float *row, int h, int j0,
-                                 int live, v4d *g) {
-    const size_t index = ((size_t)h * d->nc + j0) * 6;
-    const float *base = params + (size_t)l * d->G + index;
-    const float *extra = d->dynamic ? row + 3 * d->C + index : NULL;
-    /* (whole vectors where all lanes are live: writing lanes one by one stalls the vector read) */
-    for (int a = 0; a < 6; a++) {
-        if (live == HDD_LANES) {
-            g[a] = (v4d){base[a], base[6 + a], base[12 + a], base[18 + a]};
-            if (extra) g[a] += (v4d){extra[a], extra[6 + a], extra[12 + a], extra[18 + a]};
-            continue;
-        }
-        g[a] = splat(0);
-        for (int v = 0; v < live; v++) g[a][v] = base[v * 6 + a] + (extra ? (double)extra[v * 6 + a] : 0.0);
-    }
-}
-
-/* The 4 channels of chunks j0.. (x = their first channel) as 4 vectors over lanes, and back. */
-HDD_INLINE void gather_chunks(const float *x, int live, v4d *out) {
+/* The 4 channels of chunks j0.. (x = their first channel; live of them) as 4 vectors over lanes,
+ * and back. */
+HDD_INLINE void gather_chunks(const float *x, int live, vlane *out) {
 #ifdef __AVX__
-    if (live == HDD_LANES) { /* a 4 x 4 transpose in registers */
-        __m128 r0 = _mm_loadu_ps(x), r1 = _mm_loadu_ps(x + 4), r2 = _mm_loadu_ps(x + 8), r3 = _mm_loadu_ps(x + 12);
-        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-        out[0] = (v4d)_mm256_cvtps_pd(r0), out[1] = (v4d)_mm256_cvtps_pd(r1);
-        out[2] = (v4d)_mm256_cvtps_pd(r2), out[3] = (v4d)_mm256_cvtps_pd(r3);
-        return;
-    }
-#endif
+    __m128 r[HDD_LANES]; /* row v: chunk v's 4 channels; two 4 x 4 transposes in registers */
+    for (int v = 0; v < HDD_LANES; v++) r[v] = v < live ? _mm_loadu_ps(x + 4 * v) : _mm_setzero_ps();
+    _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+    _MM_TRANSPOSE4_PS(r[4], r[5], r[6], r[7]);
+    for (int k = 0; k < 4; k++) out[k] = (vlane)_mm256_set_m128(r[4 + k], r[k]);
+#else
     for (int k = 0; k < 4; k++) {
-        if (live == HDD_LANES) {
-            out[k] = (v4d){x[k], x[4 + k], x[8 + k], x[12 + k]};
-            continue;
-        }
         out[k] = splat(0);
         for (int v = 0; v < live; v++) out[k][v] = x[v * 4 + k];
     }
-}
-HDD_INLINE void scatter_chunks(float *x, int live, const v4d *in) {
-#ifdef __AVX__
-    if (live == HDD_LANES) {
-        __m128 r0 = _mm256_cvtpd_ps((__m256d)in[0]), r1 = _mm256_cvtpd_ps((__m256d)in[1]),
-               r2 = _mm256_cvtpd_ps((__m256d)in[2]), r3 = _mm256_cvtpd_ps((__m256d)in[3]);
-        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-        _mm_storeu_ps(x, r0), _mm_storeu_ps(x + 4, r1), _mm_storeu_ps(x + 8, r2), _mm_storeu_ps(x + 12, r3);
-        return;
-    }
 #endif
+}
+HDD_INLINE void scatter_chunks(float *x, int live, const vlane *in) {
+#ifdef __AVX__
+    __m128 r[HDD_LANES];
+    for (int k = 0; k < 4; k++) r[k] = _mm256_castps256_ps128((__m256)in[k]), r[4 + k] = _mm256_extractf128_ps((__m256)in[k], 1);
+    _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+    _MM_TRANSPOSE4_PS(r[4], r[5], r[6], r[7]);
+    for (int v = 0; v < live; v++) _mm_storeu_ps(x + 4 * v, r[v]);
+#else
     for (int k = 0; k < 4; k++)
-        for (int v = 0; v < live; v++) x[v * 4 + k] = (float)in[k][v];
+        for (int v = 0; v < live; v++) x[v * 4 + k] = in[k][v];
+#endif
 }
 
-/* v <- P v for the q or k chunks j0.. (double accumulate, as apply) */
-HDD_INLINE void apply_lanes(const v4d *P, float *x, int live) {
-    v4d in[4], out[4];
+/* v <- P v for the q or k chunks j0.. */
+HDD_INLINE void apply_lanes(const vlane *P, float *x, int live) {
+    vlane in[4], out[4];
     gather_chunks(x, live, in);
     for (int i = 0; i < 4; i++) {
         out[i] = splat(0);
@@ -925,32 +924,68 @@ HDD_INLINE void apply_lanes(const v4d *P, float *x, int live) {
 }
 
 static size_t lanes_groups(const Hdd *d) { return (size_t)(d->nc + HDD_LANES - 1) / HDD_LANES; }
+static int lanes_live(const Hdd *d, int gi) { return d->nc - gi * HDD_LANES < HDD_LANES ? d->nc - gi * HDD_LANES : HDD_LANES; }
+/* floats between the saved entries of group gi (acts_per_head's layout) */
+static int lanes_width(const Hdd *d, int gi) { return lanes_live(d, gi) <= 4 ? 4 : HDD_LANES; }
+
+/* One saved entry of P (lanes 0 .. width-1) to the acts and back. */
+HDD_INLINE void save_entry(float *p, int width, vlane x) { memcpy(p, &x, sizeof(float) * (size_t)width); }
+HDD_INLINE vlane load_entry(const float *p, int width) {
+    vlane x = splat(0);
+    memcpy(&x, p, sizeof(float) * (size_t)width);
+    return x;
+}
+
+/* One group of lanes' running values in a unit's scratch (lanes_groups of them, 64-byte aligned). */
+typedef struct {
+    vlane P[16];       /* forward: the running product P_t; backward: B_{t+1} M_{t+1}^T */
+    vlane M[16];       /* static generators: the step matrix (the same at every t; I in dead lanes) */
+    vlane base[6];     /* g_base of the group's chunks */
+    vlane_d share[16]; /* backward: this unit's share of d g_base, dg (6) or, static, the summed dM (16) */
+} LaneGroup;
+
+/* The groups' g_base and (static) step matrices, before a scan. */
+static void lanes_setup(const Hdd *d, int l, int h, const float *params, const float *M_head, LaneGroup *grp) {
+    for (int gi = 0; gi < (int)lanes_groups(d); gi++) {
+        const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
+        const float *base = params + (size_t)l * d->G + ((size_t)h * d->nc + j0) * 6;
+        for (int a = 0; a < 6; a++) grp[gi].base[a] = gather_lanes(base + a, 6, live);
+        if (M_head)
+            for (int i = 0; i < 16; i++)
+                grp[gi].M[i] = pick(live_mask(live), gather_lanes(M_head + (size_t)j0 * 16 + i, 16, live), splat(i % 5 == 0));
+    }
+}
+
+/* M_t of a group from its generators at this row (dynamic): g = g_base + the row's extra columns. */
+HDD_INLINE void step_matrices_lanes(const Hdd *d, const LaneGroup *grp, const float *row, int h, int j0, int live,
+                                    Expm4Lanes *f, vlane *M) {
+    const float *extra = row + 3 * d->C + ((size_t)h * d->nc + j0) * 6;
+    vlane g[6];
+    for (int a = 0; a < 6; a++) g[a] = grp->base[a] + gather_lanes(extra + a, 6, live);
+    expm4_factors_lanes(g, f);
+    mat4_mul_lanes(f->F[0], f->F[1], M); /* M = F+ F- */
+}
 
 /* The forward scan of one (b, h); M_head: static generators, the head's step matrices (n_c, 16),
- * else NULL; scratch: 2 x groups x 16 vectors (the running products, then M_head in lanes). */
+ * else NULL; grp: the unit's scratch. */
 static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const float *params, const float *M_head,
-                               float *layer_acts, float *layer_state, v4d *scratch, int T, int pos0, long S) {
+                               float *layer_acts, float *layer_state, LaneGroup *grp, int T, int pos0, long S) {
     const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = acts_per_head(d);
-    v4d(*P_all)[16] = (v4d(*)[16])scratch, (*M_static)[16] = P_all + groups;
     float *st = layer_state ? layer_state + (size_t)u * nc * 16 : NULL;
+    lanes_setup(d, l, h, params, M_head, grp);
     for (int gi = 0; gi < groups; gi++) {
-        const int j0 = gi * HDD_LANES, live = nc - j0 < HDD_LANES ? nc - j0 : HDD_LANES;
-        for (int i = 0; i < 16; i++) P_all[gi][i] = splat(i % 5 == 0);
+        const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
+        for (int i = 0; i < 16; i++) grp[gi].P[i] = splat(i % 5 == 0);
         for (int v = 0; v < live; v++) {
             const float *st_j = st ? st + (size_t)(j0 + v) * 16 : NULL;
             int from_state = 0;
             if (st_j && pos0 > 0)
                 for (int i = 0; i < 16; i++) from_state |= st_j[i] != 0.0f;
             if (from_state)
-                for (int i = 0; i < 16; i++) P_all[gi][i][v] = st_j[i];
+                for (int i = 0; i < 16; i++) grp[gi].P[i][v] = st_j[i];
         }
-        if (M_head) /* (lanes past the last chunk: M = I) */
-            for (int i = 0; i < 16; i++) {
-                M_static[gi][i] = splat(i % 5 == 0);
-                for (int v = 0; v < live; v++) M_static[gi][i][v] = M_head[(size_t)(j0 + v) * 16 + i];
-            }
     }
     Expm4Lanes f;
     for (int t = 0; t < T; t++) {
@@ -964,94 +999,81 @@ static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const fl
                 for (int e = 0; e < nc * 6; e += 16) __builtin_prefetch(ahead - (size_t)h * d->hs + 3 * C + (size_t)h * nc * 6 + e);
         }
         for (int gi = 0; gi < groups; gi++) {
-            const int j0 = gi * HDD_LANES, live = nc - j0 < HDD_LANES ? nc - j0 : HDD_LANES;
-            v4d M[16], *P = P_all[gi];
-            const v4d *Mj = M_static[gi];
-            if (d->dynamic) {
-                v4d g[6];
-                generators_lanes(d, l, params, row, h, j0, live, g);
-                expm4_factors_lanes(g, &f);
-                expm4_product_lanes(&f, M);
-                Mj = M;
-            }
-            /* P <- P M, in double, rounded to float */
-            v4d next[16];
-            for (int i = 0; i < 4; i++)
-                for (int k = 0; k < 4; k++) {
-                    v4d acc = splat(0);
-                    for (int r = 0; r < 4; r++) acc = fmadd(P[i * 4 + r], Mj[r * 4 + k], acc);
-                    next[i * 4 + k] = acc;
-                }
-            for (int i = 0; i < 16; i++) P[i] = to_float4(next[i]);
+            const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
+            vlane M[16], *P = grp[gi].P;
+            const vlane *Mt = grp[gi].M;
+            if (d->dynamic) step_matrices_lanes(d, &grp[gi], row, h, j0, live, &f, M), Mt = M;
+            vlane next[16]; /* P <- P M */
+            mat4_mul_lanes(P, Mt, next);
+            memcpy(P, next, sizeof next);
             if (saved)
-                for (int i = 0; i < 16; i++) store4f(saved + ((size_t)gi * 16 + i) * HDD_LANES, P[i]);
+                for (int i = 0; i < 16; i++) save_entry(saved + (size_t)gi * 16 * HDD_LANES + i * lanes_width(d, gi), lanes_width(d, gi), P[i]);
             apply_lanes(P, row + (size_t)h * d->hs + (size_t)j0 * 4, live);
             apply_lanes(P, row + C + (size_t)h * d->hs + (size_t)j0 * 4, live);
         }
     }
     if (st)
         for (int gi = 0; gi < groups; gi++)
-            for (int v = 0; v < HDD_LANES && gi * HDD_LANES + v < nc; v++)
-                for (int i = 0; i < 16; i++) st[(size_t)(gi * HDD_LANES + v) * 16 + i] = (float)P_all[gi][i][v];
+            for (int v = 0; v < lanes_live(d, gi); v++)
+                for (int i = 0; i < 16; i++) st[(size_t)(gi * HDD_LANES + v) * 16 + i] = grp[gi].P[i][v];
 }
 
 /* expm4_adjoint_kernel over lanes: dg[a] (the generators' gradient) from dM and the factors. */
-HDD_INLINE void expm4_adjoint_lanes(const Expm4Lanes *f, const v4d *GM, v4d *dg) {
-    v4d dsi[2];
+HDD_INLINE void expm4_adjoint_lanes(const Expm4Lanes *f, const vlane *GM, vlane *dg) {
+    vlane dsi[2]; /* d(sin a / a)/da / a: the series below a = 1, where the closed form cancels in float */
     for (int half = 0; half < 2; half++) {
-        const v4d a2 = f->a2[half], alpha = f->alpha[half];
-        v4d term = splat(1.0 / 6.0), sum = splat(0);
+        const vlane a2 = f->a2[half], alpha = f->alpha[half];
+        vlane term = splat(1.0f / 6.0f), sum = splat(0);
         for (int n = 1; n <= 8; n++) {
-            sum += (n % 2 ? -2.0 : 2.0) * n * term;
-            term *= a2 / (double)((2 * n + 2) * (2 * n + 3));
+            sum += (n % 2 ? -2.0f : 2.0f) * n * term;
+            term *= a2 / (float)((2 * n + 2) * (2 * n + 3));
         }
-        const v4d closed = (alpha * f->co[half] - f->sn[half]) / (a2 * alpha);
-        dsi[half] = pick((v4l)(alpha < splat(0.5)), sum, closed);
+        const vlane closed = (alpha * f->co[half] - f->sn[half]) / (a2 * alpha);
+        dsi[half] = pick(alpha < splat(1.0f), sum, closed);
     }
-    v4d Gf[2][16]; /* G+ = G E-^T, G- = E+^T G */
+    vlane Gf[2][16]; /* G+ = G E-^T, G- = E+^T G */
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 4; k++) {
-            v4d plus = splat(0), minus = splat(0);
+            vlane plus = splat(0), minus = splat(0);
             for (int r = 0; r < 4; r++) {
                 plus = fmadd(GM[i * 4 + r], f->F[1][k * 4 + r], plus);
                 minus = fmadd(f->F[0][r * 4 + i], GM[r * 4 + k], minus);
             }
             Gf[0][i * 4 + k] = plus, Gf[1][i * 4 + k] = minus;
         }
-    v4d dp[6];
+    vlane dp[6];
     for (int p = 0; p < 6; p++) dp[p] = splat(0);
     for (int half = 0; half < 2; half++) {
-        const double sign = half == 0 ? 1.0 : -1.0;
-        const v4d *G = Gf[half], *x = f->x[half], si = f->si[half];
-        const v4d b01 = G[1] - G[4] + sign * (G[11] - G[14]);
-        const v4d b02 = G[2] - G[8] - sign * (G[7] - G[13]);
-        const v4d b03 = G[3] - G[12] + sign * (G[6] - G[9]);
-        const v4d trace = G[0] + G[5] + G[10] + G[15];
-        const v4d inner = x[0] * b01 + x[1] * b02 + x[2] * b03;
-        const v4d common = -si * trace + dsi[half] * inner;
-        const v4d d01 = si * b01 + x[0] * common, d02 = si * b02 + x[1] * common, d03 = si * b03 + x[2] * common;
-        dp[0] += 0.5 * d01, dp[5] += 0.5 * sign * d01;
-        dp[1] += 0.5 * d02, dp[4] -= 0.5 * sign * d02;
-        dp[2] += 0.5 * d03, dp[3] += 0.5 * sign * d03;
+        const float sign = half == 0 ? 1.0f : -1.0f;
+        const vlane *G = Gf[half], *x = f->x[half], si = f->si[half];
+        const vlane b01 = G[1] - G[4] + sign * (G[11] - G[14]);
+        const vlane b02 = G[2] - G[8] - sign * (G[7] - G[13]);
+        const vlane b03 = G[3] - G[12] + sign * (G[6] - G[9]);
+        const vlane trace = G[0] + G[5] + G[10] + G[15];
+        const vlane inner = x[0] * b01 + x[1] * b02 + x[2] * b03;
+        const vlane common = -si * trace + dsi[half] * inner;
+        const vlane d01 = si * b01 + x[0] * common, d02 = si * b02 + x[1] * common, d03 = si * b03 + x[2] * common;
+        dp[0] += 0.5f * d01, dp[5] += 0.5f * sign * d01;
+        dp[1] += 0.5f * d02, dp[4] -= 0.5f * sign * d02;
+        dp[2] += 0.5f * d03, dp[3] += 0.5f * sign * d03;
     }
     /* axis (1,0) lies on plane 01, (2,0) on 02, (2,1) on 12, (3,0) on 03, (3,1) on 13, (3,2) on 23;
      * dg = dA[i][k] - dA[k][i] with dA = -dp/2 below and dp/2 above the diagonal */
     static const int plane_of_axis[6] = {0, 1, 3, 2, 4, 5};
-    for (int a = 0; a < 6; a++) dg[a] = -0.5 * dp[plane_of_axis[a]] - 0.5 * dp[plane_of_axis[a]];
+    for (int a = 0; a < 6; a++) dg[a] = -0.5f * dp[plane_of_axis[a]] - 0.5f * dp[plane_of_axis[a]];
 }
 
-/* The backward of one (b, h) (backward_unit's steps, chunk groups in lanes). scratch: groups x
- * (16 + 16) vectors (B_{t+1} M_{t+1}^T per chunk, and this unit's running share of d g_base:
- * dg (6 per chunk) or, static, the summed dM (16)), written to `partial` at the end. */
+/* The backward of one (b, h) (backward_unit's steps, chunk groups in lanes); grp: the unit's
+ * scratch, whose d g_base shares go to `partial` at the end. */
 static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const float *qkv, const float *params,
-                                const float *layer_acts, const float *M_head, v4d *scratch, double *partial,
+                                const float *layer_acts, const float *M_head, LaneGroup *grp, double *partial,
                                 int T, long S) {
     const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
-    v4d(*Bnext_all)[16] = (v4d(*)[16])scratch, (*share)[16] = Bnext_all + groups;
+    lanes_setup(d, l, h, params, M_head, grp);
     for (int gi = 0; gi < groups; gi++)
-        for (int i = 0; i < 16; i++) Bnext_all[gi][i] = share[gi][i] = splat(0);
+        for (int i = 0; i < 16; i++) grp[gi].P[i] = splat(0), grp[gi].share[i] = (vlane_d){0};
     for (int t = T - 1; t >= 0; t--) {
         const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
         const float *row = qkv + ((size_t)b * T + t) * S;
@@ -1059,7 +1081,7 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
         if (t >= HDD_PREFETCH) {
             /* the rows are far apart (a stride the hardware prefetcher does not follow) */
             const size_t ahead = (size_t)HDD_PREFETCH * S, q_off = (size_t)h * d->hs;
-            for (int e = 0; e < groups * 16 * HDD_LANES; e += 16) __builtin_prefetch(saved - HDD_PREFETCH * head_rows + e);
+            for (size_t e = 0; e < per_head; e += 16) __builtin_prefetch(saved - HDD_PREFETCH * head_rows + e);
             for (int e = 0; e < d->hs; e += 16) {
                 __builtin_prefetch(row - ahead + q_off + e);
                 __builtin_prefetch(row - ahead + C + q_off + e);
@@ -1073,14 +1095,16 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
                 }
         }
         for (int gi = 0; gi < groups; gi++) {
-            const int j0 = gi * HDD_LANES, live = nc - j0 < HDD_LANES ? nc - j0 : HDD_LANES;
+            const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
+            LaneGroup *G = &grp[gi];
             const float *Pg = saved + (size_t)gi * 16 * HDD_LANES;
-            v4d P[16], Bt[16], *Bnext = Bnext_all[gi];
-            for (int i = 0; i < 16; i++) P[i] = load4f(Pg + i * HDD_LANES), Bt[i] = Bnext[i];
+            const int width = lanes_width(d, gi);
+            vlane P[16], Bt[16];
+            for (int i = 0; i < 16; i++) P[i] = load_entry(Pg + i * width, width), Bt[i] = G->P[i];
             /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T */
             for (int which = 0; which < 2; which++) {
                 const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j0 * 4;
-                v4d rot[4], gr[4], un[4], dun[4];
+                vlane rot[4], gr[4], un[4], dun[4];
                 gather_chunks(row + off, live, rot);
                 gather_chunks(drow + off, live, gr);
                 for (int i = 0; i < 4; i++) un[i] = dun[i] = splat(0);
@@ -1091,58 +1115,50 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
                 scatter_chunks(drow + off, live, dun);
             }
             /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
-            v4d dM[16];
+            vlane dM[16];
             if (t == 0) {
                 memcpy(dM, Bt, sizeof dM);
             } else {
-                v4d Pp[16];
-                for (int i = 0; i < 16; i++) Pp[i] = load4f(Pg - head_rows + i * HDD_LANES);
+                vlane Pp[16];
+                for (int i = 0; i < 16; i++) Pp[i] = load_entry(Pg - head_rows + i * width, width);
                 for (int i = 0; i < 4; i++)
                     for (int k = 0; k < 4; k++) {
-                        v4d acc = splat(0);
+                        vlane acc = splat(0);
                         for (int r = 0; r < 4; r++) acc = fmadd(Pp[r * 4 + i], Bt[r * 4 + k], acc);
                         dM[i * 4 + k] = acc;
                     }
             }
-            v4d M[16];
+            vlane M_dyn[16];
+            const vlane *M = G->M;
             if (!d->dynamic) {
-                const float *Mj = M_head + (size_t)j0 * 16;
-                for (int i = 0; i < 16; i++) {
-                    if (live == HDD_LANES) {
-                        M[i] = (v4d){Mj[i], Mj[16 + i], Mj[32 + i], Mj[48 + i]};
-                    } else {
-                        M[i] = splat(0);
-                        for (int v = 0; v < live; v++) M[i][v] = Mj[v * 16 + i];
-                    }
-                    share[gi][i] += dM[i];
-                }
+                for (int i = 0; i < 16; i++) G->share[i] += __builtin_convertvector(dM[i], vlane_d);
             } else {
                 /* M_t rebuilt from g_t (the forward's bits), and through the map to the generators */
-                v4d g[6], dg[6];
+                vlane dg[6];
+                float dg_lanes[6][HDD_LANES];
                 Expm4Lanes f;
-                generators_lanes(d, l, params, row, h, j0, live, g);
-                expm4_factors_lanes(g, &f);
-                expm4_product_lanes(&f, M);
+                step_matrices_lanes(d, G, row, h, j0, live, &f, M_dyn);
+                M = M_dyn;
                 expm4_adjoint_lanes(&f, dM, dg);
+                memcpy(dg_lanes, dg, sizeof dg_lanes);
                 float *dextra = drow + 3 * C + ((size_t)h * nc + j0) * 6;
-                for (int a = 0; a < 6; a++) {
-                    share[gi][a] += dg[a];
-                    for (int v = 0; v < live; v++) dextra[v * 6 + a] += (float)dg[a][v];
-                }
+                for (int a = 0; a < 6; a++) G->share[a] += __builtin_convertvector(dg[a], vlane_d);
+                for (int v = 0; v < live; v++)
+                    for (int a = 0; a < 6; a++) dextra[v * 6 + a] += dg_lanes[a][v];
             }
             /* for t-1: B_t M_t^T */
             for (int i = 0; i < 4; i++)
                 for (int k = 0; k < 4; k++) {
-                    v4d acc = splat(0);
+                    vlane acc = splat(0);
                     for (int r = 0; r < 4; r++) acc = fmadd(Bt[i * 4 + r], M[k * 4 + r], acc);
-                    Bnext[i * 4 + k] = acc;
+                    G->P[i * 4 + k] = acc;
                 }
         }
     }
     const int per_chunk = d->dynamic ? 6 : 16;
     for (int gi = 0; gi < groups; gi++)
-        for (int v = 0; v < HDD_LANES && gi * HDD_LANES + v < nc; v++)
-            for (int e = 0; e < per_chunk; e++) partial[(size_t)(gi * HDD_LANES + v) * per_chunk + e] = share[gi][e][v];
+        for (int v = 0; v < lanes_live(d, gi); v++)
+            for (int e = 0; e < per_chunk; e++) partial[(size_t)(gi * HDD_LANES + v) * per_chunk + e] = grp[gi].share[e][v];
 }
 
 /* Static generators: layer l's step matrices, one per (h, j), (NH, n_c, c, c) floats (xmalloc'd,
@@ -1239,10 +1255,10 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const int lanes = use_lanes(d);
     float *M_static = static_step_matrices(d, l, params, NULL);
     /* (the lane kernels' vectors need their alignment) */
-    const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(float) * (size_t)nc * cc;
+    const size_t scratch_bytes = lanes ? sizeof(LaneGroup) * lanes_groups(d) : sizeof(float) * (size_t)nc * cc;
 #pragma omp parallel if (units * nc * T >= 256)
     {
-        void *scratch = aligned_alloc(sizeof(v4d), (scratch_bytes + sizeof(v4d) - 1) / sizeof(v4d) * sizeof(v4d));
+        void *scratch = aligned_alloc(HDD_SCRATCH_ALIGN, (scratch_bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN);
         if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
 #pragma omp for schedule(static)
         for (long u = 0; u < units; u++) {
@@ -1405,10 +1421,10 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     double *A_static = d->dynamic ? NULL : xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
     float *M_static = static_step_matrices(d, l, params, A_static);
     const int lanes = use_lanes(d);
-    const size_t scratch_bytes = lanes ? sizeof(v4d) * 2 * 16 * lanes_groups(d) : sizeof(double) * (size_t)nc * cc;
+    const size_t scratch_bytes = lanes ? sizeof(LaneGroup) * lanes_groups(d) : sizeof(double) * (size_t)nc * cc;
 #pragma omp parallel if (units * nc * T >= 256)
     {
-        void *scratch = aligned_alloc(sizeof(v4d), (scratch_bytes + sizeof(v4d) - 1) / sizeof(v4d) * sizeof(v4d));
+        void *scratch = aligned_alloc(HDD_SCRATCH_ALIGN, (scratch_bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN);
         if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
 #pragma omp for schedule(static)
         for (long u = 0; u < units; u++) {
@@ -1456,7 +1472,7 @@ void hddrope_saved_P(const PosEnc *pe, const float *acts, int l, int B, int T, i
     const int cc = d->c * d->c;
     const float *head = acts + (((size_t)l * B + b) * T + t) * d->NH * acts_per_head(d) + (size_t)h * acts_per_head(d);
     for (int i = 0; i < cc; i++)
-        P[i] = use_lanes(d) ? head[((size_t)(j / HDD_LANES) * 16 + i) * HDD_LANES + j % HDD_LANES]
+        P[i] = use_lanes(d) ? head[(size_t)(j / HDD_LANES) * 16 * HDD_LANES + i * lanes_width(d, j / HDD_LANES) + j % HDD_LANES]
                             : head[(size_t)j * cc + i];
 }
 

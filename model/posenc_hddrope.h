@@ -17,8 +17,8 @@ void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA); /* c 
  * reverse-mode adjoint of that computation */
 void hddrope_expm_fast(const double *A, double *E, int c);
 void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c);
-/* sin and cos of x[i] >= 0 (n of them) as the c = 4 lane kernels compute them */
-void hddrope_sincos(const double *x, double *s, double *c, int n);
+/* sin and cos of x[i] >= 0 (n of them, float) as the c = 4 lane kernels compute them */
+void hddrope_sincos(const float *x, float *s, float *c, int n);
 /* tests only: 1 = run the model through the reference kernels (series, c not a constant) */
 void hddrope_use_reference_kernels(int on);
 /* tests only: P_t of (layer l, b, t, head h, chunk j) from the acts of a forward over (B, T) */
