@@ -12,7 +12,8 @@
  * q~_t . k~_s = (M_{s+1}..M_t q_t) . k_s depends on the steps strictly after s only (§2.3).
  * With c = 2, static generators g = theta_i and expm, P_t = R((t+1) theta_i): RoPE (§2.6).
  *
- * Backward (§2.4), per (b, h, j), in double from the saved float P_t (and M_t rebuilt from g_t):
+ * Backward (§2.4), per (b, h, j), in double (the c = 4 lanes: float) from the saved float P_t
+ * (and M_t rebuilt from g_t):
  *     dq_t = P_t^T dq~_t,  dk_t = P_t^T dk~_t          (written over dqkv in place)
  *     G_t = dq~_t q_t^T + dk~_t k_t^T,  q_t = P_t^T q~_t (recovered from the rotated qkv)
  *     B_T = G_T,  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
@@ -37,9 +38,9 @@
  * and the scaling with the fewest c x c products (hddrope_expm_fast). Cayley: Gauss-Jordan with
  * partial pivoting. The kernels run in copies with c a constant for c = 2, 4, 8 (c = 16 measured
  * slower that way: the unrolled code shuffles; it runs the generic copy).
- * The scan multiplies the float P by the float M in double and rounds P to float at every step,
- * so a cached generation step (P read back from the float state) is bit-identical to the full
- * forward. "reorthonormalize": k > 0 applies one Newton-Schulz step P <- P (3I - P^T P)/2 after
+ * The scan multiplies the float P by the float M in double and rounds P to float at every step
+ * (the c = 4 lane kernels: in float throughout, see there); either way P lives in float, so a
+ * cached generation step (P read back from the float state) is bit-identical to the full forward. "reorthonormalize": k > 0 applies one Newton-Schulz step P <- P (3I - P^T P)/2 after
  * every position p with (p + 1) % k == 0. The backward treats it as the identity: on an
  * orthogonal P it is the identity on the manifold the scan moves on, so this is exact up to the
  * drift it removes.
@@ -1006,8 +1007,10 @@ static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const fl
             vlane next[16]; /* P <- P M */
             mat4_mul_lanes(P, Mt, next);
             memcpy(P, next, sizeof next);
-            if (saved)
-                for (int i = 0; i < 16; i++) save_entry(saved + (size_t)gi * 16 * HDD_LANES + i * lanes_width(d, gi), lanes_width(d, gi), P[i]);
+            if (saved) {
+                const int width = lanes_width(d, gi);
+                for (int i = 0; i < 16; i++) save_entry(saved + (size_t)gi * 16 * HDD_LANES + i * width, width, P[i]);
+            }
             apply_lanes(P, row + (size_t)h * d->hs + (size_t)j0 * 4, live);
             apply_lanes(P, row + C + (size_t)h * d->hs + (size_t)j0 * 4, live);
         }
