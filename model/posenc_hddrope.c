@@ -54,11 +54,13 @@
  * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
  * extra columns 3C + index. Activations, layer l: (B, T, NH) blocks of acts_per_head floats, P_t
  * of each chunk (c*c floats per chunk; for c = 4 in the lane kernels' (group, entry, lane)
- * order). M is not saved: the backward rebuilds it with the forward's bits inside the adjoint.
+ * order); static generators, (1, T, NH) blocks: P_t is then the same for every b (scan_rows). M is not saved: the backward rebuilds it with the forward's bits inside the adjoint.
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  * Parallel units: one (b, h) with all its chunks, forward and backward (the backward's d g_base
  * shares are summed over b in a fixed order afterwards, so no thread count changes the bits).
+ * Static generators: one unit per h, whose scan serves every b (the forward applies P_t to each
+ * row; the backward sums G_t over the rows before its one scan back).
  *
  * The small-matrix routines are exported (posenc_hddrope.h) only so that tests/test_hddrope.c
  * can test them against its own references.
@@ -666,9 +668,12 @@ static int hdd_num_extra(const PosEnc *pe) {
     const Hdd *d = pe->impl;
     return d->dynamic ? d->G : 0;
 }
+/* The batch rows that get a scan of their own: static generators make P_t the same for every b,
+ * so the batch shares one scan per head (and one saved P). */
+static int scan_rows(const Hdd *d, int B) { return d->dynamic ? B : 1; }
 static size_t hdd_num_acts(const PosEnc *pe, int B, int T) {
     const Hdd *d = pe->impl;
-    return (size_t)d->L * (size_t)B * (size_t)T * (size_t)d->NH * acts_per_head(d);
+    return (size_t)d->L * (size_t)scan_rows(d, B) * (size_t)T * (size_t)d->NH * acts_per_head(d);
 }
 static size_t hdd_num_state(const PosEnc *pe, int B) {
     const Hdd *d = pe->impl;
@@ -929,12 +934,26 @@ static int lanes_live(const Hdd *d, int gi) { return d->nc - gi * HDD_LANES < HD
 /* floats between the saved entries of group gi (acts_per_head's layout) */
 static int lanes_width(const Hdd *d, int gi) { return lanes_live(d, gi) <= 4 ? 4 : HDD_LANES; }
 
-/* One saved entry of P (lanes 0 .. width-1) to the acts and back. */
-HDD_INLINE void save_entry(float *p, int width, vlane x) { memcpy(p, &x, sizeof(float) * (size_t)width); }
+/* One saved entry of P (lanes 0 .. width-1, width 4 or 8) to the acts and back. Fixed-size copies:
+ * a copy of variable length becomes `rep movs` plus a stalled vector load of what it just stored,
+ * which was most of the backward's time. */
+HDD_INLINE void save_entry(float *p, int width, vlane x) {
+    if (width == HDD_LANES) memcpy(p, &x, sizeof x);
+    else memcpy(p, &x, sizeof(float) * 4);
+}
 HDD_INLINE vlane load_entry(const float *p, int width) {
-    vlane x = splat(0);
-    memcpy(&x, p, sizeof(float) * (size_t)width);
+    vlane x;
+    if (width == HDD_LANES) {
+        memcpy(&x, p, sizeof x);
+        return x;
+    }
+#if defined(__AVX__) && HDD_LANES == 8
+    return (vlane)_mm256_insertf128_ps(_mm256_setzero_ps(), _mm_loadu_ps(p), 0);
+#else
+    x = splat(0);
+    memcpy(&x, p, sizeof(float) * 4);
     return x;
+#endif
 }
 
 /* One group of lanes' running values in a unit's scratch (lanes_groups of them, 64-byte aligned). */
@@ -967,10 +986,12 @@ HDD_INLINE void step_matrices_lanes(const Hdd *d, const LaneGroup *grp, const fl
     mat4_mul_lanes(f->F[0], f->F[1], M); /* M = F+ F- */
 }
 
-/* The forward scan of one (b, h); M_head: static generators, the head's step matrices (n_c, 16),
+/* The forward scan of one (b, h), applied to the rows of b .. b + rows - 1 (static generators: the
+ * whole batch, rows = B; else 1); M_head: static generators, the head's step matrices (n_c, 16),
  * else NULL; grp: the unit's scratch. */
-static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const float *params, const float *M_head,
-                               float *layer_acts, float *layer_state, LaneGroup *grp, int T, int pos0, long S) {
+static void forward_unit_lanes(const Hdd *d, long u, int rows, int l, float *qkv, const float *params,
+                               const float *M_head, float *layer_acts, float *layer_state, LaneGroup *grp, int T,
+                               int pos0, long S) {
     const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = acts_per_head(d);
@@ -992,13 +1013,14 @@ static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const fl
     for (int t = 0; t < T; t++) {
         float *row = qkv + ((size_t)b * T + t) * S;
         float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
-        if (t + HDD_PREFETCH < T) {
-            /* the rows are far apart (a stride the hardware prefetcher does not follow) */
-            const float *ahead = row + (size_t)HDD_PREFETCH * S + (size_t)h * d->hs;
-            for (int e = 0; e < d->hs; e += 16) __builtin_prefetch(ahead + e, 1), __builtin_prefetch(ahead + C + e, 1);
-            if (d->dynamic)
-                for (int e = 0; e < nc * 6; e += 16) __builtin_prefetch(ahead - (size_t)h * d->hs + 3 * C + (size_t)h * nc * 6 + e);
-        }
+        if (t + HDD_PREFETCH < T)
+            for (int r = 0; r < rows; r++) {
+                /* the rows are far apart (a stride the hardware prefetcher does not follow) */
+                const float *ahead = row + ((size_t)r * T + HDD_PREFETCH) * S + (size_t)h * d->hs;
+                for (int e = 0; e < d->hs; e += 16) __builtin_prefetch(ahead + e, 1), __builtin_prefetch(ahead + C + e, 1);
+                if (d->dynamic)
+                    for (int e = 0; e < nc * 6; e += 16) __builtin_prefetch(ahead - (size_t)h * d->hs + 3 * C + (size_t)h * nc * 6 + e);
+            }
         for (int gi = 0; gi < groups; gi++) {
             const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
             vlane M[16], *P = grp[gi].P;
@@ -1011,14 +1033,19 @@ static void forward_unit_lanes(const Hdd *d, long u, int l, float *qkv, const fl
                 const int width = lanes_width(d, gi);
                 for (int i = 0; i < 16; i++) save_entry(saved + (size_t)gi * 16 * HDD_LANES + i * width, width, P[i]);
             }
-            apply_lanes(P, row + (size_t)h * d->hs + (size_t)j0 * 4, live);
-            apply_lanes(P, row + C + (size_t)h * d->hs + (size_t)j0 * 4, live);
+            for (int r = 0; r < rows; r++) {
+                float *q = row + (size_t)r * T * S + (size_t)h * d->hs + (size_t)j0 * 4;
+                apply_lanes(P, q, live);
+                apply_lanes(P, q + C, live);
+            }
         }
     }
     if (st)
-        for (int gi = 0; gi < groups; gi++)
-            for (int v = 0; v < lanes_live(d, gi); v++)
-                for (int i = 0; i < 16; i++) st[(size_t)(gi * HDD_LANES + v) * 16 + i] = grp[gi].P[i][v];
+        for (int r = 0; r < rows; r++)
+            for (int gi = 0; gi < groups; gi++)
+                for (int v = 0; v < lanes_live(d, gi); v++)
+                    for (int i = 0; i < 16; i++)
+                        st[((size_t)r * NH * nc + (size_t)(gi * HDD_LANES + v)) * 16 + i] = grp[gi].P[i][v];
 }
 
 /* expm4_adjoint_kernel over lanes: dg[a] (the generators' gradient) from dM and the factors. */
@@ -1066,11 +1093,12 @@ HDD_INLINE void expm4_adjoint_lanes(const Expm4Lanes *f, const vlane *GM, vlane 
     for (int a = 0; a < 6; a++) dg[a] = -0.5f * dp[plane_of_axis[a]] - 0.5f * dp[plane_of_axis[a]];
 }
 
-/* The backward of one (b, h) (backward_unit's steps, chunk groups in lanes); grp: the unit's
- * scratch, whose d g_base shares go to `partial` at the end. */
-static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const float *qkv, const float *params,
-                                const float *layer_acts, const float *M_head, LaneGroup *grp, double *partial,
-                                int T, long S) {
+/* The backward of one (b, h) (backward_unit's steps, chunk groups in lanes), over the rows
+ * b .. b + rows - 1 that share its scan; grp: the unit's scratch, whose d g_base shares go to
+ * `partial` at the end. */
+static void backward_unit_lanes(const Hdd *d, long u, int rows, int l, float *dqkv, const float *qkv,
+                                const float *params, const float *layer_acts, const float *M_head, LaneGroup *grp,
+                                double *partial, int T, long S) {
     const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
@@ -1085,12 +1113,14 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
             /* the rows are far apart (a stride the hardware prefetcher does not follow) */
             const size_t ahead = (size_t)HDD_PREFETCH * S, q_off = (size_t)h * d->hs;
             for (size_t e = 0; e < per_head; e += 16) __builtin_prefetch(saved - HDD_PREFETCH * head_rows + e);
-            for (int e = 0; e < d->hs; e += 16) {
-                __builtin_prefetch(row - ahead + q_off + e);
-                __builtin_prefetch(row - ahead + C + q_off + e);
-                __builtin_prefetch(drow - ahead + q_off + e, 1);
-                __builtin_prefetch(drow - ahead + C + q_off + e, 1);
-            }
+            for (int r = 0; r < rows; r++)
+                for (int e = 0; e < d->hs; e += 16) {
+                    const size_t at = (size_t)r * T * S + q_off + e - ahead;
+                    __builtin_prefetch(row + at);
+                    __builtin_prefetch(row + C + at);
+                    __builtin_prefetch(drow + at, 1);
+                    __builtin_prefetch(drow + C + at, 1);
+                }
             if (d->dynamic)
                 for (int e = 0; e < nc * 6; e += 16) {
                     __builtin_prefetch(row - ahead + 3 * C + (size_t)h * nc * 6 + e);
@@ -1104,9 +1134,10 @@ static void backward_unit_lanes(const Hdd *d, long u, int l, float *dqkv, const 
             const int width = lanes_width(d, gi);
             vlane P[16], Bt[16];
             for (int i = 0; i < 16; i++) P[i] = load_entry(Pg + i * width, width), Bt[i] = G->P[i];
-            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T */
-            for (int which = 0; which < 2; which++) {
-                const size_t off = (size_t)which * C + (size_t)h * d->hs + (size_t)j0 * 4;
+            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed
+             * over the rows sharing the scan: B_t and dM_t are linear in G_t) */
+            for (int which = 0; which < 2 * rows; which++) {
+                const size_t off = (size_t)(which / 2) * T * S + (size_t)(which % 2) * C + (size_t)h * d->hs + (size_t)j0 * 4;
                 vlane rot[4], gr[4], un[4], dun[4];
                 gather_chunks(row + off, live, rot);
                 gather_chunks(drow + off, live, gr);
@@ -1181,11 +1212,13 @@ static float *static_step_matrices(const Hdd *d, int l, const float *params, dou
 }
 
 /* The scans of one (b, h) over the T positions, all n_c chunks of the head together (so that each
- * row's q, k and generator columns of the head are read once, in order). M_head: static
- * generators, the head's step matrices (n_c, c, c), the same at every position (see
+ * row's q, k and generator columns of the head are read once, in order), applied to the rows of
+ * b .. b + rows - 1 (static generators: the whole batch shares the scan; else rows = 1). M_head:
+ * static generators, the head's step matrices (n_c, c, c), the same at every position (see
  * static_step_matrices); else NULL. scratch: n_c c^2 floats (the running products). */
-HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const float *params, const float *M_head,
-                             float *layer_acts, float *layer_state, float *scratch, int T, int pos0, long S, int c) {
+HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, const float *params,
+                             const float *M_head, float *layer_acts, float *layer_state, float *scratch, int T,
+                             int pos0, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = acts_per_head(d);
@@ -1240,11 +1273,15 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int l, float *qkv, const floa
             }
             for (int i = 0; i < cc; i++) P[i] = (float)next[i];
             if (saved) memcpy(saved + (size_t)j * cc, P, sizeof(float) * (size_t)cc);
-            apply(P, row + (size_t)h * d->hs + (size_t)j * c, c);
-            apply(P, row + C + (size_t)h * d->hs + (size_t)j * c, c);
+            for (int r = 0; r < rows; r++) {
+                float *q = row + (size_t)r * T * S + (size_t)h * d->hs + (size_t)j * c;
+                apply(P, q, c);
+                apply(P, q + C, c);
+            }
         }
     }
-    if (st) memcpy(st, P_all, sizeof(float) * (size_t)nc * cc);
+    if (st)
+        for (int r = 0; r < rows; r++) memcpy(st + (size_t)r * NH * nc * cc, P_all, sizeof(float) * (size_t)nc * cc);
 }
 
 static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,
@@ -1252,14 +1289,15 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const Hdd *d = pe->impl;
     const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
     const long S = posenc_qkv_stride(pe);
-    const long units = (long)B * NH;
-    float *layer_acts = acts ? acts + (size_t)l * B * T * NH * acts_per_head(d) : NULL;
+    const int scans = scan_rows(d, B), rows = B / scans; /* rows: the batch rows each scan serves */
+    const long units = (long)scans * NH;
+    float *layer_acts = acts ? acts + (size_t)l * scans * T * NH * acts_per_head(d) : NULL;
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
     const int lanes = use_lanes(d);
     float *M_static = static_step_matrices(d, l, params, NULL);
     /* (the lane kernels' vectors need their alignment) */
     const size_t scratch_bytes = lanes ? sizeof(LaneGroup) * lanes_groups(d) : sizeof(float) * (size_t)nc * cc;
-#pragma omp parallel if (units * nc * T >= 256)
+#pragma omp parallel if (units * rows * nc * T >= 256)
     {
         void *scratch = aligned_alloc(HDD_SCRATCH_ALIGN, (scratch_bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN);
         if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
@@ -1269,11 +1307,11 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
             const int cs = hdd_reference_kernels ? 0 : c;
             const float *M_head = M_static ? M_static + (size_t)(u % NH) * nc * cc : NULL;
             float *la = layer_acts, *ls = layer_state;
-            if (lanes) forward_unit_lanes(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S);
-            else if (cs == 2) forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 2);
-            else if (cs == 4) forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 4);
-            else if (cs == 8) forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 8);
-            else forward_unit(d, u, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, c);
+            if (lanes) forward_unit_lanes(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S);
+            else if (cs == 2) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 2);
+            else if (cs == 4) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 4);
+            else if (cs == 8) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 8);
+            else forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, c);
         }
         free(scratch);
     }
@@ -1314,13 +1352,14 @@ HDD_INLINE double generator_grad(const Hdd *d, const double *dA, int a, int c) {
 }
 
 /* The backward of one (b, h) over t = T-1 .. 0, all n_c chunks of the head together (as in the
- * forward). This unit's share of d g_base goes to its own slot of `partial`, which the caller sums
- * over b in a fixed order: dynamic, dg (n_c, m); static, where the step matrix is the same at every
+ * forward), over the rows b .. b + rows - 1 that share its scan (static generators: the batch).
+ * This unit's share of d g_base goes to its own slot of `partial`, which the caller sums over the
+ * units in a fixed order: dynamic, dg (n_c, m); static, where the step matrix is the same at every
  * position and its adjoint is linear in dM, the summed dM (n_c, c, c), sent through the map once
  * by the caller. scratch: n_c c^2 doubles. */
-HDD_INLINE void backward_unit(const Hdd *d, long u, int l, float *dqkv, const float *qkv, const float *params,
-                              const float *layer_acts, const float *M_static, double *scratch, double *partial,
-                              int T, long S, int c) {
+HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv, const float *qkv,
+                              const float *params, const float *layer_acts, const float *M_static, double *scratch,
+                              double *partial, int T, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
@@ -1339,10 +1378,13 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int l, float *dqkv, const fl
                 const size_t ahead = (size_t)HDD_PREFETCH * S;
                 __builtin_prefetch(P - HDD_PREFETCH * head_rows);
                 __builtin_prefetch(P - HDD_PREFETCH * head_rows + cc - 1);
-                __builtin_prefetch(row - ahead + q_off);
-                __builtin_prefetch(row - ahead + C + q_off);
-                __builtin_prefetch(drow - ahead + q_off, 1);
-                __builtin_prefetch(drow - ahead + C + q_off, 1);
+                for (int r = 0; r < rows; r++) {
+                    const size_t at = (size_t)r * T * S + q_off - ahead;
+                    __builtin_prefetch(row + at);
+                    __builtin_prefetch(row + C + at);
+                    __builtin_prefetch(drow + at, 1);
+                    __builtin_prefetch(drow + C + at, 1);
+                }
                 if (d->dynamic) {
                     __builtin_prefetch(row - ahead + 3 * C + index);
                     __builtin_prefetch(drow - ahead + 3 * C + index, 1);
@@ -1350,9 +1392,10 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int l, float *dqkv, const fl
             }
             double *Bnext = Bnext_all + (size_t)j * cc, Bt[HDD_MAX_C * HDD_MAX_C];
             memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
-            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T */
-            for (int which = 0; which < 2; which++) {
-                const size_t off = (size_t)which * C + q_off;
+            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed
+             * over the rows sharing the scan: B_t and dM_t are linear in G_t) */
+            for (int which = 0; which < 2 * rows; which++) {
+                const size_t off = (size_t)(which / 2) * T * S + (size_t)(which % 2) * C + q_off;
                 const float *rotated = row + off;
                 float *grad = drow + off;
                 double un[HDD_MAX_C], dun[HDD_MAX_C];
@@ -1416,16 +1459,17 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     const Hdd *d = pe->impl;
     const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc, m = d->m, heads_chunks = NH * nc;
     const long S = posenc_qkv_stride(pe);
-    const float *layer_acts = acts + (size_t)l * B * T * NH * acts_per_head(d);
-    const long units = (long)B * NH;
-    const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles of `partial` per (b, h) */
+    const int scans = scan_rows(d, B), rows = B / scans; /* as in the forward */
+    const float *layer_acts = acts + (size_t)l * scans * T * NH * acts_per_head(d);
+    const long units = (long)scans * NH;
+    const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles of `partial` per unit */
     double *partial = xmalloc(sizeof(double) * per_unit * (size_t)units);
     /* static generators: the one step matrix per (h, j) (the forward's bits), and its A */
     double *A_static = d->dynamic ? NULL : xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
     float *M_static = static_step_matrices(d, l, params, A_static);
     const int lanes = use_lanes(d);
     const size_t scratch_bytes = lanes ? sizeof(LaneGroup) * lanes_groups(d) : sizeof(double) * (size_t)nc * cc;
-#pragma omp parallel if (units * nc * T >= 256)
+#pragma omp parallel if (units * rows * nc * T >= 256)
     {
         void *scratch = aligned_alloc(HDD_SCRATCH_ALIGN, (scratch_bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN);
         if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
@@ -1434,15 +1478,15 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
             const int cs = hdd_reference_kernels ? 0 : c;
             const float *M_head = M_static ? M_static + (size_t)(u % NH) * nc * cc : NULL;
             double *mine = partial + (size_t)u * per_unit;
-            if (lanes) backward_unit_lanes(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S);
-            else if (cs == 2) backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 2);
-            else if (cs == 4) backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 4);
-            else if (cs == 8) backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 8);
-            else backward_unit(d, u, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, c);
+            if (lanes) backward_unit_lanes(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S);
+            else if (cs == 2) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 2);
+            else if (cs == 4) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 4);
+            else if (cs == 8) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 8);
+            else backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, c);
         }
         free(scratch);
     }
-    /* d g_base: the units' shares summed over b in order (the same bits for any thread count) */
+    /* d g_base: the units' shares summed over their b in order (the same bits for any thread count) */
     if (dparams) {
         for (int hj = 0; hj < heads_chunks; hj++) {
             const size_t at = (size_t)hj * (d->dynamic ? m : cc); /* offset of (h, j) inside a b block */
@@ -1451,12 +1495,12 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
             if (d->dynamic) {
                 for (int a = 0; a < m; a++) {
                     double sum = 0;
-                    for (int b = 0; b < B; b++) sum += partial[(size_t)b * b_stride + at + a];
+                    for (int b = 0; b < scans; b++) sum += partial[(size_t)b * b_stride + at + a];
                     dbase[a] += (float)sum;
                 }
             } else {
                 double dM[HDD_MAX_C * HDD_MAX_C] = {0}, dA[HDD_MAX_C * HDD_MAX_C], Md[HDD_MAX_C * HDD_MAX_C];
-                for (int b = 0; b < B; b++)
+                for (int b = 0; b < scans; b++)
                     for (int i = 0; i < cc; i++) dM[i] += partial[(size_t)b * b_stride + at + i];
                 step_matrix_backward(d, A_static + (size_t)hj * cc, dM, dA, Md, c);
                 for (int a = 0; a < m; a++) dbase[a] += (float)generator_grad(d, dA, a, c);
@@ -1473,7 +1517,9 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
 void hddrope_saved_P(const PosEnc *pe, const float *acts, int l, int B, int T, int b, int t, int h, int j, float *P) {
     const Hdd *d = pe->impl;
     const int cc = d->c * d->c;
-    const float *head = acts + (((size_t)l * B + b) * T + t) * d->NH * acts_per_head(d) + (size_t)h * acts_per_head(d);
+    const int scans = scan_rows(d, B);
+    if (scans == 1) b = 0; /* one scan shared by the batch */
+    const float *head = acts + (((size_t)l * scans + b) * T + t) * d->NH * acts_per_head(d) + (size_t)h * acts_per_head(d);
     for (int i = 0; i < cc; i++)
         P[i] = use_lanes(d) ? head[(size_t)(j / HDD_LANES) * 16 * HDD_LANES + i * lanes_width(d, j / HDD_LANES) + j % HDD_LANES]
                             : head[(size_t)j * cc + i];
