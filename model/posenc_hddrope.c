@@ -54,7 +54,8 @@
  * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
  * extra columns 3C + index. Activations, layer l: (B, T, NH) blocks of acts_per_head floats, P_t
  * of each chunk (c*c floats per chunk; for c = 4 in the lane kernels' (group, entry, lane)
- * order); static generators, (1, T, NH) blocks: P_t is then the same for every b (scan_rows). M is not saved: the backward rebuilds it with the forward's bits inside the adjoint.
+ * order); static generators, (1, T, NH) blocks: P_t is then the same for every b (scan_rows).
+ * M is not saved: the backward rebuilds it with the forward's bits inside the adjoint.
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  * Parallel units: one (b, h) with all its chunks, forward and backward (the backward's d g_base
