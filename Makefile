@@ -7,6 +7,8 @@
 # Overridable: CC, CFLAGS, LDFLAGS, NO_OMP=1 (build without OpenMP), SAN=1 (sanitizer build).
 
 CC ?= cc
+# Parallel by default, one job per core; benchmarks run one at a time (bench below).
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BLAS_DIR  := /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC  := /usr/include/$(MULTIARCH)/openblas-openmp
@@ -35,7 +37,7 @@ TR_CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -MMD -MP -I. -I$(BLAS
 TR_LDFLAGS := $(SANLD) $(filter -fopenmp,$(OMPFLAGS)) -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR)
 LDLIBS  += -lopenblas -lcjson -lstb -lm
 
-LIB_SRCS := $(wildcard data/*.c tokenizer/*.c model/*.c)
+LIB_SRCS := $(wildcard base/*.c tokenizer/*.c data/*.c model/*.c cli/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -117,7 +119,10 @@ bench-hdd: $(BUILD)/tests/bench_train $(BUILD)/tests/bench_posenc
 	    OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train --pair rope "$$pe" $(HDD_SHAPE) 6 | tail -3; \
 	    OMP_NUM_THREADS=2 $(BUILD)/tests/bench_posenc "$$pe" 4 512 768 16; done
 
-bench: bench-tokenizer bench-train bench-hdd
+bench:
+	$(MAKE) --no-print-directory bench-tokenizer
+	$(MAKE) --no-print-directory bench-train
+	$(MAKE) --no-print-directory bench-hdd
 
 clean:
 	rm -rf build build-san train

@@ -26,15 +26,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "data/data_cli.h"
+#include "cli/data_cli.h"
 #include "data/shards.h"
-#include "data/util.h"
-#include "model/checkpoint.h"
+#include "base/util.h"
+#include "cli/args.h"
+#include "cli/checkpoint.h"
 #include "model/config.h"
 #include "model/gpt.h"
 #include "model/optim.h"
 #include "model/sample.h"
-#include "tokenizer/tok_cli.h"
+#include "cli/tok_cli.h"
 
 /* Loader windows (B, T+1) -> model inputs (B, T) and targets (B, T), -1 where there is none. */
 static void split_windows(const int32_t *window, const int *n_targets, int32_t *inputs, int32_t *targets, int B,
@@ -288,7 +289,7 @@ static int cmd_run(int argc, char **argv) {
            (unsigned long long)loader_num_tokens(train), (unsigned long long)loader_num_tokens(val),
            cfg.train.batch_size * cfg.model.block_size * cfg.train.grad_accum);
 
-    CheckpointState st = {.config_hash = run_config_hash(&cfg, tok), .rng_state = (uint64_t)cfg.seed};
+    CheckpointState st = {.config_hash = run_config_hash(&cfg, tok)};
     path_in(final_path, sizeof final_path, out, "final.json");
     if (resume) {
         if (checkpoint_load(ckpt_path, &st, st.config_hash, model.params_memory, model.num_params, &opt) != 0)

@@ -11,7 +11,7 @@
  *     dataset of any size costs only the window table (8 bytes per training window).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "shards.h"
+#include "data/shards.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -23,8 +23,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "story_batch.h"
-#include "util.h"
+#include "data/story_batch.h"
+#include "base/util.h"
 
 #define SHARD_MAGIC "TRSHARD"           /* 7 characters + the NUL = the 8 magic bytes */
 #define SHARD_VERSION 1
@@ -879,19 +879,11 @@ static uint64_t shard_windows(uint64_t n, uint64_t T, int full_only) {
     return full_only ? (n - 1) / T : (n - 1 + T - 1) / T;
 }
 
-/* splitmix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to shuffle windows. */
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [0, n): draws above the largest multiple of n are rejected, so no value is favoured. */
 static uint64_t uniform_below(uint64_t *state, uint64_t n) {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     for (;;) {
-        uint64_t r = splitmix64(state);
+        uint64_t r = tr_rng_u64(state);
         if (r < limit) return r % n;
     }
 }
@@ -900,8 +892,8 @@ static uint64_t uniform_below(uint64_t *state, uint64_t n) {
  * the exact same sequence. */
 static void build_order(TokenLoader *L, uint64_t epoch) {
     uint64_t st = L->seed;
-    st = splitmix64(&st) ^ (epoch * 0xd1b54a32d192ed03ULL);
-    st = splitmix64(&st);
+    st = tr_rng_u64(&st) ^ (epoch * 0xd1b54a32d192ed03ULL);
+    st = tr_rng_u64(&st);
     uint64_t W = L->n_windows;
     for (uint64_t i = 0; i < W; i++) L->order[i] = i;
     for (uint64_t i = W - 1; i > 0; i--) {  /* Fisher-Yates */

@@ -32,8 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../tokenizer/tokenizer.h"
-#include "text_reader.h"
+#include "tokenizer/tokenizer.h"
+#include "data/text_reader.h"
 
 #define SHARD_HEADER_BYTES 64
 

@@ -1,12 +1,12 @@
 /* story_batch.c: batches of stories encoded in parallel, and opening an input past its skipped
  * stories (see story_batch.h). */
-#include "story_batch.h"
+#include "data/story_batch.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 void story_batch_clear(StoryBatch *b) {
     b->n = 0;

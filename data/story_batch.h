@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../tokenizer/tokenizer.h"
-#include "shards.h"
-#include "text_reader.h"
+#include "tokenizer/tokenizer.h"
+#include "data/shards.h"
+#include "data/text_reader.h"
 
 /* How much a batch holds before it is encoded: big enough to keep every thread busy, small
  * enough that memory stays bounded whatever the input size. */

@@ -22,7 +22,7 @@
  * at an arbitrary byte can end in half a character.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "text_reader.h"
+#include "data/text_reader.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -33,7 +33,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "util.h"
+#include "base/util.h"
 
 /* Test hooks (not in the header): tests shrink the block to push stories across block
  * boundaries, and lower the story limit to reach that error without a 64 MiB fixture. */

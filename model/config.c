@@ -1,7 +1,7 @@
 /* config.c: the run configuration (see config.h). One table lists every key with its type, range
  * and default; loading = file, then --set overrides, then defaults for what is missing, then one
  * pass over the table that checks and copies every value. */
-#include "config.h"
+#include "model/config.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/util.h"
+#include "base/util.h"
 
 typedef enum { F_INT, F_NUM, F_BOOL, F_STR, F_OBJECT } FieldType;
 

@@ -7,14 +7,14 @@
  * the attention probabilities, the LayerNorm statistics or the logits, whose gradient replaces
  * the probabilities in place).
  */
-#include "gpt.h"
+#include "model/gpt.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/util.h"
-#include "layers.h"
+#include "base/util.h"
+#include "model/layers.h"
 
 /* ---- sizes, computed in one place ---- */
 

@@ -23,8 +23,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "optim.h"
-#include "posenc.h"
+#include "model/optim.h"
+#include "model/posenc.h"
 
 typedef struct {
     int V;        /* vocabulary size */

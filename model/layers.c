@@ -21,7 +21,7 @@
 #include <omp.h>
 #endif
 
-#include "data/util.h"
+#include "base/util.h"
 
 /* ---- profiling for the benchmark (off unless layer_profile.enabled) ---- */
 LayerProfile layer_profile;
@@ -249,7 +249,7 @@ void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/,
  * fastest of 32, 64, 96, 128, 256 and no tiling (B=4 NH=16 T=512 hs=48, forward + backward on 2
  * threads: 44 ms; 52 ms with 32 or 128; 97 ms untiled).
  *
- * Blockwise causal attention (BCA, xPos paper §3.3; posenc.md §2.5), an evaluation option: with
+ * Blockwise causal attention (BCA, xPos paper §3.3; docs/posenc.md §3.4), an evaluation option: with
  * blocks of w positions, query t attends to keys j with blockwise_first_key(t, w) <= j <= t, i.e.
  * its own block and the previous one, so no query ever sees a distance >= 2w (the training
  * context when w = block_size/2). w = 0 is plain causal attention, and so is any T <= 2w. The

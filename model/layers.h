@@ -54,7 +54,7 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
                         int B, int T, int C, int NH, int qkv_stride);
 void attention_forward_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                                  int qkv_stride);
-/* Blockwise causal attention (BCA, posenc.md §2.5; an evaluation option): query t sees keys j with
+/* Blockwise causal attention (BCA, docs/posenc.md §3.4; an evaluation option): query t sees keys j with
  * j <= t and j >= block * (floor(t/block) - 1), i.e. its own block of `block` positions and the one
  * before. block = 0 is plain causal attention (attention_forward), as is any T <= 2*block. att is
  * zero outside the window, so attention_backward serves this mask unchanged. */

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/util.h"
+#include "base/util.h"
 
 /* Elements per chunk for the norm and the update. A fixed constant on purpose (see above); large
  * enough that scheduling costs nothing next to the work, small enough to balance the threads. */

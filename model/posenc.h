@@ -70,6 +70,10 @@ typedef struct {
      * block size): positions 0 .. n-1. 0 (or a NULL hook) = no limit: the kind's tables grow
      * with max_T or it computes any position. `train eval` checks a longer context against it. */
     int (*max_positions)(const PosEnc *pe);
+    /* Option sets (JSON objects, "kind" left out) that the tests cover besides the defaults,
+     * NULL-terminated; NULL = the defaults only. The whole-model gradient check and the KV-cache
+     * check run every registered kind with {} and with each of these. */
+    const char *const *test_options;
 
     /* Initialises params (num_params floats) and the extra weight rows of every layer
      * (extra_w + l*extra_stride points at layer l's (E,C) rows). seed makes it deterministic. */

@@ -1,5 +1,5 @@
 /* posenc_hddrope.c: HDD-RoPE (high-dimensional, dynamic RoPE), the "hddrope" kind
- * (../shared/spec/hdd-rope.md §2.3-§2.6, §5).
+ * (docs/hdd-rope.md: §1 the method, §3 the step matrix, §4 the backward, §6 the cost).
  *
  * Maths, per layer l, head h, chunk j (c consecutive channels of the head, c | hs, n_c = hs/c
  * chunks, m = c(c-1)/2 generator values "axes" per chunk, G = NH*n_c*m per token):
@@ -9,10 +9,10 @@
  *     P_t = P_{t-1} M_t,  P_0 = I        (inclusive right-accumulated scan, the author's MRU op)
  *     q~_t = P_t q_t,  k~_t = P_t k_t    (column vectors, per chunk)
  * Right accumulation with column application is what makes scores relative: for s <= t,
- * q~_t . k~_s = (M_{s+1}..M_t q_t) . k_s depends on the steps strictly after s only (§2.3).
- * With c = 2, static generators g = theta_i and expm, P_t = R((t+1) theta_i): RoPE (§2.6).
+ * q~_t . k~_s = (M_{s+1}..M_t q_t) . k_s depends on the steps strictly after s only (docs/hdd-rope.md §2).
+ * With c = 2, static generators g = theta_i and expm, P_t = R((t+1) theta_i): RoPE (docs/hdd-rope.md §2).
  *
- * Backward (§2.4), per (b, h, j), in double (the c = 4 lanes: float) from the saved float P_t
+ * Backward (docs/hdd-rope.md §4), per (b, h, j), in double (the c = 4 lanes: float) from the saved float P_t
  * (and M_t rebuilt from g_t):
  *     dq_t = P_t^T dq~_t,  dk_t = P_t^T dk~_t          (written over dqkv in place)
  *     G_t = dq~_t q_t^T + dk~_t k_t^T,  q_t = P_t^T q~_t (recovered from the rotated qkv)
@@ -30,7 +30,7 @@
  * The extra columns pass through qk_forward unchanged and are read by it, so their gradient is
  * what dqkv already held plus dg (+=; attention_backward leaves them at 0).
  *
- * Numerics (§5.2). The step matrix is computed in double and stored as float. expm, reference
+ * Numerics (docs/hdd-rope.md §7). The step matrix is computed in double and stored as float. expm, reference
  * (hddrope_expm): halve A until its infinity norm is <= 1/4, a Taylor series (Horner) of the
  * degree whose last term is below 1e-17, then square back. expm in the model: c = 2 and c = 4 in
  * closed form (hddrope_expm2/4); other c, scaling and squaring with the Taylor polynomial
@@ -78,7 +78,7 @@
 #include <immintrin.h>
 #endif
 
-#include "data/util.h"
+#include "base/util.h"
 
 #define HDD_MAX_C 16
 
@@ -186,7 +186,7 @@ void hddrope_expm(const double *A, double *E, int n) {
     else expm_kernel(A, E, n, 1e-17);
 }
 
-/* E = exp(A) for c = 4 in closed form (spec §2.3 step 5): with the Hodge dual on planes
+/* E = exp(A) for c = 4 in closed form (docs/hdd-rope.md §3): with the Hodge dual on planes
  * (01)<->(23), (02)<->(31), (03)<->(12), A = A+ + A-, A+- = (A +- *A)/2, where A+-^2 = -a+-^2 I and
  * A+ A- = A- A+, so exp(A) = (cos a+ I + sinc a+ A+)(cos a- I + sinc a- A-). Two sincos and one
  * 4 x 4 product instead of a series; tested against hddrope_expm. */
@@ -346,7 +346,7 @@ void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) 
     else expm_adjoint_kernel(A, GM, GA, c, 1e-17);
 }
 
-/* The skew part of the adjoint for c = 4 in closed form (spec §2.3 step 5): GA = (L - L^T)/2 with
+/* The skew part of the adjoint for c = 4 in closed form (docs/hdd-rope.md §3): GA = (L - L^T)/2 with
  * L = L_exp(A^T, G_M), for skew A. That is all the model reads (dg(i,k) = dA[i][k] - dA[k][i]),
  * and it is the gradient of <G_M, E+ E-> through the factors of hddrope_expm4: with
  * E = cos a I + sinc a A (A = sum_p x_p B_p, a = |x|), dL/dE+ = G_M E-^T, dL/dE- = E+^T G_M and
@@ -1300,8 +1300,7 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const size_t scratch_bytes = lanes ? sizeof(LaneGroup) * lanes_groups(d) : sizeof(float) * (size_t)nc * cc;
 #pragma omp parallel if (units * rows * nc * T >= 256)
     {
-        void *scratch = aligned_alloc(HDD_SCRATCH_ALIGN, (scratch_bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN);
-        if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
+        void *scratch = xaligned_alloc(HDD_SCRATCH_ALIGN, scratch_bytes);
 #pragma omp for schedule(static)
         for (long u = 0; u < units; u++) {
             /* copies with c a constant for the chunk sizes in use (unrolled, vectorised) */
@@ -1472,8 +1471,7 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     const size_t scratch_bytes = lanes ? sizeof(LaneGroup) * lanes_groups(d) : sizeof(double) * (size_t)nc * cc;
 #pragma omp parallel if (units * rows * nc * T >= 256)
     {
-        void *scratch = aligned_alloc(HDD_SCRATCH_ALIGN, (scratch_bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN);
-        if (!scratch) tr_die("out of memory (HDD-RoPE scratch)");
+        void *scratch = xaligned_alloc(HDD_SCRATCH_ALIGN, scratch_bytes);
 #pragma omp for schedule(static)
         for (long u = 0; u < units; u++) {
             const int cs = hdd_reference_kernels ? 0 : c;
@@ -1531,6 +1529,7 @@ const PosEncKind posenc_hddrope = {
     .summary = "HDD-RoPE: rotate c-channel chunks of q and k by the running product of exp(A_t), A_t skew from "
                "g_base + W_g x_t (options chunk, map, dynamic, base_init, reorthonormalize)",
     .configure = hdd_configure,
+    .test_options = (const char *const[]){"{\"chunk\": 2}", "{\"chunk\": 4, \"map\": \"cayley\", \"dynamic\": false}", NULL},
     .destroy = hdd_destroy,
     .num_params = hdd_num_params,
     .num_extra = hdd_num_extra,

@@ -1,5 +1,5 @@
 /* posenc_learned.c: learned absolute position embedding, the "learned" kind (GPT-2 / llm.c;
- * posenc.md §3, "Learned absolute").
+ * docs/posenc.md §5).
  *
  * The kind owns one table wpe of shape (max_T, C), shared by the whole model (not per layer).
  * The token at absolute position p gets wpe[p] added to its token embedding:
@@ -18,7 +18,7 @@
 #include <assert.h>
 #include <stddef.h>
 
-#include "data/util.h"
+#include "base/util.h"
 
 static int learned_configure(PosEnc *pe, const cJSON *options) {
     static const char *const known[] = {"kind", NULL};

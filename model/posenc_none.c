@@ -1,4 +1,4 @@
-/* posenc_none.c: NoPE, the "none" kind: no positional encoding at all (posenc.md §3, "NoPE").
+/* posenc_none.c: NoPE, the "none" kind: no positional encoding at all (docs/posenc.md §4).
  *
  * Nothing is added to the embedding and q and k are left alone. The model can still tell
  * positions apart through the causal mask: a token at position p attends to exactly p+1 tokens,

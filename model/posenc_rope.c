@@ -1,4 +1,4 @@
-/* posenc_rope.c: rotary position embedding, the "rope" kind (RoFormer; posenc.md §0-§1).
+/* posenc_rope.c: rotary position embedding, the "rope" kind (RoFormer; docs/posenc.md §2).
  *
  * Maths. Each head vector of q and of k (hs channels) is cut into hs/2 interleaved pairs
  * (2i, 2i+1). At absolute position p = pos0 + t, pair i is turned by the angle p*theta_i,
@@ -8,11 +8,11 @@
  * n - m only, which is the point of RoPE. The same angles serve every head and every layer; v
  * is never touched.
  *
- * Backward (§1, "Backward"): the map is a rotation, so its transpose is its inverse: in place,
+ * Backward (docs/posenc.md §2): the map is a rotation, so its transpose is its inverse: in place,
  *     (dx_2i, dx_2i+1) = R(-p theta_i) (dy_2i, dy_2i+1).
  * Nothing is saved for it (the angle is recomputable) and there are no parameters.
  *
- * Numerics (§1, "Numerics"): the angles p*theta_i are computed in double and their cos/sin stored
+ * Numerics (docs/posenc.md §2): the angles p*theta_i are computed in double and their cos/sin stored
  * as float in a table of 4*max_T rows (the longest evaluation the spec's protocol asks for, 4L),
  * row p = (cos, sin) of pair 0, pair 1, ... Positions past the table are computed on the fly with
  * the same double formula, so they give the same floats a bigger table would: any position works.
@@ -27,7 +27,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "data/util.h"
+#include "base/util.h"
 
 typedef struct {
     int hs;

@@ -1,7 +1,7 @@
 /* posenc_xpos.c: xPos (Sun et al., "A Length-Extrapolatable Transformer"), the "xpos" kind:
  * RoPE plus a per-pair exponential decay. Two variants:
- *   "reference" (default): torchscale's XPOS (posenc.md §2.1-§2.2, §2.4);
- *   "author": the class the HDD-RoPE author trains as his xPos baseline (hdd-rope.md §3).
+ *   "reference" (default): torchscale's XPOS (docs/posenc.md §3.1-§3.2);
+ *   "author": the class the HDD-RoPE author trains as his xPos baseline (docs/posenc.md §3.3).
  *
  * Common form. Pairs (2i, 2i+1) of every q and k head are interleaved as in RoPE. At absolute
  * position p, pair i of q is multiplied by the scaled rotation s_i(p) R(angle_i(p)) and pair i of
@@ -14,17 +14,17 @@
  *     angle_i(p) = p * theta_i,  theta_i = 10000^(-2i/hs),  i = 0 .. hs/2-1  (integer positions)
  *     e(p) = (p - c) / scale_base  (option "scale_base", default 512)
  *     zeta_i = (2i + 0.4 hs) / (1.4 hs)   (in [2/7, 1): the fast pairs decay most)
- *   The centre c cancels in the score; it only keeps each float factor in range (§2.4: pair 0
+ *   The centre c cancels in the score; it only keeps each float factor in range (docs/posenc.md §3.2: pair 0
  *   overflows once |p - c|/scale_base * ln 3.5 > ~88). torchscale recomputes c = ceil(N/2) from
  *   the current length on every call; we fix ONE centre per model, c = ceil(max_T/2). The model
  *   caches keys after this map, so a key scaled with one centre meets queries scaled later: with a
  *   centre that moved between calls (N grows during generation), the score would pick up a stray
- *   factor zeta_i^((c_query - c_key)/scale_base) (the lucidrains cached-keys bug, §2.3). With a
+ *   factor zeta_i^((c_query - c_key)/scale_base) (the lucidrains cached-keys bug, docs/posenc.md §3.2). With a
  *   fixed c, a forward at (pos0 = k, T = 1) gives bit-for-bit row k of the full forward.
  *   The factors stay within [e^-80, e^80] for |p - c| <= 80 * scale_base / ln 3.5 (about 32.7k
  *   positions at scale_base 512): that bounds the usable positions (max_pos below; asserted).
  *
- * "author" (hdd-rope.md §3, the author's class `xpos`, tables for max_sequence_length 2048):
+ * "author" (docs/posenc.md §3.3, the author's class `xpos`, tables for max_sequence_length 2048):
  *     pairs j = 0 .. d/2-1 use the index i = j + 1 (the frequencies start at i = 1), d = hs:
  *     theta_i = 10000^(-2i/d),  zeta_i = (2i/(d/2) + alpha) / (1 + alpha),  alpha = 0.4 d,
  *     u_p = (p - 1024) / 512  multiplies BOTH the angle and the scale exponent:
@@ -34,7 +34,7 @@
  *   [0.9546, 1.0495] at d = 48, half of the pairs growing with distance. Only positions
  *   0 .. 2047 exist (its tables have 2048 rows): configure rejects max_T > 2048.
  *
- * Backward (§2.1): per pair the map is a scalar times a rotation, so its transpose is
+ * Backward (docs/posenc.md §3.1): per pair the map is a scalar times a rotation, so its transpose is
  *     dq = s R(-angle) dq~,   dk = s^-1 R(-angle) dk~,
  * the same table entries used transposed. No parameters, nothing saved.
  *
@@ -53,7 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/util.h"
+#include "base/util.h"
 
 #define XPOS_AUTHOR_MAX_LEN 2048       /* the author's max_sequence_length: its tables' rows */
 #define XPOS_MAX_LOG_SCALE 80.0        /* |ln s| bound keeping s and 1/s normal floats */
@@ -225,6 +225,7 @@ const PosEncKind posenc_xpos = {
     .name = "xpos",
     .summary = "xPos: RoPE with a per-pair decay zeta^((n-m)/512) (variant reference = torchscale, or author)",
     .configure = xpos_configure,
+    .test_options = (const char *const[]){"{\"variant\": \"author\"}", NULL},
     .destroy = xpos_destroy,
     .max_positions = xpos_max_positions,
     .init = NULL,

@@ -1,10 +1,10 @@
 /* sample.c: temperature and top-p sampling (see sample.h). */
-#include "sample.h"
+#include "model/sample.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-#include "../data/util.h"
+#include "base/util.h"
 
 void sampler_init(Sampler *s, int V) {
     s->V = V;

@@ -5,8 +5,9 @@
  *              LABEL=run1/log.csv[,run2/log.csv...] ...
  *
  * See report_plot.h for what is drawn. */
-#include "../data/util.h"
-#include "report_plot.h"
+#include "base/util.h"
+#include "cli/args.h"
+#include "scripts/report_plot.h"
 
 int main(int argc, char **argv) {
     if (plot_run(argc, argv) != 0) tr_die_with_error();

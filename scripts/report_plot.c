@@ -5,7 +5,7 @@
  * mask per series (max over segments, so joints are not blended twice), then blended in once.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "report_plot.h"
+#include "scripts/report_plot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -22,7 +22,7 @@
 #pragma GCC diagnostic pop
 #endif
 
-#include "../data/util.h"
+#include "base/util.h"
 
 #define TEXT_SCALE 2   /* stb_easy_font pixels per font unit */
 #define CAP_H 7        /* the font's capital height in font units */

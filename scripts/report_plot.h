@@ -11,7 +11,7 @@
 #ifndef TINYROPE_REPORT_PLOT_H
 #define TINYROPE_REPORT_PLOT_H
 
-#include "series.h"
+#include "scripts/series.h"
 
 typedef struct {
     const char *out;                    /* the PNG path */

@@ -1,13 +1,13 @@
 /* report_table.c: the Markdown comparison table (see report_table.h). */
 #define _POSIX_C_SOURCE 200809L
-#include "report_table.h"
+#include "scripts/report_table.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/util.h"
+#include "base/util.h"
 
 static const double FRACTIONS[3] = {0.25, 0.5, 1.0};
 

@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "series.h"
+#include "scripts/series.h"
 
 /* Writes the target/baseline line and the table for series[0..n) to f. baseline: a label, or
  * NULL for "xpos" if present, else the first series. target: a val loss, or NULL for the

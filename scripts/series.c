@@ -1,13 +1,13 @@
 /* series.c: CSV columns by header name, series of seeds and their aggregate (see series.h). */
 #define _POSIX_C_SOURCE 200809L
-#include "series.h"
+#include "scripts/series.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/util.h"
+#include "base/util.h"
 
 /* ---- CSV ---- */
 

@@ -3,8 +3,9 @@
  *   build/table [--baseline LABEL] [--target LOSS] LABEL=run1/log.csv[,run2/log.csv...] ...
  *
  * One row per series (one config, one log.csv per seed); see report_table.h for the columns. */
-#include "../data/util.h"
-#include "report_table.h"
+#include "base/util.h"
+#include "cli/args.h"
+#include "scripts/report_table.h"
 
 int main(int argc, char **argv) {
     if (table_run(argc, argv, stdout) != 0) tr_die_with_error();

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/util.h"
+#include "base/util.h"
+#include "cli/args.h"
 #include "tokenizer/bpe_train.h"
 
 int main(int argc, char **argv) {

@@ -22,7 +22,7 @@
 #include <omp.h>
 #endif
 
-#include "data/util.h"
+#include "base/util.h"
 #include "model/layers.h"
 
 static float *random_floats(size_t n, float scale) {

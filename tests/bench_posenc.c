@@ -16,7 +16,8 @@
 #include <omp.h>
 #endif
 
-#include "data/util.h"
+#include "base/util.h"
+#include "cli/args.h"
 #include "model/posenc.h"
 
 int main(int argc, char **argv) {

@@ -30,10 +30,11 @@
 #include <omp.h>
 #endif
 
-#include "../data/util.h"
-#include "../model/gpt.h"
-#include "../model/layers.h"
-#include "../model/optim.h"
+#include "base/util.h"
+#include "cli/args.h"
+#include "model/gpt.h"
+#include "model/layers.h"
+#include "model/optim.h"
 
 static double sgemm_peak_gflops(void) {
     const int n = 2048;

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "../data/util.h"
-#include "test.h"
+#include "base/util.h"
+#include "tests/test.h"
 
 /* The trainer binary under test: the build's own (tests/run_binaries.sh sets it), else ./train. */
 static inline const char *cli_train_bin(void) {

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/util.h"
+#include "base/util.h"
 #include "tests/test.h"
 #include "tokenizer/bpe_train.h"
 #include "tokenizer/pretok.h"

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "../data/util.h"
-#include "cli_test_helpers.h"
+#include "base/util.h"
+#include "tests/cli_test_helpers.h"
 
 static int count_lines(const char *s) {
     int n = 0;

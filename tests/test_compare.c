@@ -7,7 +7,7 @@
 #define _POSIX_C_SOURCE 200809L   /* st_mtim */
 #include <sys/stat.h>
 
-#include "cli_test_helpers.h"
+#include "tests/cli_test_helpers.h"
 
 /* A whole run in well under a second (a few under the sanitizers). Seeds differ in the model's
  * initialisation and the batch order, so seed1 and seed2 must end with different losses. */

@@ -2,9 +2,9 @@
  * and one clear error per bad key, type or range. */
 #include <string.h>
 
-#include "../data/util.h"
-#include "../model/config.h"
-#include "test.h"
+#include "base/util.h"
+#include "model/config.h"
+#include "tests/test.h"
 
 static const char *write_config(const char *name, const char *json) {
     static char path[512];

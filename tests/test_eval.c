@@ -7,10 +7,10 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "../data/util.h"
-#include "../model/layers.h"
-#include "../model/posenc.h"
-#include "cli_test_helpers.h"
+#include "base/util.h"
+#include "model/layers.h"
+#include "model/posenc.h"
+#include "tests/cli_test_helpers.h"
 
 /* ---- BCA in the attention layer ---- */
 

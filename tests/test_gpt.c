@@ -3,9 +3,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "../data/util.h"
-#include "../model/gpt.h"
-#include "test.h"
+#include "base/util.h"
+#include "model/gpt.h"
+#include "tests/posenc_test_helpers.h"
+#include "tests/test.h"
 
 enum { TB = 2, TT = 5 };
 static const GPTConfig tiny = {.V = 13, .L = 2, .C = 8, .NH = 2, .max_T = 8};
@@ -83,14 +84,10 @@ static void gradient_check(const char *options_json) {
 }
 
 static void test_gradients_every_kind(void) {
-    gradient_check("{\"kind\": \"none\"}");
-    gradient_check("{\"kind\": \"learned\"}");
-    gradient_check("{\"kind\": \"rope\"}");
-    gradient_check("{\"kind\": \"xpos\"}");
-    gradient_check("{\"kind\": \"xpos\", \"variant\": \"author\"}");
-    gradient_check("{\"kind\": \"hddrope\", \"chunk\": 2}");
-    gradient_check("{\"kind\": \"hddrope\", \"chunk\": 4}");
-    gradient_check("{\"kind\": \"hddrope\", \"chunk\": 4, \"map\": \"cayley\", \"dynamic\": false}");
+    char sets[64][256];
+    int n = posenc_test_option_sets(sets, 64);
+    CHECK(n >= 8);
+    for (int i = 0; i < n; i++) gradient_check(sets[i]);
 }
 
 /* Backward accumulates: two backward passes with loss_scale 0.5 equal one with 1. */
@@ -183,14 +180,9 @@ static void kv_cache_check(const char *options_json) {
 }
 
 static void test_kv_cache_equals_full_forward(void) {
-    kv_cache_check("{\"kind\": \"none\"}");
-    kv_cache_check("{\"kind\": \"learned\"}");
-    kv_cache_check("{\"kind\": \"rope\"}");
-    kv_cache_check("{\"kind\": \"xpos\"}");
-    kv_cache_check("{\"kind\": \"xpos\", \"variant\": \"author\"}");
-    kv_cache_check("{\"kind\": \"hddrope\", \"chunk\": 2}");
-    kv_cache_check("{\"kind\": \"hddrope\", \"chunk\": 4}");
-    kv_cache_check("{\"kind\": \"hddrope\", \"chunk\": 4, \"map\": \"cayley\", \"dynamic\": false}");
+    char sets[64][256];
+    int n = posenc_test_option_sets(sets, 64);
+    for (int i = 0; i < n; i++) kv_cache_check(sets[i]);
 }
 
 static void test_bad_inputs(void) {

@@ -1,4 +1,4 @@
-/* test_hddrope.c: tests for the HDD-RoPE kind (model/posenc_hddrope.c, spec hdd-rope.md §2-§5):
+/* test_hddrope.c: tests for the HDD-RoPE kind (model/posenc_hddrope.c, docs/hdd-rope.md):
  * the step maps (expm against a long Taylor series, Cayley against a direct solve), the
  * reduction to RoPE (c = 2, static, base_init rope), the relative property (and that the wrong
  * scan ordering breaks it), orthogonality and norms, the backward against central finite
@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "data/util.h"
+#include "base/util.h"
 #include "model/posenc.h"
 #include "model/posenc_hddrope.h"
 #include "tests/posenc_test_helpers.h"

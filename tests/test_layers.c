@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/util.h"
-#include "../model/layers.h"
-#include "test.h"
+#include "base/util.h"
+#include "model/layers.h"
+#include "tests/test.h"
 
 /* ---- helpers ---- */
 

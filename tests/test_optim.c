@@ -9,7 +9,7 @@
 #include <omp.h>
 #endif
 
-#include "data/util.h"
+#include "base/util.h"
 #include "model/optim.h"
 #include "tests/test.h"
 

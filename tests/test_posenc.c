@@ -17,7 +17,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "data/util.h"
+#include "base/util.h"
 #include "model/posenc.h"
 #include "tests/posenc_test_helpers.h"
 #include "tests/test.h"
@@ -88,7 +88,7 @@ static double dot(const float *a, const float *b, int n) {
 
 /* ---------------------------------------------------------------------------------------------- */
 /* the reference: each encoding's per-pair angle and q scale at position p, in double, written
- * from the specs (posenc.md §1-§2, hdd-rope.md §3) independently of model/posenc_*.c */
+ * from the maths (docs/posenc.md §2-§3) independently of model/posenc_*.c */
 
 enum { REF_ROPE, REF_XPOS, REF_AUTHOR };
 typedef struct {
@@ -151,7 +151,7 @@ static void ref_forward(const RefSpec *r, double *qkv, int B, int T, int C, int 
 }
 
 /* The score of un-encoded q (query at n) and k (key at m) in the decay-in-the-dot-product form
- * (posenc.md §2.1, §2.4): sum_j decay_j^(n-m) * [pair-j RoPE term at angle (n-m)*rate_j]. For
+ * (docs/posenc.md §3.1-§3.2): sum_j decay_j^(n-m) * [pair-j RoPE term at angle (n-m)*rate_j]. For
  * RoPE the decay is 1. */
 static double ref_relative_score(const RefSpec *r, int hs, const float *q, const float *k, long n, long m) {
     double score = 0, delta = (double)(n - m);
@@ -453,13 +453,13 @@ static void test_xpos_reference_centre_and_zeta(void) {
         if (zq < zmin) zmin = zq;
         if (zq > zmax) zmax = zq;
     }
-    /* posenc.md §2.1 / hdd-rope.md §3: zeta in [2/7 = 0.286, 0.970] at hs = 48 */
+    /* docs/posenc.md §3.1, §3.3: zeta in [2/7 = 0.286, 0.970] at hs = 48 */
     CHECKF(fabs(zmin - 2.0 / 7.0) < 1e-6 && fabs(zmax - 0.9702) < 1e-4, "zeta range [%.5f, %.5f]", zmin, zmax);
     unwiden(&pe, &w);
     posenc_destroy(&pe);
 }
 
-/* The HDD-RoPE author's xPos (hdd-rope.md §3) at d = hs = 48, its numbers. */
+/* The HDD-RoPE author's xPos (docs/posenc.md §3.3) at d = hs = 48, its numbers. */
 static void test_xpos_author_numbers(void) {
     const int C = 96, NH = 2, hs = 48;
     PosEnc pe;

@@ -3,9 +3,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../data/util.h"
-#include "../tokenizer/pretok.h"
-#include "test.h"
+#include "base/util.h"
+#include "tokenizer/pretok.h"
+#include "tests/test.h"
 
 /* Splits s into chunks joined by '|' (for readable failure messages). */
 static void chunks_of(const char *s, char *out, size_t cap, int reference) {

@@ -9,11 +9,11 @@
 
 #include <stb/stb_image.h>  /* Debian's libstb holds the decoder too */
 
-#include "../data/util.h"
-#include "../scripts/report_plot.h"
-#include "../scripts/report_table.h"
-#include "../scripts/series.h"
-#include "cli_test_helpers.h"
+#include "base/util.h"
+#include "scripts/report_plot.h"
+#include "scripts/report_table.h"
+#include "scripts/series.h"
+#include "tests/cli_test_helpers.h"
 
 #define LOG_HEADER "step,tokens,train_loss,val_loss,val_bpb,lr,grad_norm,elapsed_s,tokens_per_s\n"
 

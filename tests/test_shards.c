@@ -19,7 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "data/shards.h"
-#include "data/util.h"
+#include "base/util.h"
 #include "tests/test.h"
 #include "tokenizer/tokenizer.h"
 

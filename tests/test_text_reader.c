@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../data/text_reader.h"
-#include "../data/util.h"
-#include "test.h"
+#include "data/text_reader.h"
+#include "base/util.h"
+#include "tests/test.h"
 
 /* Hooks defined in text_reader.c, not part of the header. */
 extern size_t text_reader_block_size;

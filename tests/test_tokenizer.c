@@ -23,7 +23,7 @@
 #endif
 #include <cjson/cJSON.h>
 
-#include "data/util.h"
+#include "base/util.h"
 #include "tests/test.h"
 #include "tokenizer/pretok.h"
 #include "tokenizer/tokenizer.h"

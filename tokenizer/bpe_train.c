@@ -26,14 +26,14 @@
  * bpe_train_reference does the obvious thing instead: per merge, list every adjacent pair of
  * every word, sort, sum, take the best, and rewrite every word.
  */
-#include "bpe_train.h"
+#include "tokenizer/bpe_train.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/util.h"
+#include "base/util.h"
 #include "tokenizer/pretok.h"
 
 /* ------------------------------------------------------------------------------------------ */

@@ -6,9 +6,9 @@
  * seven alternatives one after another, literally, the way a backtracking regex engine does; the
  * tests check the two agree.
  */
-#include "pretok.h"
+#include "tokenizer/pretok.h"
 
-#include "unicode_tables.h"
+#include "tokenizer/unicode_tables.h"
 
 #define INVALID_CP 0xFFFFFFFFu
 

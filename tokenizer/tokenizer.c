@@ -14,15 +14,15 @@
  * The tests check both give identical ids on real and random text.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/util.h"
-#include "pretok.h"
+#include "base/util.h"
+#include "tokenizer/pretok.h"
 
 #define NO_ID UINT32_MAX
 

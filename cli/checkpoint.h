@@ -1,5 +1,5 @@
 /* checkpoint.h: everything a run needs to continue exactly where it stopped, in one file:
- * parameters, AdamW moments and step count, the training step, tokens seen, the RNG state and
+ * parameters, AdamW moments and step count, the training step, tokens seen and
  * the loader position. Written atomically (temporary file + fsync + rename), so a crash while
  * writing leaves the previous checkpoint intact.
  *
@@ -11,7 +11,7 @@
  *         16    8  config hash (what must match to resume: the model and tokenizer)
  *         24    8  number of parameters P
  *         32    8  step           40  8  tokens seen     48  8  AdamW t
- *         56    8  RNG state      64  8  loader epoch    72  8  loader cursor
+ *         56    8  zero (reserved) 64  8  loader epoch    72  8  loader cursor
  *         80    8  training seconds so far (IEEE double)
  *         88   40  zero
  *        128  4P   parameters (fp32), then 4P AdamW m and 4P AdamW v if flag bit 0
@@ -23,14 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../data/shards.h"
-#include "optim.h"
+#include "data/shards.h"
+#include "model/optim.h"
 
 typedef struct {
     uint64_t config_hash;
     uint64_t step;            /* optimizer updates done */
     uint64_t tokens_seen;
-    uint64_t rng_state;
     LoaderState loader;
     double elapsed_s;         /* training wall time so far, so log.csv's clock continues */
 } CheckpointState;

@@ -1,12 +1,13 @@
 /* data_cli.c: ./train prepare: turns the text of a data spec into token shards (shards.h). */
-#include "data_cli.h"
+#include "cli/data_cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "../tokenizer/tok_cli.h"
-#include "shards.h"
-#include "util.h"
+#include "cli/tok_cli.h"
+#include "data/shards.h"
+#include "base/util.h"
+#include "cli/args.h"
 
 static void prepare_usage(void) {
     fprintf(stderr,

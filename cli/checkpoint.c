@@ -1,11 +1,11 @@
 /* checkpoint.c: save and load a run's full state (format in checkpoint.h). */
-#include "checkpoint.h"
+#include "cli/checkpoint.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/util.h"
+#include "base/util.h"
 
 #define CKPT_MAGIC "TRCKPT\0\0"
 #define CKPT_VERSION 1
@@ -35,7 +35,6 @@ int checkpoint_save(const char *path, const CheckpointState *st, const float *pa
     put64(h + 32, st->step);
     put64(h + 40, st->tokens_seen);
     put64(h + 48, opt ? opt->t : 0);
-    put64(h + 56, st->rng_state);
     put64(h + 64, st->loader.epoch);
     put64(h + 72, st->loader.cursor);
     uint64_t elapsed_bits;
@@ -122,7 +121,6 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
     st->config_hash = get64(h + 16);
     st->step = get64(h + 32);
     st->tokens_seen = get64(h + 40);
-    st->rng_state = get64(h + 56);
     st->loader.epoch = get64(h + 64);
     st->loader.cursor = get64(h + 72);
     uint64_t elapsed_bits = get64(h + 80);

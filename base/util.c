@@ -1,7 +1,7 @@
 /* util.c: errors, allocation, time, hashing, files and UTF-8 checks shared by all of tinyrope.
  * See util.h for the error convention. */
 #define _POSIX_C_SOURCE 200809L
-#include "util.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,21 +27,6 @@ void tr_set_error(const char *fmt, ...) {
 const char *tr_error(void) { return tr_error_message; }
 void tr_clear_error(void) { tr_error_message[0] = '\0'; }
 
-void tr_die_with_error(void) {
-    fprintf(stderr, "error: %s\n", tr_error_message[0] ? tr_error_message : "unknown error");
-    exit(1);
-}
-
-void tr_die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
 /* ---- allocation ---- */
 
 static void out_of_memory(size_t n) {
@@ -51,6 +36,13 @@ static void out_of_memory(size_t n) {
 
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
+    if (!p) out_of_memory(n);
+    return p;
+}
+
+void *xaligned_alloc(size_t alignment, size_t n) {
+    size_t rounded = (n + alignment - 1) / alignment * alignment;
+    void *p = aligned_alloc(alignment, rounded ? rounded : alignment);
     if (!p) out_of_memory(n);
     return p;
 }
@@ -95,6 +87,7 @@ uint64_t tr_fnv1a64(const void *data, size_t n, uint64_t h) {
 
 /* ---- random numbers ---- */
 
+/* splitmix64 (Steele, Lea, Flood 2014): the whole state is one uint64 */
 uint64_t tr_rng_u64(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -245,29 +238,4 @@ int tr_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset) {
 bad:
     if (bad_offset) *bad_offset = i;
     return 0;
-}
-
-/* ---- command-line helpers ---- */
-
-const char *tr_arg_value(int argc, char **argv, int *i) {
-    if (*i + 1 >= argc) tr_die("%s needs a value", argv[*i]);
-    return argv[++*i];
-}
-
-long long tr_parse_int(const char *s, const char *what, long long min, long long max) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end) tr_die("%s: '%s' is not an integer", what, s);
-    if (v < min || v > max) tr_die("%s: %lld is out of range [%lld, %lld]", what, v, min, max);
-    return v;
-}
-
-double tr_parse_double(const char *s, const char *what, double min, double max) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) tr_die("%s: '%s' is not a number", what, s);
-    if (v < min || v > max) tr_die("%s: %g is out of range [%g, %g]", what, v, min, max);
-    return v;
 }

@@ -5,7 +5,7 @@
  * benchmark (stories encoded in parallel with OpenMP, MB/s reported).
  */
 #define _POSIX_C_SOURCE 200809L
-#include "tok_cli.h"
+#include "cli/tok_cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +14,12 @@
 #include <omp.h>
 #endif
 
-#include "../data/shards.h"
-#include "../data/story_batch.h"
-#include "../data/text_reader.h"
-#include "../data/util.h"
-#include "bpe_train.h"
+#include "data/shards.h"
+#include "data/story_batch.h"
+#include "data/text_reader.h"
+#include "base/util.h"
+#include "cli/args.h"
+#include "tokenizer/bpe_train.h"
 
 Tokenizer *cli_tokenizer_option(int argc, char **argv, int *i) {
     Tokenizer *tok = NULL;

@@ -3,8 +3,8 @@
 #ifndef TINYROPE_TOK_CLI_H
 #define TINYROPE_TOK_CLI_H
 
-#include "../data/shards.h"
-#include "tokenizer.h"
+#include "data/shards.h"
+#include "tokenizer/tokenizer.h"
 
 int cmd_tokenizer(int argc, char **argv);   /* learn merges, save the tokenizer */
 int cmd_encode(int argc, char **argv);      /* ids of a string, or MB/s over files */

@@ -24,14 +24,12 @@
 void tr_set_error(const char *fmt, ...) TR_PRINTF(1, 2);
 const char *tr_error(void);           /* the last message, "" if none */
 void tr_clear_error(void);
-/* Prints "error: <tr_error()>" to stderr and exits with status 1. For the command-line layer. */
-void tr_die_with_error(void);
-/* Prints "error: <formatted>" to stderr and exits with status 1. For the command-line layer. */
-void tr_die(const char *fmt, ...) TR_PRINTF(1, 2);
 
 /* ---- allocation (stop on out-of-memory) ---- */
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
+/* alignment a power of two; n is rounded up to a multiple of it (aligned_alloc needs that) */
+void *xaligned_alloc(size_t alignment, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
@@ -73,13 +71,5 @@ int tr_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset);
 uint64_t tr_rng_u64(uint64_t *state);
 float tr_rng_uniform(uint64_t *state);             /* [0, 1) */
 float tr_rng_normal(uint64_t *state);              /* N(0, 1), Box-Muller */
-
-/* ---- command-line helpers (for the command layer only: they exit on bad input) ---- */
-/* The value after option argv[*i] (advancing *i), or "error: <option> needs a value" + exit. */
-const char *tr_arg_value(int argc, char **argv, int *i);
-/* Parses a whole decimal integer in [min, max] or exits with "error: <what>: ...". */
-long long tr_parse_int(const char *s, const char *what, long long min, long long max);
-/* Parses a whole finite number in [min, max] or exits with "error: <what>: ...". */
-double tr_parse_double(const char *s, const char *what, double min, double max);
 
 #endif
