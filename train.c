@@ -37,16 +37,6 @@
 #include "model/sample.h"
 #include "cli/tok_cli.h"
 
-/* Loader windows (B, T+1) -> model inputs (B, T) and targets (B, T), -1 where there is none. */
-static void split_windows(const int32_t *window, const int *n_targets, int32_t *inputs, int32_t *targets, int B,
-                          int T) {
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            inputs[b * T + t] = window[b * (T + 1) + t];
-            targets[b * T + t] = t < n_targets[b] ? window[b * (T + 1) + t + 1] : -1;
-        }
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Stories: EOT (as every story in the shards starts after one), the prompt, then sampled tokens
  * until EOT, max_tokens or the end of the context. Tokens are written to out as they come.
@@ -99,15 +89,14 @@ typedef struct {
  * total nats / ln 2 / text bytes, with the split's text bytes prorated when capped. When
  * pos_nats and pos_tokens (T each) are given, the loss at each window position t is also added
  * to pos_nats[t] and counted in pos_tokens[t] (`train eval --out`). */
-static EvalResult evaluate_positions(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *window,
-                                     int *n_targets, int32_t *inputs, int32_t *targets, double *pos_nats,
+static EvalResult evaluate_positions(GPT *model, TokenLoader *val, int B, int T, long max_tokens,
+                                     int32_t *inputs, int32_t *targets, double *pos_nats,
                                      uint64_t *pos_tokens) {
     EvalResult r = {0};
     double nats = 0;
     loader_reset(val);
     int rc;
-    while ((rc = loader_next(val, window, n_targets)) == 1) {
-        split_windows(window, n_targets, inputs, targets, B, T);
+    while ((rc = loader_next_batch(val, inputs, targets)) == 1) {
         if (gpt_forward(model, inputs, targets, B, T) != 0) tr_die_with_error();
         nats += (double)model->mean_loss * (double)model->n_targets;
         r.tokens += (uint64_t)model->n_targets;
@@ -128,9 +117,9 @@ static EvalResult evaluate_positions(GPT *model, TokenLoader *val, int B, int T,
 }
 
 /* The evaluation of `run` (every eval_every steps and at the end). */
-static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *window,
-                           int *n_targets, int32_t *inputs, int32_t *targets) {
-    return evaluate_positions(model, val, B, T, max_tokens, window, n_targets, inputs, targets, NULL, NULL);
+static EvalResult evaluate(GPT *model, TokenLoader *val, int B, int T, long max_tokens, int32_t *inputs,
+                           int32_t *targets) {
+    return evaluate_positions(model, val, B, T, max_tokens, inputs, targets, NULL, NULL);
 }
 
 /* What a checkpoint must agree on to be resumed: the model section of the config (posenc
@@ -266,12 +255,9 @@ static int cmd_run(int argc, char **argv) {
                         .lr = (float)cfg.optim.lr, .min_lr = (float)cfg.optim.min_lr,
                         .warmup = cfg.optim.warmup_steps, .max_steps = cfg.train.max_steps};
 
-    int32_t *window = xmalloc((size_t)B * (T + 1) * sizeof *window);
-    int *n_targets = xmalloc((size_t)B * sizeof *n_targets);
     int32_t *inputs = xmalloc((size_t)B * T * sizeof *inputs), *targets = xmalloc((size_t)B * T * sizeof *targets);
     /* One forward to size the activations, so the memory report below is complete. */
-    if (loader_next(train, window, n_targets) != 1) tr_die_with_error();
-    split_windows(window, n_targets, inputs, targets, B, T);
+    if (loader_next_batch(train, inputs, targets) != 1) tr_die_with_error();
     /* ...and timed, with a backward, for the wall-time estimate printed below (the gradients are
      * zeroed at the start of every step, so this leaves no trace in training). */
     double t_micro = tr_now_seconds();
@@ -337,8 +323,7 @@ static int cmd_run(int argc, char **argv) {
         gpt_zero_grad(&model);
         train_loss = 0;
         for (long micro = 0; micro < accum; micro++) {
-            if (loader_next(train, window, n_targets) != 1) tr_die_with_error();
-            split_windows(window, n_targets, inputs, targets, B, T);
+            if (loader_next_batch(train, inputs, targets) != 1) tr_die_with_error();
             if (gpt_forward(&model, inputs, targets, B, T) != 0) tr_die_with_error();
             if (!isfinite(model.mean_loss))
                 tr_die("step %llu: the loss is %f; stopping (the last checkpoint, if any, is intact)",
@@ -366,7 +351,7 @@ static int cmd_run(int argc, char **argv) {
         }
         int last = st.step == (uint64_t)steps;
         if (st.step % cfg.train.eval_every == 0 || last) {
-            EvalResult ev = last_eval = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, window, n_targets, inputs, targets);
+            EvalResult ev = last_eval = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, inputs, targets);
             if (tty) printf("\n");
             printf("eval step %llu: val loss %.4f, %.4f bits per byte (%llu tokens)\n", (unsigned long long)st.step,
                    ev.loss, ev.bits_per_byte, (unsigned long long)ev.tokens);
@@ -385,7 +370,7 @@ static int cmd_run(int argc, char **argv) {
     if (st.step == (uint64_t)steps) {
         /* final.json marks a finished run (scripts/compare.sh skips it); written last, atomically. */
         if (!last_eval.tokens)   /* resumed from the final checkpoint: nothing was evaluated above */
-            last_eval = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, window, n_targets, inputs, targets);
+            last_eval = evaluate(&model, val, B, T, cfg.train.eval_max_tokens, inputs, targets);
         TrAtomicFile af;
         if (tr_atomic_open(&af, final_path) != 0) tr_die_with_error();
         fprintf(af.f, "{\"step\": %llu, \"tokens\": %llu, \"val_loss\": %.6f, \"val_bpb\": %.6f, \"elapsed_s\": %.2f}\n",
@@ -401,7 +386,7 @@ static int cmd_run(int argc, char **argv) {
     printf("done: %s (log.csv, config.json, checkpoint.bin%s)\n", out,
            st.step == (uint64_t)steps ? ", final.json" : "; interrupted: --resume continues");
 
-    free(window); free(n_targets); free(inputs); free(targets); free(sets);
+    free(inputs); free(targets); free(sets);
     adamw_free(&opt);
     gpt_free(&model);
     loader_close(train);
@@ -568,13 +553,11 @@ static int cmd_eval(int argc, char **argv) {
     TokenLoader *val = loader_open(data_dir, "val", tok_hash(tok), (int)B, (int)T, 0, 0);
     if (!val) tr_die_with_error();
 
-    int32_t *window = xmalloc((size_t)B * (T + 1) * sizeof *window);
-    int *n_targets = xmalloc((size_t)B * sizeof *n_targets);
     int32_t *inputs = xmalloc((size_t)B * T * sizeof *inputs), *targets = xmalloc((size_t)B * T * sizeof *targets);
     double *pos_nats = csv_path ? xcalloc((size_t)T, sizeof *pos_nats) : NULL;
     uint64_t *pos_tokens = csv_path ? xcalloc((size_t)T, sizeof *pos_tokens) : NULL;
     const double t0 = tr_now_seconds();
-    EvalResult ev = evaluate_positions(&model, val, (int)B, (int)T, (long)max_tokens, window, n_targets, inputs, targets,
+    EvalResult ev = evaluate_positions(&model, val, (int)B, (int)T, (long)max_tokens, inputs, targets,
                                        pos_nats, pos_tokens);
     printf("eval %s (step %llu): %s, block size %lld (trained %d)%s, batch %lld: val loss %.6f, %.6f bits per byte "
            "(%llu tokens, %.1f s)\n", run_dir, (unsigned long long)st.step, kind, T, T_train,
@@ -590,7 +573,7 @@ static int cmd_eval(int argc, char **argv) {
         }
         if (tr_atomic_commit(&af) != 0) tr_die_with_error();
     }
-    free(window); free(n_targets); free(inputs); free(targets); free(pos_nats); free(pos_tokens);
+    free(inputs); free(targets); free(pos_nats); free(pos_tokens);
     loader_close(val);
     gpt_free(&model);
     tok_free(tok);

@@ -870,6 +870,8 @@ struct TokenLoader {
     int order_valid;
     LoaderState state;
     uint8_t *read_buf;         /* one window of raw little-endian tokens */
+    int32_t *windows;          /* (B, T+1): loader_next_batch's windows before the shift */
+    int *n_targets;            /* (B) */
 };
 
 /* Windows of a shard of n tokens. Window k = tokens [kT, kT+T], so it has min(T, n-1-kT) targets:
@@ -1006,6 +1008,8 @@ TokenLoader *loader_open(const char *dir, const char *split, uint64_t expected_t
     L->shard_tokens = xcalloc((size_t)sp->n_shards + 1, sizeof *L->shard_tokens);
     L->window_start = xcalloc((size_t)sp->n_shards + 1, sizeof *L->window_start);
     L->read_buf = xmalloc(((size_t)T + 1) * L->token_bytes);
+    L->windows = xmalloc((size_t)B * ((size_t)T + 1) * sizeof *L->windows);
+    L->n_targets = xmalloc((size_t)B * sizeof *L->n_targets);
     uint64_t full_windows = 0;
     for (int i = 0; i < sp->n_shards; i++) {
         L->paths[i] = path_join(dir, sp->shards[i].file);
@@ -1099,6 +1103,20 @@ int loader_next(TokenLoader *L, int32_t *tokens, int *n_targets) {
     return got > 0 ? 1 : 0;
 }
 
+int loader_next_batch(TokenLoader *L, int32_t *inputs, int32_t *targets) {
+    const int B = L->B, T = L->T;
+    int rc = loader_next(L, L->windows, L->n_targets);
+    if (rc != 1) return rc;
+    for (int b = 0; b < B; b++) {
+        const int32_t *w = L->windows + (size_t)b * (T + 1);
+        for (int t = 0; t < T; t++) {
+            inputs[(size_t)b * T + t] = w[t];
+            targets[(size_t)b * T + t] = t < L->n_targets[b] ? w[t + 1] : -1;   /* the next token */
+        }
+    }
+    return 1;
+}
+
 /* Validation: the next pass starts. Training: back to the very beginning (epoch 0, cursor 0). */
 void loader_reset(TokenLoader *L) {
     L->state.epoch = 0;
@@ -1136,5 +1154,7 @@ void loader_close(TokenLoader *L) {
     free(L->window_start);
     free(L->order);
     free(L->read_buf);
+    free(L->windows);
+    free(L->n_targets);
     free(L);
 }

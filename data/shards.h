@@ -97,6 +97,10 @@ TokenLoader *loader_open(const char *dir, const char *split, uint64_t expected_t
  * windows remain, 0 once every window has been returned (then loader_reset starts a new pass).
  * -1 on a read error (error set). */
 int loader_next(TokenLoader *L, int32_t *tokens, int *n_targets);
+/* What the model eats: the next windows as inputs (B, T) and targets (B, T), target t of row b
+ * being the token after input t, -1 where there is none (past a short window's end, unused
+ * rows). Returns as loader_next. */
+int loader_next_batch(TokenLoader *L, int32_t *inputs, int32_t *targets);
 void loader_reset(TokenLoader *L);
 uint64_t loader_num_windows(const TokenLoader *L);
 uint64_t loader_num_tokens(const TokenLoader *L);

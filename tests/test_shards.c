@@ -821,6 +821,35 @@ static void test_loader_uint32_tokens(void) {
     loader_close(L);
 }
 
+/* loader_next_batch: inputs are the windows' tokens, target t the token after input t, -1 past a
+ * short window's end and on an unused row; checked against the shard's tokens directly. */
+static void test_loader_batch_shifts_targets(void) {
+    const char *dir = tmp_path("hand_batch");
+    const uint64_t train[] = {40}, val[] = {23};   /* val: windows of 8, 8 and 6 targets */
+    HandOptions o = hand_defaults();
+    write_hand_dataset(dir, train, 1, val, 1, &o);
+    enum { B = 2, T = 8 };
+    TokenLoader *L = loader_open(dir, "val", HAND_HASH, B, T, 0, 0);
+    CHECKF(L != NULL, "%s", tr_error());
+    if (!L) return;
+    const int window_targets[4] = {8, 8, 6, 0};    /* the fourth row of the second batch is unused */
+    int32_t inputs[B * T], targets[B * T];
+    for (int batch = 0; batch < 2; batch++) {
+        CHECK(loader_next_batch(L, inputs, targets) == 1);
+        for (int b = 0; b < B; b++) {
+            const int w = batch * B + b, n = window_targets[w];
+            for (int t = 0; t < T; t++) {
+                const uint64_t at = (uint64_t)w * T + (uint64_t)t;
+                if (t <= n && n > 0) CHECKF(inputs[b * T + t] == (int32_t)hand_token(0, at, o.base), "w%d t%d", w, t);
+                const int32_t want = t < n ? (int32_t)hand_token(0, at + 1, o.base) : -1;
+                CHECKF(targets[b * T + t] == want, "window %d t %d: target %d, want %d", w, t, targets[b * T + t], want);
+            }
+        }
+    }
+    CHECK(loader_next_batch(L, inputs, targets) == 0);   /* every window returned */
+    loader_close(L);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* loader errors */
 
@@ -1065,6 +1094,7 @@ int main(void) {
     RUN(test_val_loader_covers_every_target);
     RUN(test_train_loader_order_and_resume);
     RUN(test_loader_uint32_tokens);
+    RUN(test_loader_batch_shifts_targets);
     RUN(test_loader_errors);
     RUN(test_prepare_sample_throughput);
     return test_summary();
