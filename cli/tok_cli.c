@@ -65,6 +65,13 @@ static void count_story(const uint8_t *story, size_t len, void *ctx) {
     bpe_counter_add((BpeCounter *)ctx, story, len);
 }
 
+/* bpe_train's progress line, every 500 merges */
+static void print_merge_progress(void *ctx, int learned, int n_merges, uint32_t left, uint32_t right, uint32_t id,
+                                 uint64_t count, double seconds) {
+    fprintf(stderr, "bpe: merge %d/%d: (%u, %u) -> %u, count %llu, %.2fs\n", learned, n_merges, left, right, id,
+            (unsigned long long)count, seconds);
+}
+
 static void tokenizer_usage(void) {
     fprintf(stderr,
             "usage: train tokenizer (--data SPEC.json | --input FILE...) --vocab N --out FILE\n"
@@ -121,7 +128,8 @@ Tokenizer *learn_tokenizer(const DataInput *inputs, int n_inputs, int vocab, con
 
     uint32_t (*merges)[2] = xmalloc((size_t)(n_merges > 0 ? n_merges : 1) * sizeof *merges);
     double t1 = tr_now_seconds();
-    int learned = bpe_train(counter, n_merges, merges, 500);
+    const BpeProgress progress = {.every = 500, .report = print_merge_progress};
+    int learned = bpe_train(counter, n_merges, merges, &progress);
     double t_merge = tr_now_seconds() - t1;
     if (learned < n_merges)
         fprintf(stderr, "note: only %d merges possible (no pair occurs twice any more): vocab %d, not %d\n",

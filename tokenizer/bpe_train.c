@@ -421,7 +421,7 @@ static void merge_in_word(Trainer *tr, WordList *wl, uint32_t w, uint32_t a, uin
     wl->len[w] = write;
 }
 
-int bpe_train(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2], int verbose) {
+int bpe_train(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2], const BpeProgress *progress) {
     if (n_merges <= 0) return 0;
     WordList wl;
     words_from_counter(c, &wl);
@@ -481,9 +481,8 @@ int bpe_train(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2], int 
             if (s->count >= 2) heap_push(&tr.heap, s->count, s->key);
         }
         learned++;
-        if (verbose > 0 && (learned % verbose == 0 || learned == n_merges))
-            fprintf(stderr, "bpe: merge %d/%d: (%u, %u) -> %u, count %llu, %.2fs\n", learned,
-                    n_merges, a, b, z, (unsigned long long)best_count, tr_now_seconds() - t0);
+        if (progress && progress->every > 0 && (learned % progress->every == 0 || learned == n_merges))
+            progress->report(progress->ctx, learned, n_merges, a, b, z, best_count, tr_now_seconds() - t0);
     }
 
     pairs_free(&tr.pairs);

@@ -28,10 +28,18 @@ void bpe_counter_merge(BpeCounter *dst, const BpeCounter *src);
 size_t bpe_counter_distinct(const BpeCounter *c);   /* distinct words */
 uint64_t bpe_counter_total(const BpeCounter *c);    /* total words counted */
 
+/* Progress of bpe_train: report(ctx, ...) after every `every` merges and after the last one.
+ * The library never prints; the command layer's report does. */
+typedef struct {
+    int every;
+    void (*report)(void *ctx, int learned, int n_merges, uint32_t left, uint32_t right, uint32_t id,
+                   uint64_t count, double seconds);
+    void *ctx;
+} BpeProgress;
+
 /* Learns up to n_merges merges into merges_out (n_merges, 2): merge r joins (left, right) into
- * id 256 + r. Returns the number learned (<= n_merges). verbose > 0 prints progress to stderr
- * every `verbose` merges. */
-int bpe_train(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2], int verbose);
+ * id 256 + r. Returns the number learned (<= n_merges). progress may be NULL (silent). */
+int bpe_train(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2], const BpeProgress *progress);
 
 /* The reference: recounts every pair of every word per merge (slow, obviously right), same tie
  * rule. Tests check that both learn identical merges. */
