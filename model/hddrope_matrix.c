@@ -1,0 +1,554 @@
+/* hddrope_matrix.c: the small dense matrices of HDD-RoPE: the exponential and the Cayley map of a
+ * c x c skew matrix A, and their adjoints (the gradient w.r.t. A of <G_M, map(A)>), row-major, in
+ * double (docs/hdd-rope.md §3 the step matrix, §4 the backward, §7 numerics).
+ *
+ * Reading order: the products; the reference exponential (a Taylor series with scaling and
+ * squaring) and two reference adjoints (a series, and the block formula); Cayley and its adjoint;
+ * the closed forms for c = 2 and c = 4; the Paterson-Stockmeyer exponential the model uses for
+ * other c, with the exact reverse-mode adjoint of its own computation; last, the two entry points
+ * the scan calls (hddrope_step_expm, hddrope_step_expm_adjoint), which pick among them.
+ * tests/test_hddrope_matrix.c checks every fast form against the references and against finite
+ * differences.
+ *
+ * The kernels are written once with c a parameter and forced inline, so that the entry points get
+ * copies with c a constant (unrolled, vectorised) by calling them with a literal; same operations
+ * in the same order, so every copy gives the same bits.
+ */
+#include "model/hddrope_matrix.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Where the series are cut in the model's own step matrices and gradients: they are rounded to
+ * float (relative 6e-8) right after, so terms below 1e-12 of the result cannot matter; the
+ * references (hddrope_expm, hddrope_expm_adjoint) go to double precision. */
+#define HDD_SERIES_TOLERANCE 1e-12
+#define HDD_REFERENCE_TOLERANCE 1e-17
+
+#define HDD_INLINE static inline __attribute__((always_inline))
+
+/* fmax without the libm call (no NaN rules needed here): it sits in the inner loops */
+static inline double max_d(double a, double b) { return a > b ? a : b; }
+
+/* ---- products (n <= 2*HDD_MAX_C) ---- */
+
+/* out = X b with X(i, r) = a[i*si + r*sr] (X = a: si = n, sr = 1; X = a^T: si = 1, sr = n), n <= 2*HDD_MAX_C.
+ * One row at a time, accumulated in registers over r; for large n four rows at a time, r outermost
+ * (four independent chains of multiply-adds per vector of k). Each sum runs over r in order either
+ * way, so the bits do not depend on the blocking. out must not alias a or b. */
+HDD_INLINE void mm_rows_inline(const double *restrict a, int si, int sr, const double *restrict b,
+                               double *restrict out, int n) {
+    int i0 = 0;
+    /* (blocks measured faster from c = 16 on, slower at c = 4 and 8, where one row is short) */
+    for (; n >= 12 && i0 + 4 <= n; i0 += 4) {
+        double acc[4][2 * HDD_MAX_C];
+        for (int ii = 0; ii < 4; ii++)
+            for (int k = 0; k < n; k++) acc[ii][k] = 0;
+        for (int r = 0; r < n; r++)
+            for (int ii = 0; ii < 4; ii++) {
+                const double x = a[(i0 + ii) * si + r * sr];
+                for (int k = 0; k < n; k++) acc[ii][k] += x * b[r * n + k];
+            }
+        for (int ii = 0; ii < 4; ii++)
+            for (int k = 0; k < n; k++) out[(i0 + ii) * n + k] = acc[ii][k];
+    }
+    for (; i0 < n; i0++) {
+        double acc[2 * HDD_MAX_C];
+        for (int k = 0; k < n; k++) acc[k] = 0;
+        for (int r = 0; r < n; r++) {
+            const double x = a[i0 * si + r * sr];
+            for (int k = 0; k < n; k++) acc[k] += x * b[r * n + k];
+        }
+        for (int k = 0; k < n; k++) out[i0 * n + k] = acc[k];
+    }
+}
+
+/* mm_rows_inline for a run-time n, compiled once (a copy at every call would only cost build time) */
+static void mm_rows_any(const double *restrict a, int si, int sr, const double *restrict b, double *restrict out,
+                        int n) {
+    mm_rows_inline(a, si, sr, b, out, n);
+}
+/* Inline where the kernels run with n a constant (the copies of the entry points), else one call. */
+HDD_INLINE void mm_rows(const double *restrict a, int si, int sr, const double *restrict b, double *restrict out,
+                        int n) {
+    if (__builtin_constant_p(n)) mm_rows_inline(a, si, sr, b, out, n);
+    else mm_rows_any(a, si, sr, b, out, n);
+}
+
+/* out = a b; out may alias a or b */
+HDD_INLINE void mat_mul(const double *a, const double *b, double *out, int n) {
+    double tmp[4 * HDD_MAX_C * HDD_MAX_C];
+    mm_rows(a, n, 1, b, tmp, n);
+    memcpy(out, tmp, sizeof(double) * (size_t)(n * n));
+}
+
+/* ---- references: the series exponential and two adjoints ---- */
+
+/* E = exp(A), n <= 2*HDD_MAX_C: scaling and squaring with a Taylor series. */
+HDD_INLINE void expm_kernel(const double *A, double *E, int n, double tolerance) {
+    const int nn = n * n;
+    double norm = 0;
+    for (int i = 0; i < n; i++) {
+        double row = 0;
+        for (int k = 0; k < n; k++) row += fabs(A[i * n + k]);
+        if (row > norm) norm = row;
+    }
+    /* scale to norm <= 1/4, then the degree q whose last term norm^q/q! is below 1e-17 */
+    int squarings = 0;
+    double scale = 1.0;
+    while (norm * scale > 0.25 && squarings < 1000) scale *= 0.5, squarings++;
+    int q = 0;
+    for (double bound = 1.0; bound > tolerance && q < 30;) q++, bound *= norm * scale / q;
+    double X[4 * HDD_MAX_C * HDD_MAX_C], buf_a[4 * HDD_MAX_C * HDD_MAX_C], buf_b[4 * HDD_MAX_C * HDD_MAX_C];
+    double *R = buf_a, *next = buf_b, *swap;
+    for (int i = 0; i < nn; i++) X[i] = A[i] * scale;
+    /* Horner: R = I + X/k (I + X/(k+1) (... (I + X/q))) */
+    for (int i = 0; i < nn; i++) R[i] = (i % (n + 1) == 0);
+    for (int k = q; k >= 1; k--) {
+        const double inv = 1.0 / k;
+        mat_mul(X, R, next, n);
+        for (int i = 0; i < nn; i++) next[i] = (i % (n + 1) == 0) + next[i] * inv;
+        swap = R, R = next, next = swap;
+    }
+    for (int s = 0; s < squarings; s++) {
+        mat_mul(R, R, next, n);
+        swap = R, R = next, next = swap;
+    }
+    memcpy(E, R, sizeof(double) * (size_t)nn);
+}
+
+void hddrope_expm(const double *A, double *E, int n) {
+    if (n < 1 || n > 2 * HDD_MAX_C) return; /* never: c is checked in configure */
+    expm_kernel(A, E, n, HDD_REFERENCE_TOLERANCE);
+}
+
+/* The adjoint of the exponential: G_A = L_exp(A^T, G_M), the gradient w.r.t. A of <G_M, exp(A)>.
+ * Reference version: the top-right c x c block of exp([[A^T, G_M], [0, A^T]]) (Mathias' block
+ * formula), with the generic expm on the 2c x 2c matrix. G_M is scaled to entries <= 2^-10 first
+ * (the block is linear in it), so the squarings depend on A alone and nothing can overflow. */
+void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c) {
+    const int n = 2 * c;
+    double big[4 * HDD_MAX_C * HDD_MAX_C], E[4 * HDD_MAX_C * HDD_MAX_C], size = 0;
+    for (int i = 0; i < c * c; i++) size = max_d(size, fabs(GM[i]));
+    if (size == 0 || c < 1 || c > HDD_MAX_C) {
+        for (int i = 0; i < c * c; i++) GA[i] = 0;
+        return;
+    }
+    memset(big, 0, sizeof(double) * (size_t)(n * n));
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            big[i * n + k] = big[(i + c) * n + k + c] = A[k * c + i];
+            big[i * n + k + c] = GM[i * c + k] / size * 0x1p-10;
+        }
+    hddrope_expm(big, E, n);
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) GA[i * c + k] = E[i * n + k + c] * (size * 0x1p10);
+}
+
+/* The same adjoint, about 4x cheaper: every product is c x c. With X = A^T / 2^s (infinity norm
+ * <= 1/4) and F = G_M / 2^s, the series L(X, F) = sum_k F_k / k!, F_1 = F,
+ * F_k = F_{k-1} X + X^{k-1} F (the sum of X^i F X^j over i + j = k - 1), then s doublings
+ * L(2Y, 2F) = e L + L e with e = exp(Y) (squared alongside). */
+HDD_INLINE void expm_adjoint_kernel(const double *A, const double *GM, double *GA, int c, double tolerance) {
+    const int cc = c * c;
+    double X[HDD_MAX_C * HDD_MAX_C], e[HDD_MAX_C * HDD_MAX_C], power[HDD_MAX_C * HDD_MAX_C];
+    double F[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C], t2[HDD_MAX_C * HDD_MAX_C];
+    double norm = 0;
+    for (int i = 0; i < c; i++) {
+        double row = 0;
+        for (int k = 0; k < c; k++) row += fabs(A[k * c + i]);
+        norm = max_d(norm, row);
+    }
+    int squarings = 0;
+    double scale = 1.0;
+    while (norm * scale > 0.25 && squarings < 1000) scale *= 0.5, squarings++;
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) X[i * c + k] = A[k * c + i] * scale;
+    for (int i = 0; i < cc; i++) {
+        F[i] = GM[i] * scale;
+        GA[i] = F[i];
+        power[i] = e[i] = (i % (c + 1) == 0);
+    }
+    /* The degree, fixed in advance (no data-dependent exit, so the loop is straight vector code):
+     * with x = |X| <= 1/4, |F_k / k!| <= x^(k-1) |F| / (k-1)! and |X^k / k!| <= x^k / k!, so past
+     * the first q with x^q / q! <= 1e-17 both series' terms are below double precision. */
+    int q = 1;
+    for (double bound = norm * scale; bound > tolerance && q < 30;) q++, bound *= norm * scale / q;
+    double inv_factorial = 1; /* 1/(k-1)! */
+    for (int k = 2; k <= q; k++) {
+        /* power = X^(k-2) -> X^(k-1) (and e gets the X^(k-1)/(k-1)! term) */
+        mat_mul(power, X, power, c);
+        for (int i = 0; i < cc; i++) e[i] += power[i] * inv_factorial;
+        inv_factorial /= k;
+        mat_mul(F, X, t1, c);
+        mat_mul(power, GM, t2, c);
+        for (int i = 0; i < cc; i++) {
+            F[i] = t1[i] + t2[i] * scale;
+            GA[i] += F[i] * inv_factorial;
+        }
+    }
+    for (int s = 0; s < squarings; s++) {
+        mat_mul(e, GA, t1, c);
+        mat_mul(GA, e, t2, c);
+        for (int i = 0; i < cc; i++) GA[i] = t1[i] + t2[i];
+        mat_mul(e, e, e, c);
+    }
+}
+
+void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    expm_adjoint_kernel(A, GM, GA, c, HDD_REFERENCE_TOLERANCE);
+}
+
+/* ---- Cayley ---- */
+
+/* W = M^-1 (n <= HDD_MAX_C) by Gauss-Jordan with partial pivoting. M = I - A with A skew is
+ * always invertible (its eigenvalues are 1 - i lambda). */
+static void mat_inverse(const double *M, double *W, int n) {
+    double a[HDD_MAX_C * HDD_MAX_C];
+    memcpy(a, M, sizeof(double) * (size_t)(n * n));
+    for (int i = 0; i < n * n; i++) W[i] = (i % (n + 1) == 0);
+    for (int col = 0; col < n; col++) {
+        int pivot = col;
+        for (int r = col + 1; r < n; r++)
+            if (fabs(a[r * n + col]) > fabs(a[pivot * n + col])) pivot = r;
+        if (pivot != col)
+            for (int k = 0; k < n; k++) {
+                double t = a[col * n + k];
+                a[col * n + k] = a[pivot * n + k], a[pivot * n + k] = t;
+                t = W[col * n + k];
+                W[col * n + k] = W[pivot * n + k], W[pivot * n + k] = t;
+            }
+        double inv = 1.0 / a[col * n + col];
+        for (int k = 0; k < n; k++) a[col * n + k] *= inv, W[col * n + k] *= inv;
+        for (int r = 0; r < n; r++) {
+            if (r == col) continue;
+            double f = a[r * n + col];
+            if (f == 0) continue;
+            for (int k = 0; k < n; k++) a[r * n + k] -= f * a[col * n + k], W[r * n + k] -= f * W[col * n + k];
+        }
+    }
+}
+
+/* M = (I - A)^-1 (I + A) = 2 (I - A)^-1 - I; W = (I - A)^-1 too when W is not NULL. */
+void hddrope_cayley(const double *A, double *M, double *W_out, int n) {
+    double ImA[HDD_MAX_C * HDD_MAX_C], W[HDD_MAX_C * HDD_MAX_C];
+    if (n < 1 || n > HDD_MAX_C) return;
+    for (int i = 0; i < n * n; i++) ImA[i] = (i % (n + 1) == 0) - A[i];
+    mat_inverse(ImA, W, n);
+    for (int i = 0; i < n * n; i++) M[i] = 2.0 * W[i] - (i % (n + 1) == 0);
+    if (W_out) memcpy(W_out, W, sizeof(double) * (size_t)(n * n));
+}
+
+/* The adjoint of the Cayley map: M = 2W - I, W = (I - A)^-1, dW = W dA W, so
+ * dL/dA = 2 W^T G_M W^T. M gets the map itself, as hddrope_cayley computes it. */
+void hddrope_cayley_adjoint(const double *A, const double *GM, double *GA, double *M, int c) {
+    double W[HDD_MAX_C * HDD_MAX_C], Wt[HDD_MAX_C * HDD_MAX_C], tmp[HDD_MAX_C * HDD_MAX_C];
+    if (c < 1 || c > HDD_MAX_C) return;
+    hddrope_cayley(A, M, W, c);
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) Wt[i * c + k] = W[k * c + i];
+    mat_mul(Wt, GM, tmp, c);
+    mat_mul(tmp, Wt, GA, c);
+    for (int i = 0; i < c * c; i++) GA[i] *= 2.0;
+}
+
+/* ---- c = 2: closed forms ---- */
+
+/* E = exp(A) for c = 2: A = [[0, -g], [g, 0]] (g = A[1][0]) turns by the angle g. */
+HDD_INLINE void expm2_kernel(const double *A, double *E) {
+    const double g = A[2], co = cos(g), sn = sin(g);
+    E[0] = co, E[1] = -sn, E[2] = sn, E[3] = co;
+}
+void hddrope_expm2(const double *A, double *E) { expm2_kernel(A, E); }
+
+/* The skew part of the adjoint for c = 2 (the convention of hddrope_expm_adjoint4): with
+ * dE/dg = [[-sin g, -cos g], [cos g, -sin g]], dL/dg = <G_M, dE/dg>, half of it on each side.
+ * E (if not NULL) gets exp(A), as expm2_kernel computes it. */
+HDD_INLINE void expm2_adjoint_kernel(const double *A, const double *GM, double *GA, double *E) {
+    const double g = A[2], co = cos(g), sn = sin(g);
+    if (E) E[0] = co, E[1] = -sn, E[2] = sn, E[3] = co;
+    const double dg = -sn * (GM[0] + GM[3]) + co * (GM[2] - GM[1]);
+    GA[0] = GA[3] = 0, GA[1] = -0.5 * dg, GA[2] = 0.5 * dg;
+}
+void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA) { expm2_adjoint_kernel(A, GM, GA, NULL); }
+
+/* ---- c = 4: closed forms ---- */
+
+/* E = exp(A) for c = 4 in closed form (docs/hdd-rope.md §3): with the Hodge dual on planes
+ * (01)<->(23), (02)<->(31), (03)<->(12), A = A+ + A-, A+- = (A +- *A)/2, where A+-^2 = -a+-^2 I and
+ * A+ A- = A- A+, so exp(A) = (cos a+ I + sinc a+ A+)(cos a- I + sinc a- A-). Two sincos and one
+ * 4 x 4 product instead of a series; tested against hddrope_expm. */
+/* The two factors of exp(A) for c = 4 (see hddrope_expm4), with what the adjoint reads of them:
+ * x[half] the three plane values of A+ (half 0) or A- (half 1), a2 = |x|^2, co = cos |x|,
+ * sn = sin |x|, si = sinc |x|. Shared by the exponential and its adjoint, so that the step
+ * matrix the backward rebuilds from these has the forward's bits. */
+typedef struct {
+    double factor[2][16], x[2][3], a2[2], alpha[2], co[2], sn[2], si[2];
+} Expm4Factors;
+
+HDD_INLINE void expm4_factors(const double *A, Expm4Factors *f) {
+    const double p01 = A[1], p02 = A[2], p03 = A[3], p12 = A[6], p13 = A[7], p23 = A[11];
+    /* the plane values of A+ (sign 1) and A- (sign -1); *A has 01 <- 23, 02 <- 31 = -13, 03 <- 12 */
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0;
+        const double x01 = 0.5 * (p01 + sign * p23), x02 = 0.5 * (p02 - sign * p13), x03 = 0.5 * (p03 + sign * p12);
+        /* self-dual (anti-self-dual): 23 = +-01, 13 = -+02, 12 = +-03 */
+        const double x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
+        const double a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrt(a2);
+        /* sin unconditional (and only then divided) so that the compiler fuses sin and cos into one sincos */
+        const double co = cos(alpha), sn = sin(alpha), si = alpha > 0 ? sn / alpha : 1.0;
+        f->x[half][0] = x01, f->x[half][1] = x02, f->x[half][2] = x03;
+        f->a2[half] = a2, f->alpha[half] = alpha, f->co[half] = co, f->sn[half] = sn, f->si[half] = si;
+        double *F = f->factor[half];
+        F[0] = F[5] = F[10] = F[15] = co;
+        F[1] = si * x01, F[4] = -F[1];
+        F[2] = si * x02, F[8] = -F[2];
+        F[3] = si * x03, F[12] = -F[3];
+        F[6] = si * x12, F[9] = -F[6];
+        F[7] = si * x13, F[13] = -F[7];
+        F[11] = si * x23, F[14] = -F[11];
+    }
+}
+
+HDD_INLINE void expm4_kernel(const double *A, double *E) {
+    Expm4Factors f;
+    expm4_factors(A, &f);
+    mat_mul(f.factor[0], f.factor[1], E, 4);
+}
+void hddrope_expm4(const double *A, double *E) { expm4_kernel(A, E); }
+
+/* The skew part of the adjoint for c = 4 in closed form (docs/hdd-rope.md §3): GA = (L - L^T)/2 with
+ * L = L_exp(A^T, G_M), for skew A. That is all the model reads (dg(i,k) = dA[i][k] - dA[k][i]),
+ * and it is the gradient of <G_M, E+ E-> through the factors of hddrope_expm4: with
+ * E = cos a I + sinc a A (A = sum_p x_p B_p, a = |x|), dL/dE+ = G_M E-^T, dL/dE- = E+^T G_M and
+ * dL/dx_p = sinc a <G_E, B_p> + x_p (-sinc a tr G_E + (sinc'(a)/a) <G_E, A>);
+ * then x+- = (p01 +- p23, p02 -+ p13, p03 +- p12)/2 back to the planes. Two sincos and two 4 x 4
+ * products instead of a series with doublings; tested against hddrope_expm_adjoint. */
+HDD_INLINE void expm4_adjoint_kernel(const double *A, const double *GM, double *GA, double *E) {
+    Expm4Factors f;
+    expm4_factors(A, &f);
+    if (E) mat_mul(f.factor[0], f.factor[1], E, 4); /* expm4_kernel's product: its bits */
+    double dsi[2];
+    for (int half = 0; half < 2; half++) {
+        const double a2 = f.a2[half], alpha = f.alpha[half];
+        /* sinc'(a)/a = (a cos a - sin a)/a^3, which cancels for small a: its series there
+         * (sum_{n>=1} (-1)^n 2n a^(2n-2)/(2n+1)!; the n = 9 term is below 1e-17 at a = 1/2) */
+        if (alpha < 0.5) {
+            double term = 1.0 / 6.0, sum = 0; /* term = a^(2n-2)/(2n+1)! */
+            for (int n = 1; n <= 8; n++) {
+                sum += (n % 2 ? -2.0 : 2.0) * n * term;
+                term *= a2 / ((2 * n + 2) * (2 * n + 3));
+            }
+            dsi[half] = sum;
+        } else {
+            dsi[half] = (alpha * f.co[half] - f.sn[half]) / (a2 * alpha);
+        }
+    }
+    /* G+ = G E-^T, G- = E+^T G */
+    double Gf[2][16];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            double plus = 0, minus = 0;
+            for (int r = 0; r < 4; r++) {
+                plus += GM[i * 4 + r] * f.factor[1][k * 4 + r];
+                minus += f.factor[0][r * 4 + i] * GM[r * 4 + k];
+            }
+            Gf[0][i * 4 + k] = plus, Gf[1][i * 4 + k] = minus;
+        }
+    double dp[6] = {0}; /* d/d p01, p02, p03, p12, p13, p23 */
+    for (int half = 0; half < 2; half++) {
+        const double sign = half == 0 ? 1.0 : -1.0, *G = Gf[half], *x = f.x[half], si = f.si[half];
+        /* <G, B_p> for the three basis matrices of this half */
+        const double b01 = G[1] - G[4] + sign * (G[11] - G[14]);
+        const double b02 = G[2] - G[8] - sign * (G[7] - G[13]);
+        const double b03 = G[3] - G[12] + sign * (G[6] - G[9]);
+        const double trace = G[0] + G[5] + G[10] + G[15];
+        const double inner = x[0] * b01 + x[1] * b02 + x[2] * b03;
+        const double common = -si * trace + dsi[half] * inner;
+        const double d01 = si * b01 + x[0] * common;
+        const double d02 = si * b02 + x[1] * common;
+        const double d03 = si * b03 + x[2] * common;
+        dp[0] += 0.5 * d01, dp[5] += 0.5 * sign * d01;
+        dp[1] += 0.5 * d02, dp[4] -= 0.5 * sign * d02;
+        dp[2] += 0.5 * d03, dp[3] += 0.5 * sign * d03;
+    }
+    /* dp is dL/dA[i][k] - dL/dA[k][i] for i < k; the skew part holds half of it on each side */
+    const int plane_i[6] = {0, 0, 0, 1, 1, 2}, plane_k[6] = {1, 2, 3, 2, 3, 3};
+    for (int i = 0; i < 16; i++) GA[i] = 0;
+    for (int p = 0; p < 6; p++) {
+        GA[plane_i[p] * 4 + plane_k[p]] = 0.5 * dp[p];
+        GA[plane_k[p] * 4 + plane_i[p]] = -0.5 * dp[p];
+    }
+}
+
+void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) { expm4_adjoint_kernel(A, GM, GA, NULL); }
+
+/* ---- general c: Paterson-Stockmeyer Taylor and its reverse-mode adjoint ---- */
+
+/* out = a^T b and out = a b^T (c x c, out distinct from a and b) */
+HDD_INLINE void mul_tn(const double *restrict a, const double *restrict b, double *restrict out, int c) {
+    mm_rows(a, 1, c, b, out, c);
+}
+HDD_INLINE void mul_nt(const double *restrict a, const double *restrict b, double *restrict out, int c) {
+    double bt[HDD_MAX_C * HDD_MAX_C]; /* transpose first so that the inner loop runs along rows */
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) bt[k * c + i] = b[i * c + k];
+    mm_rows(a, c, 1, bt, out, c);
+}
+
+/* How the fast exponential evaluates exp(A): X = A / 2^s, the Taylor polynomial of degree q
+ * (last term x^q/q! <= tolerance, x a norm of X) by Paterson-Stockmeyer with the powers
+ * X^1..X^r and a Horner scheme in X^r over J + 1 blocks of r coefficients, then s squarings.
+ * The norm is the smaller of the infinity and Frobenius norms (both bound every power); of the
+ * scalings with x <= 2 and up to three more halvings it takes the one with the fewest products. */
+#define HDD_PS_MAX 8    /* r and J: at most sqrt(30)-ish in practice */
+#define HDD_PS_MAX_SQ 24 /* squarings the adjoint keeps; beyond (|A| > 2^25) it uses the series */
+typedef struct {
+    int s, q, r, J;
+    double scale, inv_fact[31]; /* 1/k!, k <= q */
+} ExpPlan;
+
+HDD_INLINE ExpPlan exp_plan(const double *A, int c, double tolerance) {
+    double inf = 0, fro = 0;
+    for (int i = 0; i < c; i++) {
+        double row = 0;
+        for (int k = 0; k < c; k++) row += fabs(A[i * c + k]), fro += A[i * c + k] * A[i * c + k];
+        inf = max_d(inf, row);
+    }
+    double norm = sqrt(fro) < inf ? sqrt(fro) : inf, scale = 1.0;
+    int s = 0;
+    while (norm * scale > 2.0 && s < 1000) scale *= 0.5, s++;
+    ExpPlan best = {.q = 1, .r = 1, .J = 1, .scale = 1.0};
+    int best_cost = 1 << 30;
+    for (int extra = 0; extra < 4; extra++, s++, scale *= 0.5) {
+        const double x = norm * scale;
+        int q = 0;
+        for (double bound = 1.0; bound > tolerance && q < 30;) q++, bound *= x / q;
+        for (int r = 1; r <= HDD_PS_MAX && r <= q; r++) {
+            const int J = q / r, cost = s + (r - 1) + J;
+            if (J <= HDD_PS_MAX && cost < best_cost)
+                best_cost = cost, best.s = s, best.q = q, best.r = r, best.J = J, best.scale = scale;
+        }
+    }
+    double f = 1;
+    for (int k = 0; k <= best.q; k++) best.inv_fact[k] = 1.0 / f, f *= k + 1;
+    return best;
+}
+
+/* B_j = sum_{i<r} X^i / (jr+i)! (terms past q dropped) from the powers pw[i] = X^i, i >= 1 */
+HDD_INLINE void ps_block(const ExpPlan *p, const double (*pw)[HDD_MAX_C * HDD_MAX_C], int j, double *Bj, int c) {
+    for (int i = 0; i < c * c; i++) Bj[i] = 0; /* (a plain fill and a diagonal: both vectorise) */
+    for (int i = 0; i < c; i++) Bj[i * (c + 1)] = p->inv_fact[j * p->r];
+    for (int i = 1; i < p->r && j * p->r + i <= p->q; i++) {
+        const double a = p->inv_fact[j * p->r + i];
+        for (int e = 0; e < c * c; e++) Bj[e] += a * pw[i][e];
+    }
+}
+
+/* The forward of the plan: pw[1..r] = X^i, Q[J..0] the Horner values (Q[0] = the polynomial),
+ * E[0..s-1] the squarands (E[0] = Q[0]); the result in out. Q (HDD_PS_MAX + 1 matrices) and E
+ * (HDD_PS_MAX_SQ) are written only when keep is set (the adjoint reads them); else they may be NULL. */
+HDD_INLINE void ps_forward(const double *A, const ExpPlan *p, double (*pw)[HDD_MAX_C * HDD_MAX_C],
+                           double (*Q)[HDD_MAX_C * HDD_MAX_C], double (*E)[HDD_MAX_C * HDD_MAX_C], int keep,
+                           double *out, int c) {
+    const int cc = c * c;
+    for (int i = 0; i < cc; i++) pw[1][i] = A[i] * p->scale;
+    for (int k = 2; k <= p->r; k++) mat_mul(pw[k - 1], pw[1], pw[k], c);
+    double Bj[HDD_MAX_C * HDD_MAX_C], cur[HDD_MAX_C * HDD_MAX_C];
+    ps_block(p, (const double (*)[HDD_MAX_C * HDD_MAX_C])pw, p->J, cur, c);
+    for (int j = p->J - 1; j >= 0; j--) {
+        if (keep) memcpy(Q[j + 1], cur, sizeof(double) * (size_t)cc);
+        ps_block(p, (const double (*)[HDD_MAX_C * HDD_MAX_C])pw, j, Bj, c);
+        mat_mul(pw[p->r], cur, cur, c);
+        for (int i = 0; i < cc; i++) cur[i] += Bj[i];
+    }
+    for (int s = 0; s < p->s; s++) {
+        if (keep) memcpy(E[s], cur, sizeof(double) * (size_t)cc);
+        mat_mul(cur, cur, cur, c);
+    }
+    memcpy(out, cur, sizeof(double) * (size_t)cc);
+}
+
+HDD_INLINE void expm_fast_kernel(const double *A, double *E, int c, double tolerance) {
+    const ExpPlan p = exp_plan(A, c, tolerance);
+    double pw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
+    ps_forward(A, &p, pw, NULL, NULL, 0, E, c);
+}
+
+/* GA = the gradient w.r.t. A of <G_M, F(A)>, F the function expm_fast_kernel computes (the exact
+ * adjoint of its products, so it agrees with L_exp(A^T, G_M) to the series' tolerance):
+ * squarings E_{i+1} = E_i E_i give dE_i = dE_{i+1} E_i^T + E_i^T dE_{i+1}; Horner steps
+ * Q_j = B_j + X^r Q_{j+1} give dB_j = dQ_j, d(X^r) += dQ_j Q_{j+1}^T, dQ_{j+1} = (X^r)^T dQ_j;
+ * the powers X^k = X^(k-1) X give d(X^(k-1)) += d(X^k) X^T, dX += (X^(k-1))^T d(X^k). */
+HDD_INLINE void expm_fast_adjoint_kernel(const double *A, const double *GM, double *GA, double *E_out, int c,
+                                         double tolerance) {
+    const int cc = c * c;
+    const ExpPlan p = exp_plan(A, c, tolerance);
+    if (p.s > HDD_PS_MAX_SQ) { /* |A| > 2^25: not worth the stack; the series adjoint is the same */
+        if (E_out) expm_fast_kernel(A, E_out, c, tolerance);
+        expm_adjoint_kernel(A, GM, GA, c, tolerance);
+        return;
+    }
+    double pw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C], Q[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
+    double E[HDD_PS_MAX_SQ][HDD_MAX_C * HDD_MAX_C], dpw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
+    double out[HDD_MAX_C * HDD_MAX_C], dcur[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C],
+        t2[HDD_MAX_C * HDD_MAX_C];
+    ps_forward(A, &p, pw, Q, E, 1, out, c); /* expm_fast_kernel's computation: its bits */
+    if (E_out) memcpy(E_out, out, sizeof(double) * (size_t)cc);
+    memcpy(dcur, GM, sizeof(double) * (size_t)cc);
+    for (int s = p.s - 1; s >= 0; s--) {
+        mul_nt(dcur, E[s], t1, c);
+        mul_tn(E[s], dcur, t2, c);
+        for (int i = 0; i < cc; i++) dcur[i] = t1[i] + t2[i];
+    }
+    for (int k = 1; k <= p.r; k++) memset(dpw[k], 0, sizeof(double) * (size_t)cc);
+    for (int j = 0; j <= p.J; j++) {
+        /* dcur = dQ_j: through B_j to the powers */
+        for (int i = 1; i < p.r && j * p.r + i <= p.q; i++) {
+            const double a = p.inv_fact[j * p.r + i];
+            for (int e = 0; e < cc; e++) dpw[i][e] += a * dcur[e];
+        }
+        if (j == p.J) break;
+        mul_nt(dcur, Q[j + 1], t1, c);
+        for (int e = 0; e < cc; e++) dpw[p.r][e] += t1[e];
+        mul_tn(pw[p.r], dcur, t2, c);
+        memcpy(dcur, t2, sizeof(double) * (size_t)cc);
+    }
+    for (int k = p.r; k >= 2; k--) {
+        mul_nt(dpw[k], pw[1], t1, c);
+        mul_tn(pw[k - 1], dpw[k], t2, c);
+        for (int e = 0; e < cc; e++) dpw[k - 1][e] += t1[e], dpw[1][e] += t2[e];
+    }
+    for (int i = 0; i < cc; i++) GA[i] = dpw[1][i] * p.scale;
+}
+
+void hddrope_expm_fast(const double *A, double *E, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    expm_fast_kernel(A, E, c, HDD_SERIES_TOLERANCE);
+}
+
+void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c) {
+    if (c < 1 || c > HDD_MAX_C) return;
+    expm_fast_adjoint_kernel(A, GM, GA, NULL, c, HDD_SERIES_TOLERANCE);
+}
+
+/* ---- what the scan calls ---- */
+
+/* The model's exp(A): the closed forms at c = 2 and 4, Paterson-Stockmeyer otherwise (a copy with
+ * c a constant at c = 8; c = 16 runs slower unrolled, the code shuffles). */
+void hddrope_step_expm(const double *A, double *E, int c) {
+    if (c == 2) expm2_kernel(A, E);
+    else if (c == 4) expm4_kernel(A, E);
+    else if (c == 8) expm_fast_kernel(A, E, 8, HDD_SERIES_TOLERANCE);
+    else if (c >= 1 && c <= HDD_MAX_C) expm_fast_kernel(A, E, c, HDD_SERIES_TOLERANCE);
+}
+
+/* Its adjoint (at c = 2 and 4 the skew part only, all the generators' gradient reads), and
+ * E = hddrope_step_expm(A) with the same bits when E is not NULL (the backward need not save it). */
+void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, double *E, int c) {
+    if (c == 2) expm2_adjoint_kernel(A, GM, GA, E);
+    else if (c == 4) expm4_adjoint_kernel(A, GM, GA, E);
+    else if (c == 8) expm_fast_adjoint_kernel(A, GM, GA, E, 8, HDD_SERIES_TOLERANCE);
+    else if (c >= 1 && c <= HDD_MAX_C) expm_fast_adjoint_kernel(A, GM, GA, E, c, HDD_SERIES_TOLERANCE);
+}

@@ -1,0 +1,37 @@
+/* hddrope_matrix.h: the small dense matrices of HDD-RoPE (hddrope_matrix.c): the exponential and
+ * the Cayley map of a c x c skew matrix and their adjoints. Matrices are c x c (or n x n),
+ * row-major, in double. "Adjoint" of a map F at A: GA = the gradient w.r.t. A of <GM, F(A)>; for
+ * the exponential that is the Frechet derivative of exp at A^T applied to GM. */
+#ifndef TINYROPE_HDDROPE_MATRIX_H
+#define TINYROPE_HDDROPE_MATRIX_H
+
+#define HDD_MAX_C 16 /* the largest chunk size */
+
+/* What the scan calls: the model's exp(A) (closed forms at c = 2, 4; Paterson-Stockmeyer else)
+ * and its adjoint, which also returns E = exp(A) with the forward's bits when E is not NULL (at
+ * c = 2 and 4 only the skew part of GA, all that the generators' gradient reads). */
+void hddrope_step_expm(const double *A, double *E, int c);
+void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, double *E, int c);
+
+/* Cayley: M = (I - A)^-1 (I + A), W = (I - A)^-1 too when W_out is not NULL; its adjoint, with
+ * M = the map as hddrope_cayley computes it. */
+void hddrope_cayley(const double *A, double *M, double *W_out, int n);
+void hddrope_cayley_adjoint(const double *A, const double *GM, double *GA, double *M, int c);
+
+/* References, to double precision: exp by a Taylor series with scaling and squaring (n <= 2
+ * HDD_MAX_C), its adjoint by a series with doublings, and by the block formula. */
+void hddrope_expm(const double *A, double *E, int n);
+void hddrope_expm_adjoint(const double *A, const double *GM, double *GA, int c);
+void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, int c);
+
+/* The forms hddrope_step_* picks among, exported for their tests: closed forms (adjoints: skew
+ * part only), and for general c the Paterson-Stockmeyer Taylor at the model's tolerance with the
+ * exact reverse-mode adjoint of that computation. */
+void hddrope_expm2(const double *A, double *E);
+void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA);
+void hddrope_expm4(const double *A, double *E);
+void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA);
+void hddrope_expm_fast(const double *A, double *E, int c);
+void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c);
+
+#endif
