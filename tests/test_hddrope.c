@@ -1,10 +1,11 @@
-/* test_hddrope.c: tests for the HDD-RoPE kind (model/posenc_hddrope.c, docs/hdd-rope.md):
- * the step maps (expm against a long Taylor series, Cayley against a direct solve), the
- * reduction to RoPE (c = 2, static, base_init rope), the relative property (and that the wrong
- * scan ordering breaks it), orthogonality and norms, the backward against central finite
- * differences of a double-precision reference forward written here from the spec, cached
- * generation against the full forward, init, option errors, and the orthogonality drift of a
- * long fp32 scan (printed).
+/* test_hddrope.c: tests for the HDD-RoPE kind (model/posenc_hddrope.c and its lane twin
+ * model/hddrope_lanes.c, docs/hdd-rope.md): the fast kernels against the reference kernels and the
+ * lanes against the scalar scan, the lanes' sin/cos, the reduction to RoPE (c = 2, static,
+ * base_init rope), the relative property (and that the wrong scan ordering breaks it),
+ * orthogonality and norms, the backward against central finite differences of a double-precision
+ * reference forward written here from docs/hdd-rope.md, cached generation against the full
+ * forward, init, option errors, and the orthogonality drift of a long fp32 scan (printed).
+ * The small-matrix maths has its own tests: tests/test_hddrope_matrix.c.
  */
 #include <math.h>
 #include <stdint.h>
@@ -17,11 +18,9 @@
 #include "base/util.h"
 #include "model/posenc.h"
 #include "model/posenc_hddrope.h"
+#include "tests/hddrope_test_helpers.h"
 #include "tests/posenc_test_helpers.h"
 #include "tests/test.h"
-
-
-#define MAXC 16
 
 /* ---------------------------------------------------------------------------------------------- */
 /* helpers */
@@ -45,60 +44,6 @@ static double dotf(const float *a, const float *b, int n) {
 
 static int num_extra(const PosEnc *pe) { return pe->kind->num_extra(pe); }
 
-/* The skew matrix of m generator values, lower triangle row-major over (i, k), i > k (the spec). */
-static void skew(const double *g, int c, double *A) {
-    int a = 0;
-    memset(A, 0, sizeof(double) * (size_t)(c * c));
-    for (int i = 1; i < c; i++)
-        for (int k = 0; k < i; k++, a++) A[i * c + k] = g[a], A[k * c + i] = -g[a];
-}
-
-/* exp(A) by the plain Taylor series with `terms` terms, no scaling: the reference. */
-static void taylor_exp(const double *A, double *E, int n, int terms) {
-    double term[MAXC * MAXC], next[MAXC * MAXC];
-    for (int i = 0; i < n * n; i++) E[i] = term[i] = (i % (n + 1) == 0);
-    for (int k = 1; k < terms; k++) {
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) {
-                double s = 0;
-                for (int r = 0; r < n; r++) s += term[i * n + r] * A[r * n + j];
-                next[i * n + j] = s / k;
-            }
-        memcpy(term, next, sizeof(double) * (size_t)(n * n));
-        for (int i = 0; i < n * n; i++) E[i] += term[i];
-    }
-}
-
-/* X solving (I - A) X = (I + A) by Gaussian elimination with partial pivoting: the reference Cayley. */
-static void cayley_solve(const double *A, double *X, int n) {
-    double a[MAXC * MAXC], b[MAXC * MAXC];
-    for (int i = 0; i < n * n; i++) {
-        a[i] = (i % (n + 1) == 0) - A[i];
-        b[i] = (i % (n + 1) == 0) + A[i];
-    }
-    for (int col = 0; col < n; col++) {
-        int piv = col;
-        for (int r = col + 1; r < n; r++)
-            if (fabs(a[r * n + col]) > fabs(a[piv * n + col])) piv = r;
-        for (int k = 0; k < n; k++) {
-            double t = a[col * n + k];
-            a[col * n + k] = a[piv * n + k], a[piv * n + k] = t;
-            t = b[col * n + k];
-            b[col * n + k] = b[piv * n + k], b[piv * n + k] = t;
-        }
-        for (int r = col + 1; r < n; r++) {
-            double f = a[r * n + col] / a[col * n + col];
-            for (int k = 0; k < n; k++) a[r * n + k] -= f * a[col * n + k], b[r * n + k] -= f * b[col * n + k];
-        }
-    }
-    for (int k = 0; k < n; k++)
-        for (int i = n - 1; i >= 0; i--) {
-            double s = b[i * n + k];
-            for (int r = i + 1; r < n; r++) s -= a[i * n + r] * X[r * n + k];
-            X[i * n + k] = s / a[i * n + i];
-        }
-}
-
 /* max |X^T X - I| of a float c x c matrix */
 static double orth_error(const float *X, int c) {
     double worst = 0;
@@ -110,219 +55,6 @@ static double orth_error(const float *X, int c) {
             if (fabs(s) > worst) worst = fabs(s);
         }
     return worst;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* the step maps */
-
-static void test_expm_and_cayley_vs_references(void) {
-    uint64_t rng = 17;
-    const int sizes[] = {2, 3, 4, 8};
-    double worst_small = 0, worst_large = 0, worst_cayley = 0, worst_orth = 0;
-    for (int si = 0; si < 4; si++) {
-        int c = sizes[si], m = c * (c - 1) / 2;
-        for (int trial = 0; trial < 6; trial++) {
-            /* small (no squaring), large (norm up to ~6-10: several squarings) */
-            double sigma = trial < 3 ? 0.05 : 2.0 / sqrt((double)c);
-            double g[MAXC * MAXC], A[MAXC * MAXC], E[MAXC * MAXC], R[MAXC * MAXC];
-            for (int a = 0; a < m; a++) g[a] = sigma * tr_rng_normal(&rng);
-            skew(g, c, A);
-            hddrope_expm(A, E, c);
-            taylor_exp(A, R, c, 150);
-            for (int i = 0; i < c * c; i++) {
-                double e = fabs(E[i] - R[i]);
-                if (trial < 3 && e > worst_small) worst_small = e;
-                if (trial >= 3 && e > worst_large) worst_large = e;
-            }
-            for (int i = 0; i < c; i++)
-                for (int k = 0; k < c; k++) {
-                    double s = 0;
-                    for (int r = 0; r < c; r++) s += E[r * c + i] * E[r * c + k];
-                    if (fabs(s - (i == k)) > worst_orth) worst_orth = fabs(s - (i == k));
-                }
-            double M[MAXC * MAXC], X[MAXC * MAXC];
-            hddrope_cayley(A, M, NULL, c);
-            cayley_solve(A, X, c);
-            for (int i = 0; i < c * c; i++)
-                if (fabs(M[i] - X[i]) > worst_cayley) worst_cayley = fabs(M[i] - X[i]);
-        }
-    }
-    CHECKF(worst_small < 1e-14, "expm vs Taylor, small A: %g", worst_small);
-    CHECKF(worst_large < 1e-10, "expm vs Taylor, large A: %g", worst_large);
-    CHECKF(worst_orth < 1e-12, "expm not orthogonal: %g", worst_orth);
-    CHECKF(worst_cayley < 1e-12, "Cayley vs direct solve: %g", worst_cayley);
-    /* c = 2: exp of angle g is R(g), Cayley is R(2 atan g) */
-    double g = 0.7, A[4], E[4];
-    skew(&g, 2, A);
-    hddrope_expm(A, E, 2);
-    CHECK(fabs(E[0] - cos(g)) < 1e-15 && fabs(E[2] - sin(g)) < 1e-15 && fabs(E[1] + sin(g)) < 1e-15);
-    hddrope_cayley(A, E, NULL, 2);
-    CHECK(fabs(E[0] - cos(2 * atan(g))) < 1e-15 && fabs(E[2] - sin(2 * atan(g))) < 1e-15);
-}
-
-/* The c = 4 closed form (the model's step matrix at c = 4) against the series and a long Taylor
- * sum, from A = 0 (sinc at 0) through tiny, moderate and large generators (angles past pi). */
-static void test_expm4_closed_form_vs_series(void) {
-    uint64_t rng = 23;
-    double worst = 0, worst_taylor = 0;
-    for (int trial = 0; trial < 400; trial++) {
-        const double sigmas[] = {0.0, 1e-9, 1e-3, 0.3, 1.0, 3.0};
-        double sigma = sigmas[trial % 6], g[6], A[16], E[16], S[16], R[16];
-        for (int a = 0; a < 6; a++) g[a] = sigma * tr_rng_normal(&rng);
-        skew(g, 4, A);
-        hddrope_expm4(A, E);
-        hddrope_expm(A, S, 4);
-        for (int i = 0; i < 16; i++) worst = fabs(E[i] - S[i]) > worst ? fabs(E[i] - S[i]) : worst;
-        if (trial < 24) {
-            taylor_exp(A, R, 4, 150);
-            for (int i = 0; i < 16; i++)
-                worst_taylor = fabs(E[i] - R[i]) > worst_taylor ? fabs(E[i] - R[i]) : worst_taylor;
-        }
-    }
-    CHECKF(worst < 1e-13, "closed-form exp vs series: %g", worst);
-    CHECKF(worst_taylor < 1e-10, "closed-form exp vs Taylor: %g", worst_taylor);
-    /* exp(0) = I exactly */
-    double Z[16] = {0}, E[16];
-    hddrope_expm4(Z, E);
-    for (int i = 0; i < 16; i++) CHECK(E[i] == (i % 5 == 0));
-}
-
-/* The fast adjoint of expm (c x c series + doublings) against the block-matrix reference, and the
- * reference against central differences of <G, exp(A)> in A (A any matrix here, not only skew). */
-static void test_expm_adjoint_vs_block_and_differences(void) {
-    uint64_t rng = 23;
-    const int sizes[] = {2, 3, 4, 8};
-    double worst_fast = 0, worst_fd = 0;
-    for (int si = 0; si < 4; si++) {
-        int c = sizes[si];
-        for (int trial = 0; trial < 6; trial++) {
-            double sigma = trial < 3 ? 0.05 : 1.5 / sqrt((double)c), gscale = trial % 2 ? 1e3 : 1.0;
-            double A[MAXC * MAXC], GM[MAXC * MAXC], fast[MAXC * MAXC], block[MAXC * MAXC];
-            for (int i = 0; i < c * c; i++) A[i] = sigma * tr_rng_normal(&rng), GM[i] = gscale * tr_rng_normal(&rng);
-            hddrope_expm_adjoint(A, GM, fast, c);
-            hddrope_expm_adjoint_block(A, GM, block, c);
-            double big = 0;
-            for (int i = 0; i < c * c; i++) big = fmax(big, fabs(block[i]));
-            for (int i = 0; i < c * c; i++) worst_fast = fmax(worst_fast, fabs(fast[i] - block[i]) / big);
-            for (int i = 0; i < c * c; i++) {
-                double E[MAXC * MAXC], L2[2], keep = A[i], h = 1e-6;
-                for (int side = 0; side < 2; side++) {
-                    A[i] = keep + (side ? -h : h);
-                    hddrope_expm(A, E, c);
-                    L2[side] = 0;
-                    for (int k = 0; k < c * c; k++) L2[side] += GM[k] * E[k];
-                }
-                A[i] = keep;
-                worst_fd = fmax(worst_fd, fabs((L2[0] - L2[1]) / (2 * h) - block[i]) / big);
-            }
-        }
-    }
-    CHECKF(worst_fast < 1e-12, "fast adjoint vs block reference: %g (relative)", worst_fast);
-    CHECKF(worst_fd < 1e-7, "block adjoint vs finite differences: %g (relative)", worst_fd);
-}
-
-/* The c = 4 closed-form adjoint (skew part only, what the generators see) against the skew part
- * of the series adjoint and of the block reference, for skew A of norms 0 to 5, A = 0 exactly and
- * tiny A (where sinc'(a)/a must come from its series, not from a cancelling difference). */
-static void test_expm_adjoint4_closed_form(void) {
-    uint64_t rng = 31;
-    double worst_series = 0, worst_block = 0, worst_skew = 0;
-    for (int trial = 0; trial < 240; trial++) {
-        const double sigmas[] = {0.0, 1e-8, 1e-4, 0.05, 0.3, 0.6, 1.0, 2.0, 5.0};
-        double sigma = sigmas[trial % 9], g[6], A[16], GM[16], fast[16], series[16], block[16];
-        for (int a = 0; a < 6; a++) g[a] = sigma * tr_rng_normal(&rng);
-        skew(g, 4, A);
-        for (int i = 0; i < 16; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
-        hddrope_expm_adjoint4(A, GM, fast);
-        hddrope_expm_adjoint(A, GM, series, 4);
-        hddrope_expm_adjoint_block(A, GM, block, 4);
-        double big = 0;
-        for (int i = 0; i < 16; i++) big = fmax(big, fabs(series[i]));
-        for (int i = 0; i < 4; i++)
-            for (int k = 0; k < 4; k++) {
-                double want = 0.5 * (series[i * 4 + k] - series[k * 4 + i]);
-                double want_block = 0.5 * (block[i * 4 + k] - block[k * 4 + i]);
-                worst_series = fmax(worst_series, fabs(fast[i * 4 + k] - want) / big);
-                worst_block = fmax(worst_block, fabs(fast[i * 4 + k] - want_block) / big);
-                worst_skew = fmax(worst_skew, fabs(fast[i * 4 + k] + fast[k * 4 + i]));
-                if (!isfinite(fast[i * 4 + k])) worst_series = INFINITY; /* fmax would drop a NaN */
-            }
-    }
-    CHECKF(worst_series < 1e-12, "closed-form adjoint vs series (skew part): %g (relative)", worst_series);
-    CHECKF(worst_block < 1e-12, "closed-form adjoint vs block reference (skew part): %g (relative)", worst_block);
-    CHECK(worst_skew == 0);
-}
-
-/* The c = 2 closed forms (the model's step matrix and adjoint at c = 2) against the series
- * exponential and the skew part of the series adjoint, for angles 0 to well past pi. */
-static void test_chunk2_closed_forms(void) {
-    uint64_t rng = 37;
-    double worst_exp = 0, worst_adj = 0;
-    int skew_ok = 1;
-    for (int trial = 0; trial < 120; trial++) {
-        const double sigmas[] = {0.0, 1e-9, 1e-3, 0.5, 2.0, 8.0};
-        double g = sigmas[trial % 6] * tr_rng_normal(&rng), A[4], E[4], S[4], GM[4], fast[4], series[4];
-        skew(&g, 2, A);
-        hddrope_expm2(A, E);
-        hddrope_expm(A, S, 2);
-        for (int i = 0; i < 4; i++) worst_exp = fmax(worst_exp, fabs(E[i] - S[i]));
-        for (int i = 0; i < 4; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
-        hddrope_expm_adjoint2(A, GM, fast);
-        hddrope_expm_adjoint(A, GM, series, 2);
-        double big = 0;
-        for (int i = 0; i < 4; i++) big = fmax(big, fabs(series[i]));
-        for (int i = 0; i < 2; i++)
-            for (int k = 0; k < 2; k++) {
-                double want = 0.5 * (series[i * 2 + k] - series[k * 2 + i]);
-                worst_adj = fmax(worst_adj, fabs(fast[i * 2 + k] - want) / big);
-                if (!isfinite(fast[i * 2 + k])) worst_adj = INFINITY;
-            }
-        skew_ok &= fast[0] == 0 && fast[3] == 0 && fast[1] == -fast[2];
-    }
-    CHECKF(worst_exp < 1e-13, "c = 2 closed-form exp vs series: %g", worst_exp);
-    CHECKF(worst_adj < 1e-12, "c = 2 closed-form adjoint vs series (skew part): %g (relative)", worst_adj);
-    CHECK(skew_ok);
-}
-
-/* The model's general-c kernels (Paterson-Stockmeyer Taylor at the model's tolerance and the
- * reverse-mode adjoint of that computation) against the series exponential and the block-matrix
- * adjoint, for skew and general A, from A = 0 through norms that need several squarings. */
-static void test_expm_fast_vs_references(void) {
-    uint64_t rng = 41;
-    const int sizes[] = {3, 5, 8, 16};
-    double worst_exp = 0, worst_adj = 0;
-    for (int si = 0; si < 4; si++) {
-        int c = sizes[si];
-        for (int trial = 0; trial < 10; trial++) {
-            const double sigmas[] = {0.0, 1e-6, 0.05, 0.5, 2.0};
-            double sigma = sigmas[trial % 5] / sqrt((double)c);
-            double A[MAXC * MAXC], GM[MAXC * MAXC], E[MAXC * MAXC], S[MAXC * MAXC], fast[MAXC * MAXC],
-                block[MAXC * MAXC];
-            if (trial < 5) { /* skew, the model's case */
-                double g[MAXC * MAXC];
-                for (int a = 0; a < c * (c - 1) / 2; a++) g[a] = sigma * tr_rng_normal(&rng);
-                skew(g, c, A);
-            } else {
-                for (int i = 0; i < c * c; i++) A[i] = sigma * tr_rng_normal(&rng);
-            }
-            for (int i = 0; i < c * c; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
-            hddrope_expm_fast(A, E, c);
-            hddrope_expm(A, S, c);
-            double bigE = 0, big = 0;
-            for (int i = 0; i < c * c; i++) bigE = fmax(bigE, fabs(S[i]));
-            for (int i = 0; i < c * c; i++) worst_exp = fmax(worst_exp, fabs(E[i] - S[i]) / bigE);
-            hddrope_expm_adjoint_fast(A, GM, fast, c);
-            hddrope_expm_adjoint_block(A, GM, block, c);
-            for (int i = 0; i < c * c; i++) big = fmax(big, fabs(block[i]));
-            for (int i = 0; i < c * c; i++) {
-                worst_adj = fmax(worst_adj, fabs(fast[i] - block[i]) / big);
-                if (!isfinite(fast[i]) || !isfinite(E[i])) worst_adj = INFINITY;
-            }
-        }
-    }
-    /* the model's tolerance is 1e-12 per series (its results are rounded to float) */
-    CHECKF(worst_exp < 1e-10, "fast expm vs series: %g (relative)", worst_exp);
-    CHECKF(worst_adj < 1e-10, "fast adjoint vs block reference: %g (relative)", worst_adj);
 }
 
 /* The whole kind with its fast kernels (closed forms at c = 2 and 4, the fast general-c kernels,
@@ -947,12 +679,6 @@ static void test_orthogonality_drift(void) {
 }
 
 int main(void) {
-    RUN(test_expm_and_cayley_vs_references);
-    RUN(test_expm4_closed_form_vs_series);
-    RUN(test_expm_adjoint_vs_block_and_differences);
-    RUN(test_expm_adjoint4_closed_form);
-    RUN(test_chunk2_closed_forms);
-    RUN(test_expm_fast_vs_references);
     RUN(test_fast_kernels_vs_reference_kernels);
     RUN(test_lane_kernels_vs_scalar);
     RUN(test_lane_sincos);
