@@ -32,7 +32,7 @@
 
 #define TOK_EOT_STRING "<|endoftext|>"
 
-typedef struct Tokenizer Tokenizer; /* opaque; see tokenizer.c */
+typedef struct Tokenizer Tokenizer; /* opaque; see tokenizer_internal.h */
 
 /* Builds a tokenizer from merges (n_merges, 2): merge r joins token ids merges[r][0] and
  * merges[r][1] into id 256 + r. "<|endoftext|>" gets id 256 + n_merges, so
