@@ -108,8 +108,8 @@ bench-train: $(BUILD)/tests/bench_train
 # and 8, dynamic and static. Each row first prints the kind's own step (ms per phase, the share of
 # W_g's FLOPs), then its cost against RoPE with the steps of the two alternated in one process
 # (bench_train --pair, 6 rounds: the machine's drift hits both alike), then the posenc's forward
-# + backward alone (bench_posenc, one layer, x 4 layers). Targets (issue 5): dynamic c = 4 at
-# most 1.15x RoPE, static c = 4 at most 1.03x.
+# + backward alone (bench_posenc, one layer, x 4 layers). The targets: dynamic c = 4 at
+# most 1.15x RoPE's step, static c = 4 at most 1.03x.
 HDD_SHAPE := 768 4 16 512 4096 4
 bench-hdd: $(BUILD)/tests/bench_train $(BUILD)/tests/bench_posenc
 	@for pe in '{"kind":"hddrope","chunk":2}' '{"kind":"hddrope","chunk":2,"dynamic":false}' \
