@@ -27,7 +27,9 @@
 #include <unistd.h>
 
 #include "cli/data_cli.h"
-#include "data/shards.h"
+#include "data/data_spec.h"
+#include "data/loader.h"
+#include "data/shard_writer.h"
 #include "base/util.h"
 #include "cli/args.h"
 #include "cli/checkpoint.h"

@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/shards.h"
+#include "data/loader.h"
 #include "model/optim.h"
 
 typedef struct {

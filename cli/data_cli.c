@@ -1,11 +1,12 @@
-/* data_cli.c: ./train prepare: turns the text of a data spec into token shards (shards.h). */
+/* data_cli.c: ./train prepare: turns the text of a data spec into token shards (data/shard_writer.h). */
 #include "cli/data_cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/tok_cli.h"
-#include "data/shards.h"
+#include "data/data_spec.h"
+#include "data/shard_writer.h"
 #include "base/util.h"
 #include "cli/args.h"
 

@@ -14,7 +14,7 @@
 #include <omp.h>
 #endif
 
-#include "data/shards.h"
+#include "data/data_spec.h"
 #include "data/story_batch.h"
 #include "data/text_reader.h"
 #include "base/util.h"

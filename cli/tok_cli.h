@@ -3,7 +3,7 @@
 #ifndef TINYROPE_TOK_CLI_H
 #define TINYROPE_TOK_CLI_H
 
-#include "data/shards.h"
+#include "data/data_spec.h"
 #include "tokenizer/tokenizer.h"
 
 int cmd_tokenizer(int argc, char **argv);   /* learn merges, save the tokenizer */

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "tokenizer/tokenizer.h"
-#include "data/shards.h"
+#include "data/data_spec.h"
 #include "data/text_reader.h"
 
 /* How much a batch holds before it is encoded: big enough to keep every thread busy, small
