@@ -94,7 +94,7 @@ int cmd_tokenizer(int argc, char **argv) {
         else if (!strcmp(argv[i], "--input")) {
             while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
                 files[n_files++] = (DataInput){.path = argv[++i], .format = TEXT_AUTO, .skip = 0};
-        } else if (!strcmp(argv[i], "--help")) { tokenizer_usage(); return 0; }
+        } else if (!strcmp(argv[i], "--help")) { tokenizer_usage(); free(files); return 0; }
         else { tokenizer_usage(); tr_die("tokenizer: unknown option '%s'", argv[i]); }
     }
     if (!out_path || (!spec_path && !n_files) || (spec_path && n_files)) {
