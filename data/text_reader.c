@@ -584,7 +584,6 @@ static int end_field(TextReader *r) {
     return 0;
 }
 
-
 /* Reads one RFC 4180 record into r->story (fields back to back, r->field_end[i] = end of field i),
  * skipping blank lines. 1: a record; 0: end of file; 2: the file ends inside a quoted field (the
  * record is incomplete); -1: malformed. */
