@@ -9,7 +9,8 @@
  *     train.c, scripts/  everything above and cli/
  * Every quoted include is written from the repository root ("model/gpt.h"), so the folder of an
  * include is its first path component and the file must exist there. Also: nothing outside the
- * tests points at ../shared. Run from the repo root.
+ * tests points at ../shared, and no source file is much over 800 lines (a file is one thing, and
+ * one thing fits in a read). Run from the repo root.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -143,7 +144,7 @@ static int outside_references(const char *path) {
 /* The code and the docs are understood from the repository alone: no comment or document
  * points at ../shared (only tests may read the optional GPT-2 files there). */
 static void test_no_references_outside_the_repo(void) {
-    const char *const folders[] = {"base", "tokenizer", "data", "model", "cli", "docs", NULL};
+    const char *const folders[] = {"base", "tokenizer", "data", "model", "cli", "scripts", "docs", NULL};
     int found = outside_references("train.c") + outside_references("README.md"), files = 2;
     for (int i = 0; folders[i]; i++) {
         DIR *dp = opendir(folders[i]);
@@ -152,7 +153,7 @@ static void test_no_references_outside_the_repo(void) {
         while ((e = readdir(dp))) {
             size_t n = strlen(e->d_name);
             int source = n > 2 && (!strcmp(e->d_name + n - 2, ".c") || !strcmp(e->d_name + n - 2, ".h"));
-            int doc = n > 3 && !strcmp(e->d_name + n - 3, ".md");
+            int doc = n > 3 && (!strcmp(e->d_name + n - 3, ".md") || !strcmp(e->d_name + n - 3, ".sh"));
             if (!source && !doc) continue;
             char path[512];
             snprintf(path, sizeof path, "%s/%s", folders[i], e->d_name);
@@ -163,6 +164,57 @@ static void test_no_references_outside_the_repo(void) {
     }
     CHECKF(files > 40, "only %d files read", files);
     CHECKF(found == 0, "%d line(s) point at ../shared (listed above)", found);
+}
+
+/* The longest a source file may be: "about 800 lines", with room for a header comment to grow. */
+#define MAX_SOURCE_LINES 850
+
+static long count_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long lines = 0;
+    int ch, last = '\n';
+    while ((ch = getc(f)) != EOF) {
+        if (ch == '\n') lines++;
+        last = ch;
+    }
+    fclose(f);
+    return lines + (last != '\n');
+}
+
+/* The .c and .h files under root (the library and command folders, scripts/, tests/ and train.c)
+ * longer than MAX_SOURCE_LINES, each printed; how many. */
+static int long_files(const char *root, int *files_seen) {
+    const char *const folders[] = {"base", "tokenizer", "data", "model", "cli", "scripts", "tests", NULL};
+    int found = 0;
+    *files_seen = 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/train.c", root);
+    long n_lines = count_lines(path);
+    if (n_lines >= 0) (*files_seen)++;
+    if (n_lines > MAX_SOURCE_LINES) fprintf(stderr, "  %s: %ld lines\n", path, n_lines), found++;
+    for (int i = 0; folders[i]; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, folders[i]);
+        DIR *dp = opendir(path);
+        if (!dp) continue;
+        struct dirent *e;
+        while ((e = readdir(dp))) {
+            size_t n = strlen(e->d_name);
+            if (n < 3 || e->d_name[n - 2] != '.' || (e->d_name[n - 1] != 'c' && e->d_name[n - 1] != 'h')) continue;
+            snprintf(path, sizeof path, "%s/%s/%s", root, folders[i], e->d_name);
+            n_lines = count_lines(path);
+            (*files_seen)++;
+            if (n_lines > MAX_SOURCE_LINES) fprintf(stderr, "  %s: %ld lines\n", path, n_lines), found++;
+        }
+        closedir(dp);
+    }
+    return found;
+}
+
+static void test_no_source_file_is_too_long(void) {
+    int files = 0, found = long_files(".", &files);
+    CHECKF(files > 80, "only %d source files found: not run from the repository root?", files);
+    CHECKF(found == 0, "%d source file(s) over %d lines (listed above): split along a seam", found, MAX_SOURCE_LINES);
 }
 
 static void write_file(const char *path, const char *text) {
@@ -205,9 +257,34 @@ static void test_checker_finds_a_backward_arrow(void) {
     CHECK(check_tree(root, &files) == 1);
 }
 
+/* The length check itself: a file of exactly the limit passes, one line more is found, and a last
+ * line without its newline counts. */
+static void test_length_checker_finds_a_long_file(void) {
+    const char *tmp_root = getenv("TINYROPE_TEST_TMP") ? getenv("TINYROPE_TEST_TMP") : "build/test-tmp";
+    char root[512], path[700];
+    snprintf(root, sizeof root, "%s/lengths", tmp_root);
+    mkdir(tmp_root, 0755);
+    mkdir(root, 0755);
+    snprintf(path, sizeof path, "%s/model", root);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/model/long.c", root);
+    for (int extra = 0; extra < 3; extra++) {
+        FILE *f = fopen(path, "w");
+        if (!f) break;
+        for (int i = 0; i < MAX_SOURCE_LINES; i++) fputs("int x;\n", f);
+        if (extra == 1) fputs("int y;\n", f);
+        if (extra == 2) fputs("int y;", f); /* no final newline */
+        fclose(f);
+        int files = 0;
+        CHECKF(long_files(root, &files) == (extra > 0) && files == 1, "case %d", extra);
+    }
+}
+
 int main(void) {
     RUN(test_checker_finds_a_backward_arrow);
     RUN(test_repository_follows_the_arrows);
     RUN(test_no_references_outside_the_repo);
+    RUN(test_length_checker_finds_a_long_file);
+    RUN(test_no_source_file_is_too_long);
     return test_summary();
 }
