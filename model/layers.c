@@ -8,8 +8,9 @@
  * is a loop over rows parallelised with OpenMP, written so that GCC vectorises it (hence
  * fast_expf and the `omp simd` reductions). Attention runs one (batch, head) per OpenMP
  * iteration; OpenBLAS's OpenMP build runs an sgemm called inside a parallel region on the calling
- * thread only, so the two levels of parallelism do not fight. The *_reference functions are the
- * plain loops the tests hold the fast versions to. tests/bench_layers.c measures all of this.
+ * thread only, so the two levels of parallelism do not fight. Where a layer has a fast version,
+ * its *_reference functions come first: the plain loops the tests hold the fast version to.
+ * tests/bench_layers.c measures all of this.
  */
 #include "model/layers.h"
 
@@ -187,29 +188,6 @@ void layernorm_backward(float *dinp /*(N,C)*/, float *dweight /*(C)*/, const flo
 /* ------------------------------------------------------------------------------------------ */
 /* linear layer: out = inp @ weight^T */
 
-void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
-                    int N, int C, int OC) {
-    double profile_t0 = layer_profile_start();
-    // out (N,OC) = inp (N,C) . weight^T (C,OC)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-    layer_profile_stop(&layer_profile.matmul_s, profile_t0);
-}
-
-void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
-                     const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
-    double profile_t0 = layer_profile_start();
-    // out = inp . weight^T, so (beta = 1: accumulate)
-    // dinp (N,C) += dout (N,OC) . weight (OC,C)
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
-                    dinp, C);
-    // dweight (OC,C) += dout^T (OC,N) . inp (N,C)
-    if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-                    dweight, C);
-    layer_profile_stop(&layer_profile.matmul_s, profile_t0);
-}
-
 void matmul_forward_reference(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
                               int N, int C, int OC) {
     for (int n = 0; n < N; n++) {
@@ -236,6 +214,31 @@ void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/,
     }
 }
 
+/* The fast twin of the loops above: one sgemm per product. tests/test_layers.c
+ * (test_matmul_fast_vs_reference) holds it to them. */
+void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
+                    int N, int C, int OC) {
+    double profile_t0 = layer_profile_start();
+    // out (N,OC) = inp (N,C) . weight^T (C,OC)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    layer_profile_stop(&layer_profile.matmul_s, profile_t0);
+}
+
+void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
+                     const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
+    double profile_t0 = layer_profile_start();
+    // out = inp . weight^T, so (beta = 1: accumulate)
+    // dinp (N,C) += dout (N,OC) . weight (OC,C)
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
+                    dinp, C);
+    // dweight (OC,C) += dout^T (OC,N) . inp (N,C)
+    if (dweight)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
+    layer_profile_stop(&layer_profile.matmul_s, profile_t0);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* causal self-attention
  *
@@ -243,11 +246,6 @@ void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/,
  *     S = Q K^T * scale          (1) scores
  *     P = causal_softmax(S)      (2) row t over columns 0..t, exact zeros after
  *     O = P V                    (3) the head's (T,hs) slice of out
- * The fast version works in tiles of ATTENTION_TILE query rows: rows [r0,r1) only ever look at
- * keys [0,r1), so the products skip the blocks above the diagonal (about half the FLOPs at large
- * T) and a tile of scores is still warm in cache when the softmax and P V read it. 64 was the
- * fastest of 32, 64, 96, 128, 256 and no tiling (B=4 NH=16 T=512 hs=48, forward + backward on 2
- * threads: 44 ms; 52 ms with 32 or 128; 97 ms untiled).
  *
  * Blockwise causal attention (BCA, xPos paper §3.3; docs/posenc.md §3.4), an evaluation option: with
  * blocks of w positions, query t attends to keys j with blockwise_first_key(t, w) <= j <= t, i.e.
@@ -256,6 +254,114 @@ void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/,
  * saved att is zero outside each row's window, which is all the backward needs: it is the same
  * code for either mask (a zero probability gets a zero score gradient). */
 
+void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
+                                 const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
+                                 int qkv_stride) {
+    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0);
+}
+
+/* Row by row with an explicit mask: key t2 is visible to query t iff allowed(t, t2). */
+static int blockwise_allowed(int t, int t2, int block) {
+    return t2 <= t && (block <= 0 || t2 >= block * (t / block - 1));
+}
+
+void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
+                                           const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
+                                           int qkv_stride, int block) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                const float *query = qkv + ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
+                float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                // (1) scores against the visible keys, and their max
+                float maxval = -INFINITY;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    if (!blockwise_allowed(t, t2, block)) continue;
+                    const float *key = qkv + ((size_t)b * T + t2) * qkv_stride + C + (size_t)h * hs;
+                    float s = 0.0f;
+                    for (int i = 0; i < hs; i++) s += query[i] * key[i];
+                    s *= scale;
+                    if (s > maxval) maxval = s;
+                    att_row[t2] = s;
+                }
+                // (2) softmax over the visible keys, exact zeros elsewhere
+                float sum = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    if (!blockwise_allowed(t, t2, block)) continue;
+                    float e = expf(att_row[t2] - maxval);
+                    att_row[t2] = e;
+                    sum += e;
+                }
+                for (int t2 = 0; t2 < T; t2++) att_row[t2] = blockwise_allowed(t, t2, block) ? att_row[t2] / sum : 0.0f;
+                // (3) weighted sum of the values
+                float *out_row = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+                for (int i = 0; i < hs; i++) out_row[i] = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) {
+                    const float *value = qkv + ((size_t)b * T + t2) * qkv_stride + 2 * C + (size_t)h * hs;
+                    for (int i = 0; i < hs; i++) out_row[i] += att_row[t2] * value[i];
+                }
+            }
+        }
+    }
+}
+
+void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
+                                  const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
+                                  int B, int T, int C, int NH, int qkv_stride) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float *datt = xmalloc((size_t)T * sizeof(float));    // one row's dP, then dS
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < NH; h++) {
+                size_t row_off = ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
+                const float *query = qkv + row_off;
+                float *dquery = dqkv + row_off;
+                const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *dout_row = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+                // undo (3) out_row = sum_t2 att_row[t2] * value[t2]
+                for (int t2 = 0; t2 <= t; t2++) {
+                    size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
+                    const float *value = qkv + off2 + 2 * C;
+                    float *dvalue = dqkv + off2 + 2 * C;
+                    float d = 0.0f;
+                    for (int i = 0; i < hs; i++) {
+                        d += dout_row[i] * value[i];
+                        dvalue[i] += att_row[t2] * dout_row[i];
+                    }
+                    datt[t2] = d;
+                }
+                // undo (2) softmax: d score[t3] = sum_t2 datt[t2] * att[t2] * ([t2 == t3] - att[t3])
+                //                              = att[t3] * (datt[t3] - sum_t2 att[t2] datt[t2])
+                float dot = 0.0f;
+                for (int t2 = 0; t2 <= t; t2++) dot += att_row[t2] * datt[t2];
+                for (int t2 = 0; t2 <= t; t2++) datt[t2] = att_row[t2] * (datt[t2] - dot);
+                // undo (1) score[t2] = query . key[t2] * scale
+                for (int t2 = 0; t2 <= t; t2++) {
+                    size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
+                    const float *key = qkv + off2 + C;
+                    float *dkey = dqkv + off2 + C;
+                    for (int i = 0; i < hs; i++) {
+                        dquery[i] += key[i] * datt[t2] * scale;
+                        dkey[i] += query[i] * datt[t2] * scale;
+                    }
+                }
+            }
+        }
+    }
+    free(datt);
+}
+
+/* The fast version works in tiles of ATTENTION_TILE query rows: rows [r0,r1) only ever look at
+ * keys [0,r1), so the products skip the blocks above the diagonal (about half the FLOPs at large
+ * T) and a tile of scores is still warm in cache when the softmax and P V read it. 64 was the
+ * fastest of 32, 64, 96, 128, 256 and no tiling (B=4 NH=16 T=512 hs=48, forward + backward on 2
+ * threads: 44 ms; 52 ms with 32 or 128; 97 ms untiled).
+ *
+ * tests/test_layers.c (test_attention_fast_vs_reference) holds this fast version to the
+ * references above, on sizes that cross the tile boundary. */
 enum { ATTENTION_TILE = 64 };
 
 static int min_int(int a, int b) { return a < b ? a : b; }
@@ -407,106 +513,6 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
         free(scratch);
     }
     layer_profile_stop(&layer_profile.attention_s, profile_t0);
-}
-
-void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
-                                 const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
-                                 int qkv_stride) {
-    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0);
-}
-
-/* Row by row with an explicit mask: key t2 is visible to query t iff allowed(t, t2). */
-static int blockwise_allowed(int t, int t2, int block) {
-    return t2 <= t && (block <= 0 || t2 >= block * (t / block - 1));
-}
-
-void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
-                                           const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
-                                           int qkv_stride, int block) {
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            for (int h = 0; h < NH; h++) {
-                const float *query = qkv + ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
-                float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
-                // (1) scores against the visible keys, and their max
-                float maxval = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    if (!blockwise_allowed(t, t2, block)) continue;
-                    const float *key = qkv + ((size_t)b * T + t2) * qkv_stride + C + (size_t)h * hs;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) s += query[i] * key[i];
-                    s *= scale;
-                    if (s > maxval) maxval = s;
-                    att_row[t2] = s;
-                }
-                // (2) softmax over the visible keys, exact zeros elsewhere
-                float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    if (!blockwise_allowed(t, t2, block)) continue;
-                    float e = expf(att_row[t2] - maxval);
-                    att_row[t2] = e;
-                    sum += e;
-                }
-                for (int t2 = 0; t2 < T; t2++) att_row[t2] = blockwise_allowed(t, t2, block) ? att_row[t2] / sum : 0.0f;
-                // (3) weighted sum of the values
-                float *out_row = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-                for (int i = 0; i < hs; i++) out_row[i] = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) {
-                    const float *value = qkv + ((size_t)b * T + t2) * qkv_stride + 2 * C + (size_t)h * hs;
-                    for (int i = 0; i < hs; i++) out_row[i] += att_row[t2] * value[i];
-                }
-            }
-        }
-    }
-}
-
-void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
-                                  const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                                  int B, int T, int C, int NH, int qkv_stride) {
-    int hs = C / NH;
-    float scale = 1.0f / sqrtf((float)hs);
-    float *datt = xmalloc((size_t)T * sizeof(float));    // one row's dP, then dS
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            for (int h = 0; h < NH; h++) {
-                size_t row_off = ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
-                const float *query = qkv + row_off;
-                float *dquery = dqkv + row_off;
-                const float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
-                const float *dout_row = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-                // undo (3) out_row = sum_t2 att_row[t2] * value[t2]
-                for (int t2 = 0; t2 <= t; t2++) {
-                    size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
-                    const float *value = qkv + off2 + 2 * C;
-                    float *dvalue = dqkv + off2 + 2 * C;
-                    float d = 0.0f;
-                    for (int i = 0; i < hs; i++) {
-                        d += dout_row[i] * value[i];
-                        dvalue[i] += att_row[t2] * dout_row[i];
-                    }
-                    datt[t2] = d;
-                }
-                // undo (2) softmax: d score[t3] = sum_t2 datt[t2] * att[t2] * ([t2 == t3] - att[t3])
-                //                              = att[t3] * (datt[t3] - sum_t2 att[t2] datt[t2])
-                float dot = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) dot += att_row[t2] * datt[t2];
-                for (int t2 = 0; t2 <= t; t2++) datt[t2] = att_row[t2] * (datt[t2] - dot);
-                // undo (1) score[t2] = query . key[t2] * scale
-                for (int t2 = 0; t2 <= t; t2++) {
-                    size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
-                    const float *key = qkv + off2 + C;
-                    float *dkey = dqkv + off2 + C;
-                    for (int i = 0; i < hs; i++) {
-                        dquery[i] += key[i] * datt[t2] * scale;
-                        dkey[i] += query[i] * datt[t2] * scale;
-                    }
-                }
-            }
-        }
-    }
-    free(datt);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -161,6 +161,49 @@ static double clip_scale(const AdamW *opt, double norm) {
     return (double)opt->grad_clip / norm;
 }
 
+/* The update written plainly: the norm as plain double sums over each group, then AdamW element
+ * by element in double. adamw_step below is its fast twin. */
+double adamw_step_reference(AdamW *opt, float *params, float *grads, float lr) {
+    double *group_sq = xcalloc((size_t)opt->n_groups, sizeof *group_sq);
+    double total_sq = 0.0;
+    for (int gi = 0; gi < opt->n_groups; gi++) {
+        for (int ri = 0; ri < opt->groups[gi].n_ranges; ri++) {
+            const ParamRange *r = &opt->groups[gi].ranges[ri];
+            for (size_t i = r->start; i < r->start + r->count; i++) group_sq[gi] += (double)grads[i] * grads[i];
+        }
+        total_sq += group_sq[gi];
+    }
+    double norm = sqrt(total_sq);
+    if (!isfinite(norm)) {
+        free(group_sq);
+        return norm;
+    }
+
+    opt->t++;
+    const double beta1 = opt->beta1, beta2 = opt->beta2, eps = opt->eps;
+    const double bias1 = 1.0 - pow(beta1, (double)opt->t), bias2 = 1.0 - pow(beta2, (double)opt->t);
+    for (int gi = 0; gi < opt->n_groups; gi++) {
+        const ParamGroup *g = &opt->groups[gi];
+        const double group_lr = (double)lr * g->lr_mult, wd = g->weight_decay;
+        const double scale = clip_scale(opt, opt->clip_per_group ? sqrt(group_sq[gi]) : norm);
+        for (int ri = 0; ri < g->n_ranges; ri++) {
+            const ParamRange *r = &g->ranges[ri];
+            for (size_t i = r->start; i < r->start + r->count; i++) {
+                double grad = grads[i] * scale;
+                double m = beta1 * opt->m[i] + (1.0 - beta1) * grad;
+                double v = beta2 * opt->v[i] + (1.0 - beta2) * grad * grad;
+                opt->m[i] = (float)m;
+                opt->v[i] = (float)v;
+                double m_hat = m / bias1, v_hat = v / bias2;
+                double p = params[i];
+                params[i] = (float)(p - group_lr * (m_hat / (sqrt(v_hat) + eps) + wd * p));
+            }
+        }
+    }
+    free(group_sq);
+    return norm;
+}
+
 typedef struct {
     size_t start, count;
     int group;
@@ -197,6 +240,9 @@ static double sum_squares(const float *x, size_t n) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* The fast twin of adamw_step_reference: the norm in parallel chunks whose sums are combined in a
+ * fixed order, and the update in float, chunk by chunk. tests/test_optim.c
+ * (test_fast_matches_reference) holds the two together. */
 double adamw_step(AdamW *opt, float *params, float *grads, float lr) {
     size_t n_chunks;
     Chunk *chunks = make_chunks(opt, &n_chunks);
@@ -242,47 +288,6 @@ double adamw_step(AdamW *opt, float *params, float *grads, float lr) {
     free(chunk_sq);
     free(group_sq);
     free(group_scale);
-    return norm;
-}
-
-double adamw_step_reference(AdamW *opt, float *params, float *grads, float lr) {
-    double *group_sq = xcalloc((size_t)opt->n_groups, sizeof *group_sq);
-    double total_sq = 0.0;
-    for (int gi = 0; gi < opt->n_groups; gi++) {
-        for (int ri = 0; ri < opt->groups[gi].n_ranges; ri++) {
-            const ParamRange *r = &opt->groups[gi].ranges[ri];
-            for (size_t i = r->start; i < r->start + r->count; i++) group_sq[gi] += (double)grads[i] * grads[i];
-        }
-        total_sq += group_sq[gi];
-    }
-    double norm = sqrt(total_sq);
-    if (!isfinite(norm)) {
-        free(group_sq);
-        return norm;
-    }
-
-    opt->t++;
-    const double beta1 = opt->beta1, beta2 = opt->beta2, eps = opt->eps;
-    const double bias1 = 1.0 - pow(beta1, (double)opt->t), bias2 = 1.0 - pow(beta2, (double)opt->t);
-    for (int gi = 0; gi < opt->n_groups; gi++) {
-        const ParamGroup *g = &opt->groups[gi];
-        const double group_lr = (double)lr * g->lr_mult, wd = g->weight_decay;
-        const double scale = clip_scale(opt, opt->clip_per_group ? sqrt(group_sq[gi]) : norm);
-        for (int ri = 0; ri < g->n_ranges; ri++) {
-            const ParamRange *r = &g->ranges[ri];
-            for (size_t i = r->start; i < r->start + r->count; i++) {
-                double grad = grads[i] * scale;
-                double m = beta1 * opt->m[i] + (1.0 - beta1) * grad;
-                double v = beta2 * opt->v[i] + (1.0 - beta2) * grad * grad;
-                opt->m[i] = (float)m;
-                opt->v[i] = (float)v;
-                double m_hat = m / bias1, v_hat = v / bias2;
-                double p = params[i];
-                params[i] = (float)(p - group_lr * (m_hat / (sqrt(v_hat) + eps) + wd * p));
-            }
-        }
-    }
-    free(group_sq);
     return norm;
 }
 

@@ -24,7 +24,9 @@
  * the merges learned do not depend on hash order, word order or how the counts were gathered.
  *
  * bpe_train_reference does the obvious thing instead: per merge, list every adjacent pair of
- * every word, sort, sum, take the best, and rewrite every word.
+ * every word, sort, sum, take the best, and rewrite every word. It comes first below, then the
+ * fast trainer; tests/test_bpe_train.c (check_fast_equals_reference) holds the two to the same
+ * merges.
  */
 #include "tokenizer/bpe_train.h"
 
@@ -222,6 +224,79 @@ static inline uint64_t pair_key(uint32_t left, uint32_t right) {
  * smaller left id, then the smaller right id, which is exactly the smaller key. */
 static inline int pair_better(uint64_t count_a, uint64_t key_a, uint64_t count_b, uint64_t key_b) {
     return count_a > count_b || (count_a == count_b && key_a < key_b);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reference training: recount everything per merge                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t key;
+    uint64_t count;
+} PairCount;
+
+static int compare_pair_count(const void *pa, const void *pb) {
+    uint64_t a = ((const PairCount *)pa)->key, b = ((const PairCount *)pb)->key;
+    return (a > b) - (a < b);
+}
+
+int bpe_train_reference(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2]) {
+    if (n_merges <= 0) return 0;
+    WordList wl;
+    words_from_counter(c, &wl);
+    size_t max_pairs = 0;
+    for (size_t w = 0; w < wl.n_words; w++) max_pairs += wl.len[w] - 1;
+    PairCount *occurrences = xmalloc((max_pairs ? max_pairs : 1) * sizeof *occurrences);
+
+    int learned = 0;
+    while (learned < n_merges) {
+        /* List every adjacent pair (weighted by its word's count), sort by pair, sum each run. */
+        size_t n = 0;
+        for (size_t w = 0; w < wl.n_words; w++) {
+            const uint32_t *sym = wl.symbols + wl.start[w];
+            for (size_t k = 0; k + 1 < wl.len[w]; k++) {
+                occurrences[n].key = pair_key(sym[k], sym[k + 1]);
+                occurrences[n].count = wl.count[w];
+                n++;
+            }
+        }
+        qsort(occurrences, n, sizeof *occurrences, compare_pair_count);
+        uint64_t best_key = 0, best_count = 0;
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            uint64_t sum = 0;
+            while (j < n && occurrences[j].key == occurrences[i].key) sum += occurrences[j++].count;
+            if (pair_better(sum, occurrences[i].key, best_count, best_key)) {
+                best_count = sum;
+                best_key = occurrences[i].key;
+            }
+            i = j;
+        }
+        if (best_count < 2) break;
+
+        uint32_t a = (uint32_t)(best_key >> 32), b = (uint32_t)best_key;
+        uint32_t z = 256u + (uint32_t)learned;
+        merges_out[learned][0] = a;
+        merges_out[learned][1] = b;
+        /* minbpe's merge: scan left to right, replace each (a, b) and skip past it. */
+        for (size_t w = 0; w < wl.n_words; w++) {
+            uint32_t *sym = wl.symbols + wl.start[w];
+            size_t len = wl.len[w], out = 0;
+            for (size_t k = 0; k < len;) {
+                if (k + 1 < len && sym[k] == a && sym[k + 1] == b) {
+                    sym[out++] = z;
+                    k += 2;
+                } else {
+                    sym[out++] = sym[k++];
+                }
+            }
+            wl.len[w] = out;
+        }
+        learned++;
+    }
+    free(occurrences);
+    words_free(&wl);
+    return learned;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -488,79 +563,6 @@ int bpe_train(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2], cons
     pairs_free(&tr.pairs);
     free(tr.heap.entries);
     free(tr.touched);
-    words_free(&wl);
-    return learned;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Reference training: recount everything per merge                                            */
-/* ------------------------------------------------------------------------------------------ */
-
-typedef struct {
-    uint64_t key;
-    uint64_t count;
-} PairCount;
-
-static int compare_pair_count(const void *pa, const void *pb) {
-    uint64_t a = ((const PairCount *)pa)->key, b = ((const PairCount *)pb)->key;
-    return (a > b) - (a < b);
-}
-
-int bpe_train_reference(const BpeCounter *c, int n_merges, uint32_t (*merges_out)[2]) {
-    if (n_merges <= 0) return 0;
-    WordList wl;
-    words_from_counter(c, &wl);
-    size_t max_pairs = 0;
-    for (size_t w = 0; w < wl.n_words; w++) max_pairs += wl.len[w] - 1;
-    PairCount *occurrences = xmalloc((max_pairs ? max_pairs : 1) * sizeof *occurrences);
-
-    int learned = 0;
-    while (learned < n_merges) {
-        /* List every adjacent pair (weighted by its word's count), sort by pair, sum each run. */
-        size_t n = 0;
-        for (size_t w = 0; w < wl.n_words; w++) {
-            const uint32_t *sym = wl.symbols + wl.start[w];
-            for (size_t k = 0; k + 1 < wl.len[w]; k++) {
-                occurrences[n].key = pair_key(sym[k], sym[k + 1]);
-                occurrences[n].count = wl.count[w];
-                n++;
-            }
-        }
-        qsort(occurrences, n, sizeof *occurrences, compare_pair_count);
-        uint64_t best_key = 0, best_count = 0;
-        for (size_t i = 0; i < n;) {
-            size_t j = i;
-            uint64_t sum = 0;
-            while (j < n && occurrences[j].key == occurrences[i].key) sum += occurrences[j++].count;
-            if (pair_better(sum, occurrences[i].key, best_count, best_key)) {
-                best_count = sum;
-                best_key = occurrences[i].key;
-            }
-            i = j;
-        }
-        if (best_count < 2) break;
-
-        uint32_t a = (uint32_t)(best_key >> 32), b = (uint32_t)best_key;
-        uint32_t z = 256u + (uint32_t)learned;
-        merges_out[learned][0] = a;
-        merges_out[learned][1] = b;
-        /* minbpe's merge: scan left to right, replace each (a, b) and skip past it. */
-        for (size_t w = 0; w < wl.n_words; w++) {
-            uint32_t *sym = wl.symbols + wl.start[w];
-            size_t len = wl.len[w], out = 0;
-            for (size_t k = 0; k < len;) {
-                if (k + 1 < len && sym[k] == a && sym[k + 1] == b) {
-                    sym[out++] = z;
-                    k += 2;
-                } else {
-                    sym[out++] = sym[k++];
-                }
-            }
-            wl.len[w] = out;
-        }
-        learned++;
-    }
-    free(occurrences);
     words_free(&wl);
     return learned;
 }

@@ -3,8 +3,8 @@
  * pretok_next dispatches on the first character of the chunk, which is enough because the
  * pattern's alternatives start with disjoint things (an apostrophe, an optional ASCII space, a
  * letter / number / other run, or whitespace). pretok_next_reference instead tries the pattern's
- * seven alternatives one after another, literally, the way a backtracking regex engine does; the
- * tests check the two agree.
+ * seven alternatives one after another, literally, the way a backtracking regex engine does. The
+ * reference comes first below, then the fast scanner; the tests check the two agree.
  */
 #include "tokenizer/pretok.h"
 
@@ -42,78 +42,6 @@ int pretok_decode(const uint8_t *s, size_t n, uint32_t *cp) {
     if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) { *cp = INVALID_CP; return 1; }
     *cp = v;
     return len;
-}
-
-/* ASCII by arithmetic: nearly all TinyStories text is ASCII, and these are exactly the Unicode
- * classes of U+0000..U+007F (the tests compare the two scanners on every ASCII byte). */
-static inline int ascii_class(uint8_t c) {
-    if ((uint8_t)((c | 0x20) - 'a') < 26) return PRETOK_LETTER;
-    if ((uint8_t)(c - '0') < 10) return PRETOK_NUMBER;
-    if (c == ' ' || (c >= '\t' && c <= '\r')) return PRETOK_SPACE;
-    return PRETOK_OTHER;
-}
-
-/* Class and byte length of the character at text[pos]. */
-static inline int char_at(const uint8_t *text, size_t n, size_t pos, int *len) {
-    uint8_t c = text[pos];
-    if (c < 0x80) {
-        *len = 1;
-        return ascii_class(c);
-    }
-    uint32_t cp;
-    *len = pretok_decode(text + pos, n - pos, &cp);
-    return cp == INVALID_CP ? PRETOK_OTHER : pretok_class(cp);
-}
-
-/* End of the maximal run of characters of class cls starting at pos. */
-static size_t run_end(const uint8_t *text, size_t n, size_t pos, int cls) {
-    while (pos < n) {
-        int len;
-        if (char_at(text, n, pos, &len) != cls) break;
-        pos += (size_t)len;
-    }
-    return pos;
-}
-
-/* Length of the contraction ('s 't 're 've 'm 'll 'd, case-sensitive) at pos, or 0. */
-static size_t contraction_len(const uint8_t *text, size_t n, size_t pos) {
-    if (text[pos] != '\'' || pos + 1 >= n) return 0;
-    uint8_t a = text[pos + 1];
-    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
-    if (pos + 2 < n) {
-        uint8_t b = text[pos + 2];
-        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
-    }
-    return 0;
-}
-
-size_t pretok_next(const uint8_t *text, size_t n, size_t pos) {
-    size_t c = contraction_len(text, n, pos);
-    if (c) return c;
-
-    int len0;
-    int cls0 = char_at(text, n, pos, &len0);
-    /* " ?X+" for X in letter, number, other: an ASCII space joins the run that follows it. */
-    if (text[pos] == ' ' && pos + 1 < n) {
-        int len1;
-        int cls1 = char_at(text, n, pos + 1, &len1);
-        if (cls1 != PRETOK_SPACE) return run_end(text, n, pos + 1, cls1) - pos;
-    }
-    if (cls0 != PRETOK_SPACE) return run_end(text, n, pos, cls0) - pos;
-
-    /* Whitespace: "\s+(?!\S)" takes the run but, when a non-space follows, gives back its last
-     * character (so " word" keeps its space); a single whitespace character before a non-space
-     * falls through to "\s+" and is a chunk of its own. */
-    size_t end = run_end(text, n, pos, PRETOK_SPACE);
-    if (end == n) return end - pos;
-    size_t last = pos, p = pos;
-    while (p < end) {   /* find the start of the run's last character */
-        int len;
-        char_at(text, n, p, &len);
-        last = p;
-        p += (size_t)len;
-    }
-    return last > pos ? last - pos : end - pos;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -186,4 +114,80 @@ size_t pretok_next_reference(const uint8_t *text, size_t n, size_t pos) {
     if ((m = ref_space_not_before_nonspace(text, n, pos))) return m;
     if ((m = ref_space_run(text, n, pos))) return m;
     return 1;   /* unreachable: every character is in one of the classes above */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The fast scanner: one dispatch on the first character of the chunk. tests/test_pretok.c
+ * (test_fast_equals_reference_random, _ascii, _sample) holds it to pretok_next_reference. */
+
+/* ASCII by arithmetic: nearly all TinyStories text is ASCII, and these are exactly the Unicode
+ * classes of U+0000..U+007F (the tests compare the two scanners on every ASCII byte). */
+static inline int ascii_class(uint8_t c) {
+    if ((uint8_t)((c | 0x20) - 'a') < 26) return PRETOK_LETTER;
+    if ((uint8_t)(c - '0') < 10) return PRETOK_NUMBER;
+    if (c == ' ' || (c >= '\t' && c <= '\r')) return PRETOK_SPACE;
+    return PRETOK_OTHER;
+}
+
+/* Class and byte length of the character at text[pos]. */
+static inline int char_at(const uint8_t *text, size_t n, size_t pos, int *len) {
+    uint8_t c = text[pos];
+    if (c < 0x80) {
+        *len = 1;
+        return ascii_class(c);
+    }
+    uint32_t cp;
+    *len = pretok_decode(text + pos, n - pos, &cp);
+    return cp == INVALID_CP ? PRETOK_OTHER : pretok_class(cp);
+}
+
+/* End of the maximal run of characters of class cls starting at pos. */
+static size_t run_end(const uint8_t *text, size_t n, size_t pos, int cls) {
+    while (pos < n) {
+        int len;
+        if (char_at(text, n, pos, &len) != cls) break;
+        pos += (size_t)len;
+    }
+    return pos;
+}
+
+/* Length of the contraction ('s 't 're 've 'm 'll 'd, case-sensitive) at pos, or 0. */
+static size_t contraction_len(const uint8_t *text, size_t n, size_t pos) {
+    if (text[pos] != '\'' || pos + 1 >= n) return 0;
+    uint8_t a = text[pos + 1];
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if (pos + 2 < n) {
+        uint8_t b = text[pos + 2];
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    }
+    return 0;
+}
+
+size_t pretok_next(const uint8_t *text, size_t n, size_t pos) {
+    size_t c = contraction_len(text, n, pos);
+    if (c) return c;
+
+    int len0;
+    int cls0 = char_at(text, n, pos, &len0);
+    /* " ?X+" for X in letter, number, other: an ASCII space joins the run that follows it. */
+    if (text[pos] == ' ' && pos + 1 < n) {
+        int len1;
+        int cls1 = char_at(text, n, pos + 1, &len1);
+        if (cls1 != PRETOK_SPACE) return run_end(text, n, pos + 1, cls1) - pos;
+    }
+    if (cls0 != PRETOK_SPACE) return run_end(text, n, pos, cls0) - pos;
+
+    /* Whitespace: "\s+(?!\S)" takes the run but, when a non-space follows, gives back its last
+     * character (so " word" keeps its space); a single whitespace character before a non-space
+     * falls through to "\s+" and is a chunk of its own. */
+    size_t end = run_end(text, n, pos, PRETOK_SPACE);
+    if (end == n) return end - pos;
+    size_t last = pos, p = pos;
+    while (p < end) {   /* find the start of the run's last character */
+        int len;
+        char_at(text, n, p, &len);
+        last = p;
+        p += (size_t)len;
+    }
+    return last > pos ? last - pos : end - pos;
 }
