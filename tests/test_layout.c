@@ -87,26 +87,37 @@ static int check_file(const char *root, const char *path, int from) {
     return bad;
 }
 
+/* Calls visit(root, "folder/name", ctx) for every .c and .h file directly in root/folder and
+ * counts them into *files_seen; returns the sum of what visit returned. */
+typedef int (*SourceVisit)(const char *root, const char *path, void *ctx);
+static int walk_sources(const char *root, const char *folder, SourceVisit visit, void *ctx, int *files_seen) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", root, folder);
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    int sum = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        size_t n = strlen(e->d_name);
+        if (n < 3 || e->d_name[n - 2] != '.' || (e->d_name[n - 1] != 'c' && e->d_name[n - 1] != 'h')) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", folder, e->d_name);
+        sum += visit(root, path, ctx);
+        (*files_seen)++;
+    }
+    closedir(dp);
+    return sum;
+}
+
+static int visit_includes(const char *root, const char *path, void *folder_index) {
+    return check_file(root, path, *(const int *)folder_index);
+}
+
 /* All .c and .h files of the known folders under root, plus train.c; the number of violations. */
 static int check_tree(const char *root, int *files_seen) {
     int bad = 0;
     *files_seen = 0;
-    for (int i = 0; i < N_FOLDERS; i++) {
-        char dir[1024];
-        snprintf(dir, sizeof dir, "%s/%s", root, allowed_arrows[i][0]);
-        DIR *dp = opendir(dir);
-        if (!dp) continue;
-        struct dirent *e;
-        while ((e = readdir(dp))) {
-            size_t n = strlen(e->d_name);
-            if (n < 3 || e->d_name[n - 2] != '.' || (e->d_name[n - 1] != 'c' && e->d_name[n - 1] != 'h')) continue;
-            char path[512];
-            snprintf(path, sizeof path, "%s/%s", allowed_arrows[i][0], e->d_name);
-            bad += check_file(root, path, i);
-            (*files_seen)++;
-        }
-        closedir(dp);
-    }
+    for (int i = 0; i < N_FOLDERS; i++) bad += walk_sources(root, allowed_arrows[i][0], visit_includes, &i, files_seen);
     char train[1024];
     snprintf(train, sizeof train, "%s/train.c", root);
     struct stat st;
@@ -182,32 +193,30 @@ static long count_lines(const char *path) {
     return lines + (last != '\n');
 }
 
+/* 1 (and the file printed) when root/path is longer than MAX_SOURCE_LINES, else 0. */
+static int visit_length(const char *root, const char *path, void *unused) {
+    char full[1024];
+    snprintf(full, sizeof full, "%s/%s", root, path);
+    long n_lines = count_lines(full);
+    if (n_lines <= MAX_SOURCE_LINES) return 0;
+    fprintf(stderr, "  %s: %ld lines\n", full, n_lines);
+    return 1;
+}
+
 /* The .c and .h files under root (the library and command folders, scripts/, tests/ and train.c)
  * longer than MAX_SOURCE_LINES, each printed; how many. */
 static int long_files(const char *root, int *files_seen) {
     const char *const folders[] = {"base", "tokenizer", "data", "model", "cli", "scripts", "tests", NULL};
     int found = 0;
     *files_seen = 0;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/train.c", root);
-    long n_lines = count_lines(path);
-    if (n_lines >= 0) (*files_seen)++;
-    if (n_lines > MAX_SOURCE_LINES) fprintf(stderr, "  %s: %ld lines\n", path, n_lines), found++;
-    for (int i = 0; folders[i]; i++) {
-        snprintf(path, sizeof path, "%s/%s", root, folders[i]);
-        DIR *dp = opendir(path);
-        if (!dp) continue;
-        struct dirent *e;
-        while ((e = readdir(dp))) {
-            size_t n = strlen(e->d_name);
-            if (n < 3 || e->d_name[n - 2] != '.' || (e->d_name[n - 1] != 'c' && e->d_name[n - 1] != 'h')) continue;
-            snprintf(path, sizeof path, "%s/%s/%s", root, folders[i], e->d_name);
-            n_lines = count_lines(path);
-            (*files_seen)++;
-            if (n_lines > MAX_SOURCE_LINES) fprintf(stderr, "  %s: %ld lines\n", path, n_lines), found++;
-        }
-        closedir(dp);
+    char train[1024];
+    snprintf(train, sizeof train, "%s/train.c", root);
+    struct stat st;
+    if (stat(train, &st) == 0) {
+        found += visit_length(root, "train.c", NULL);
+        (*files_seen)++;
     }
+    for (int i = 0; folders[i]; i++) found += walk_sources(root, folders[i], visit_length, NULL, files_seen);
     return found;
 }
 
