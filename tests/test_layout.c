@@ -234,19 +234,25 @@ static void write_file(const char *path, const char *text) {
     }
 }
 
+/* A scratch tree for the checkers' own tests: $TINYROPE_TEST_TMP/name (or build/test-tmp/name)
+ * with the given folders made in it; its path into root. */
+static void make_scratch_tree(char *root, size_t cap, const char *name, const char *const *folders) {
+    const char *tmp_root = getenv("TINYROPE_TEST_TMP") ? getenv("TINYROPE_TEST_TMP") : "build/test-tmp";
+    snprintf(root, cap, "%s/%s", tmp_root, name);
+    mkdir(tmp_root, 0755);
+    mkdir(root, 0755);
+    for (int i = 0; folders[i]; i++) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", root, folders[i]);
+        mkdir(path, 0755);
+    }
+}
+
 /* The checker itself: a small tree with one allowed and one forbidden arrow, then a
  * relative-style include. Each forbidden line must be found, and nothing else. */
 static void test_checker_finds_a_backward_arrow(void) {
-    const char *tmp_root = getenv("TINYROPE_TEST_TMP") ? getenv("TINYROPE_TEST_TMP") : "build/test-tmp";
     char root[512], path[700];
-    snprintf(root, sizeof root, "%s/layout", tmp_root);
-    mkdir(tmp_root, 0755);
-    mkdir(root, 0755);
-    const char *dirs[] = {"base", "model", "data"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
-        mkdir(path, 0755);
-    }
+    make_scratch_tree(root, sizeof root, "layout", (const char *const[]){"base", "model", "data", NULL});
     snprintf(path, sizeof path, "%s/base/util.h", root);
     write_file(path, "/* base */\n");
     snprintf(path, sizeof path, "%s/data/shards.h", root);
@@ -269,13 +275,8 @@ static void test_checker_finds_a_backward_arrow(void) {
 /* The length check itself: a file of exactly the limit passes, one line more is found, and a last
  * line without its newline counts. */
 static void test_length_checker_finds_a_long_file(void) {
-    const char *tmp_root = getenv("TINYROPE_TEST_TMP") ? getenv("TINYROPE_TEST_TMP") : "build/test-tmp";
     char root[512], path[700];
-    snprintf(root, sizeof root, "%s/lengths", tmp_root);
-    mkdir(tmp_root, 0755);
-    mkdir(root, 0755);
-    snprintf(path, sizeof path, "%s/model", root);
-    mkdir(path, 0755);
+    make_scratch_tree(root, sizeof root, "lengths", (const char *const[]){"model", NULL});
     snprintf(path, sizeof path, "%s/model/long.c", root);
     for (int extra = 0; extra < 3; extra++) {
         FILE *f = fopen(path, "w");
