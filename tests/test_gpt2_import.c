@@ -189,6 +189,17 @@ static void test_gpt2_shared_files(void) {
     int checked = check_shared_cases(t, cases);
     CHECKF(checked >= 10, "only %d cases", checked);
     CASE(t, "Hello world", ENC_FAST, 15496, 995);
+    /* Letters and digits of Unicode 16.0 (the version of tiktoken's regex crate) before "'s": the
+     * regex makes the run one chunk and "'s" another, so the ids are those of each chunk encoded
+     * alone, which a plain BPE over encoder.json and vocab.bpe gives: U+A7CB (Lu) is its three
+     * UTF-8 byte tokens 166 253 233 with no merge among them, " U+1C89 U+1C8A" (Lu, Ll) is
+     * 28053 110 231 157 110 232, U+16D70 U+16D71 (Nd) is 172 244 113 108 172 244 113 109, and
+     * "'s" is 338, the id tiktoken ends U+A7CB "'s" with. Classing these as 'other' instead glues
+     * the apostrophe to the run and ends with "'" 6, "s" 82. */
+    CASE(t, "\xea\x9f\x8b's", ENC_FAST, 166, 253, 233, 338);
+    CASE(t, " \xe1\xb2\x89\xe1\xb2\x8a's", ENC_FAST, 28053, 110, 231, 157, 110, 232, 338);
+    CASE(t, "\xf0\x96\xb5\xb0\xf0\x96\xb5\xb1's", ENC_FAST,
+         172, 244, 113, 108, 172, 244, 113, 109, 338);
     /* Real text: fast == reference, and round trips. */
     size_t n;
     uint8_t *text = read_sample("tiny_stories.txt", 30000, &n);

