@@ -50,6 +50,52 @@ static void test_round_trip(void) {
     adamw_free(&opt2);
 }
 
+/* The config hash, step, tokens seen, both loader fields and the clock, each with a value of its
+ * own above 2^32 (so a swapped, dropped or truncated field shows), read back by checkpoint_load
+ * and found on disk at the offsets of the format in checkpoint.h, little-endian. */
+static uint64_t le64_at(const char *bytes, size_t offset) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | (uint8_t)bytes[offset + (size_t)i];
+    return v;
+}
+
+static void test_state_fields_on_disk(void) {
+    float params[NP], loaded[NP];
+    AdamW opt, opt2;
+    setup(params, &opt, 3);
+    setup(loaded, &opt2, 4);
+    const CheckpointState st = {.config_hash = 0x1122334455667788ULL,
+                                .step = 0x100000007ULL,
+                                .tokens_seen = 0x2000000000bULL,
+                                .loader = {.epoch = 0x30000000dULL, .cursor = 0x400000011ULL},
+                                .elapsed_s = 12345.678};
+    const char *path = path_of("ckpt_fields.bin");
+    CHECKF(checkpoint_save(path, &st, params, NP, &opt) == 0, "%s", tr_error());
+    CheckpointState back;
+    memset(&back, 0xA5, sizeof back);
+    CHECKF(checkpoint_load(path, &back, st.config_hash, loaded, NP, &opt2) == 0, "%s", tr_error());
+    CHECK(back.config_hash == st.config_hash);
+    CHECK(back.step == st.step);
+    CHECK(back.tokens_seen == st.tokens_seen);
+    CHECKF(back.loader.epoch == st.loader.epoch, "loader epoch %#llx", (unsigned long long)back.loader.epoch);
+    CHECKF(back.loader.cursor == st.loader.cursor, "loader cursor %#llx", (unsigned long long)back.loader.cursor);
+    CHECKF(back.elapsed_s == st.elapsed_s, "elapsed_s %.17g", back.elapsed_s);
+    size_t len;
+    char *bytes = tr_read_file(path, &len);
+    CHECK(bytes && len == 128 + 3 * NP * sizeof(float) + 8);
+    if (bytes && len >= 128) {
+        uint64_t elapsed_bits;
+        memcpy(&elapsed_bits, &st.elapsed_s, 8);
+        CHECK(le64_at(bytes, 16) == st.config_hash && le64_at(bytes, 24) == NP);
+        CHECK(le64_at(bytes, 32) == st.step && le64_at(bytes, 40) == st.tokens_seen && le64_at(bytes, 48) == opt.t);
+        CHECK(le64_at(bytes, 64) == st.loader.epoch && le64_at(bytes, 72) == st.loader.cursor);
+        CHECK(le64_at(bytes, 80) == elapsed_bits);
+    }
+    free(bytes);
+    adamw_free(&opt);
+    adamw_free(&opt2);
+}
+
 static void expect_refused(const char *path, uint64_t hash, size_t n, int with_opt, const char *needle) {
     float params[NP], before[NP];
     AdamW opt;
@@ -102,6 +148,7 @@ static void test_refusals(void) {
 
 int main(void) {
     RUN(test_round_trip);
+    RUN(test_state_fields_on_disk);
     RUN(test_refusals);
     return test_summary();
 }

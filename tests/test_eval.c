@@ -1,10 +1,12 @@
 /* test_eval.c: length extrapolation, `./train eval`: blockwise causal attention (BCA) against a
  * reference with an explicit mask; each kind's context limit (max_positions); and the command on
- * tiny trained runs: at the trained context it reproduces the run's last val loss, its
- * per-position CSV adds up to the mean, longer contexts give finite losses for every relative kind,
- * learned refuses them, --bca is exact where it should be, and bad arguments get one error line. */
+ * tiny trained runs: log.csv's bits per byte follows from its val loss and the split's counts; at
+ * the trained context the command reproduces the run's last val loss, its per-position CSV adds
+ * up to the mean, longer contexts give finite losses for every relative kind, learned refuses them,
+ * --bca is exact where it should be, and bad arguments get one error line. */
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "base/util.h"
@@ -184,6 +186,44 @@ static int read_positions(const char *path, int *all_finite, double *weighted_na
 
 static int rel_close(double a, double b, double tol) { return fabs(a - b) <= tol * fmax(fabs(a), fabs(b)); }
 
+/* log.csv's val_bpb against its definition: val_loss (mean nats per target) times the targets of
+ * the val split, over ln 2 times the split's text bytes. The targets are counted here from the
+ * shard files: a shard of n tokens (its opening EOT and every story's closing EOT included) has
+ * n - 1 targets, each scored once. The text bytes (the stories' UTF-8, EOTs excluded) are
+ * meta.json's. A capped evaluation prorates the bytes by the fraction of targets it scored, so
+ * the identity holds with the whole split's counts either way. log.csv has six decimals: the
+ * tolerance is 2e-6 relative. */
+static void check_bits_per_byte(const char *dir, double val_loss, double val_bpb) {
+    char path[800];
+    snprintf(path, sizeof path, "%s/data/meta.json", dir);
+    char *text = tr_read_file(path, NULL);
+    cJSON *meta = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "splits"), "val");
+    const cJSON *text_bytes = cJSON_GetObjectItemCaseSensitive(val, "text_bytes");
+    const cJSON *token_bytes = cJSON_GetObjectItemCaseSensitive(meta, "token_bytes");
+    const cJSON *shards = cJSON_GetObjectItemCaseSensitive(val, "shards"), *shard;
+    CHECKF(cJSON_IsNumber(text_bytes) && text_bytes->valuedouble > 0 && cJSON_IsNumber(token_bytes) &&
+               cJSON_GetArraySize(shards) > 0,
+           "%s lacks the val split's text_bytes, token_bytes or shards", path);
+    double targets = 0;
+    cJSON_ArrayForEach(shard, shards) {
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(shard, "file");
+        struct stat st;
+        snprintf(path, sizeof path, "%s/data/%s", dir, cJSON_IsString(file) ? file->valuestring : "?");
+        CHECKF(stat(path, &st) == 0, "cannot stat %s", path);
+        if (test_current_failed) break;
+        targets += (double)(st.st_size - 64) / token_bytes->valuedouble - 1.0;   /* a 64-byte header */
+    }
+    if (!test_current_failed) {
+        double want = val_loss * targets / (log(2.0) * text_bytes->valuedouble);
+        CHECKF(rel_close(val_bpb, want, 2e-6),
+               "val_bpb %.6f, but val_loss %.6f * %.0f targets / (ln 2 * %.0f bytes) = %.6f", val_bpb, val_loss,
+               targets, text_bytes->valuedouble, want);
+    }
+    cJSON_Delete(meta);
+}
+
 /* RoPE: the trained context reproduces log.csv; the per-position CSV adds up; 2T and 4T run; BCA. */
 static void test_eval_rope(void) {
     char dir[600], extra[800], csv[700];
@@ -191,6 +231,7 @@ static void test_eval_rope(void) {
     if (train_tiny("rope", "rope", dir, sizeof dir) != 0) return;
     double log_loss = 0, log_bpb = 0;
     CHECK(last_log_row(dir, &log_loss, &log_bpb) == 0);
+    check_bits_per_byte(dir, log_loss, log_bpb);
     EvalLine plain;
     snprintf(csv, sizeof csv, "%s/pos.csv", dir);
     snprintf(extra, sizeof extra, "--out %s", csv);

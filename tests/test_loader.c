@@ -267,6 +267,67 @@ static void test_train_loader_order_and_resume(void) {
     loader_close(r);
 }
 
+/* The state itself: set on a fresh loader, it reads back field by field, and the next batches of
+ * the two loaders are the same. States in several epochs (the order differs per epoch, so a lost
+ * epoch changes the windows), at an epoch's first window, and at its end, which reads back as the
+ * start of the next epoch. */
+static void test_loader_state_reads_back(void) {
+    enum { B = 5, T = 8 };
+    const uint64_t train[] = {100, 57, 80}, val[] = {30};
+    const char *dir = tmp_path("hand_state");
+    HandOptions o = hand_defaults();
+    write_hand_dataset(dir, train, 3, val, 1, &o);
+    TokenLoader *a = loader_open(dir, "train", HAND_HASH, B, T, 1, 42);
+    if (!a) { CHECKF(0, "%s", tr_error()); return; }
+    int32_t ia[B * T], ta[B * T], ib[B * T], tb[B * T];
+    const int stops[] = {0, 11, 28, 37};   /* batches before each save: (0, 0), (1, 27), (5, 0), (6, 17) */
+    int done = 0;
+    for (int k = 0; k < 4; k++) {
+        for (; done < stops[k]; done++) CHECK(loader_next_batch(a, ia, ta) == 1);
+        LoaderState saved = loader_get_state(a);
+        const uint64_t windows_done = (uint64_t)done * B;
+        CHECKF(saved.epoch == windows_done / TRAIN_WINDOWS && saved.cursor == windows_done % TRAIN_WINDOWS,
+               "after %d batches: state (%" PRIu64 ", %" PRIu64 ")", done, saved.epoch, saved.cursor);
+        TokenLoader *r = loader_open(dir, "train", HAND_HASH, B, T, 1, 42);
+        CHECK(r && loader_set_state(r, saved) == 0);
+        if (!r) continue;
+        LoaderState back = loader_get_state(r);
+        CHECKF(back.epoch == saved.epoch && back.cursor == saved.cursor,
+               "set (%" PRIu64 ", %" PRIu64 "), read back (%" PRIu64 ", %" PRIu64 ")", saved.epoch, saved.cursor,
+               back.epoch, back.cursor);
+        int same = 1;
+        for (int n = 0; n < 8; n++) {
+            CHECK(loader_next_batch(a, ia, ta) == 1 && loader_next_batch(r, ib, tb) == 1);
+            same &= !memcmp(ia, ib, sizeof ia) && !memcmp(ta, tb, sizeof ta);
+        }
+        done += 8;
+        CHECKF(same, "resumed at (%" PRIu64 ", %" PRIu64 "): the next batches differ", saved.epoch, saved.cursor);
+        LoaderState end_a = loader_get_state(a), end_r = loader_get_state(r);
+        CHECK(end_a.epoch == end_r.epoch && end_a.cursor == end_r.cursor);
+        loader_close(r);
+    }
+    /* the end of epoch 2 is the start of epoch 3 */
+    LoaderState end = {.epoch = 2, .cursor = TRAIN_WINDOWS};
+    CHECK(loader_set_state(a, end) == 0);
+    LoaderState back = loader_get_state(a);
+    CHECKF(back.epoch == 3 && back.cursor == 0, "(2, %d) read back as (%" PRIu64 ", %" PRIu64 ")", TRAIN_WINDOWS,
+           back.epoch, back.cursor);
+    loader_close(a);
+
+    /* validation: a position inside the pass reads back as set */
+    TokenLoader *v = loader_open(dir, "val", HAND_HASH, 1, T, 0, 0);
+    CHECKF(v != NULL, "%s", tr_error());
+    if (!v) return;
+    LoaderState mid = {.epoch = 0, .cursor = 2};
+    CHECK(loader_set_state(v, mid) == 0);
+    back = loader_get_state(v);
+    CHECK(back.epoch == 0 && back.cursor == 2);
+    int32_t row[T + 1];
+    int nt;
+    CHECK(loader_next(v, row, &nt) == 1 && nt == 8 && row[0] == (int32_t)hand_token(0, 16, 1));
+    loader_close(v);
+}
+
 /* uint32 shards (vocab > 65536) read back exactly. */
 static void test_loader_uint32_tokens(void) {
     const char *dir = tmp_path("hand_u32");
@@ -427,6 +488,7 @@ static void test_loader_errors(void) {
 int main(void) {
     RUN(test_val_loader_covers_every_target);
     RUN(test_train_loader_order_and_resume);
+    RUN(test_loader_state_reads_back);
     RUN(test_loader_uint32_tokens);
     RUN(test_loader_batch_shifts_targets);
     RUN(test_loader_errors);

@@ -254,6 +254,99 @@ static void test_clipping_per_group(void) {
     CHECK(norms[0][1] == norms[1][1] && norms[1][1] > 1e4);
 }
 
+/* The clip factor against AdamW written out here in double: two groups (one with its own lr_mult
+ * and decay) and a frozen tail; a first step below the clip, then gradients far above it in both
+ * groups, which must act as g * clip / ||g|| (global) or g * clip / ||g_group|| (per group). The
+ * first gradients are as large per element as the clipped ones, so the moments' history makes the
+ * second step depend on the clipped scale (a lone Adam step would not). Fast and reference both;
+ * and each against an unclipped optimizer fed the prescaled gradient. */
+enum { CS_N = 48, CS_A = 16, CS_B = 24 };   /* group a [0, 16), group b [16, 40), frozen [40, 48) */
+
+/* p after the two steps, by hand: scale[i] multiplies the second gradient of parameter i. */
+static void two_steps_by_hand(const float *p0, const float *g1, const float *g2, const double *scale,
+                              const double *lr_mult, const double *wd, double lr, double *out) {
+    const double b1 = 0.9, b2 = 0.99, eps = 1e-8;
+    for (int i = 0; i < CS_N; i++) {
+        if (lr_mult[i] == 0) { out[i] = p0[i]; continue; }
+        double m = (1 - b1) * g1[i], v = (1 - b2) * (double)g1[i] * g1[i];
+        double p = p0[i] - lr * lr_mult[i] * ((m / (1 - b1)) / (sqrt(v / (1 - b2)) + eps) + wd[i] * p0[i]);
+        double g = g2[i] * scale[i];
+        m = b1 * m + (1 - b1) * g;
+        v = b2 * v + (1 - b2) * g * g;
+        out[i] = p - lr * lr_mult[i] * ((m / (1 - b1 * b1)) / (sqrt(v / (1 - b2 * b2)) + eps) + wd[i] * p);
+    }
+}
+
+static void test_clipping_scales_by_hand(void) {
+    ParamRange ra[] = {{0, CS_A}}, rb[] = {{CS_A, CS_B}};
+    ParamGroup groups[] = {make_group("a", 1.0f, 0.0f, ra, 1), make_group("b", 0.5f, 0.1f, rb, 1)};
+    const float clip = 1.0f, lr = 0.01f;
+    float p0[CS_N], g1[CS_N], g2[CS_N];
+    double lr_mult[CS_N], wd[CS_N];
+    for (int i = 0; i < CS_N; i++) {
+        int in_a = i < CS_A, in_b = !in_a && i < CS_A + CS_B;
+        p0[i] = rng_uniform();
+        g1[i] = 0.2f * rng_uniform();
+        g2[i] = (in_a ? 40.0f : 10.0f) * rng_uniform();
+        if (!in_a && !in_b) g1[i] = g2[i] = 1e3f;   /* frozen: must count in no norm */
+        lr_mult[i] = in_a ? 1.0 : in_b ? 0.5 : 0.0;
+        wd[i] = in_b ? 0.1 : 0.0;
+    }
+    double sq1[2] = {0}, sq2[2] = {0};
+    for (int i = 0; i < CS_A + CS_B; i++) {
+        sq1[i >= CS_A] += (double)g1[i] * g1[i];
+        sq2[i >= CS_A] += (double)g2[i] * g2[i];
+    }
+    const double norm_a = sqrt(sq2[0]), norm_b = sqrt(sq2[1]), norm = sqrt(sq2[0] + sq2[1]);
+    /* the first step is below the clip in every mode, the second far above it in each group */
+    CHECK(sqrt(sq1[0] + sq1[1]) < clip && norm_a > 10 * clip && norm_b > 10 * clip);
+
+    for (int per_group = 0; per_group < 2; per_group++) {
+        double scale[CS_N], wrong_scale[CS_N], want[CS_N], wrong[CS_N];
+        float prescaled[CS_N];
+        for (int i = 0; i < CS_N; i++) {
+            double n = per_group ? (i < CS_A ? norm_a : norm_b) : norm;
+            scale[i] = clip / n;
+            wrong_scale[i] = clip / (n * n);
+            prescaled[i] = (float)(g2[i] * scale[i]);
+        }
+        two_steps_by_hand(p0, g1, g2, scale, lr_mult, wd, lr, want);
+        two_steps_by_hand(p0, g1, g2, wrong_scale, lr_mult, wd, lr, wrong);
+        double visible = 0;
+        for (int i = 0; i < CS_N; i++) visible = fmax(visible, fabs(want[i] - wrong[i]));
+        CHECKF(visible > 1e-3, "the test cannot tell the clip by ||g|| from ||g||^2 (%.3g)", visible);
+
+        for (int reference = 0; reference < 2; reference++) {
+            const char *what = reference ? "reference" : "fast";
+            AdamW clipped, plain;
+            CHECK(adamw_init(&clipped, CS_N, groups, 2, 0.9f, 0.99f, 1e-8f, clip, per_group) == 0);
+            CHECK(adamw_init(&plain, CS_N, groups, 2, 0.9f, 0.99f, 1e-8f, 0.0f, per_group) == 0);
+            float p[CS_N], q[CS_N], g[CS_N];
+            memcpy(p, p0, sizeof p);
+            memcpy(q, p0, sizeof q);
+            double (*step)(AdamW *, float *, float *, float) = reference ? adamw_step_reference : adamw_step;
+            memcpy(g, g1, sizeof g), step(&clipped, p, g, lr);
+            memcpy(g, g1, sizeof g), step(&plain, q, g, lr);
+            memcpy(g, g2, sizeof g);
+            double returned = step(&clipped, p, g, lr);
+            CHECKF(close_to(returned, norm, 1e-9, 0), "%s, per_group %d: returned norm %.9g, want %.9g", what,
+                   per_group, returned, norm);
+            memcpy(g, prescaled, sizeof g), step(&plain, q, g, lr);
+            double by_hand = 0, vs_plain = 0;
+            for (int i = 0; i < CS_N; i++) {
+                by_hand = fmax(by_hand, fabs(p[i] - want[i]));
+                vs_plain = fmax(vs_plain, fabs((double)p[i] - q[i]));
+            }
+            CHECKF(by_hand < 2e-6, "%s, per_group %d: clipped step differs from the hand computation by %.3g", what,
+                   per_group, by_hand);
+            CHECKF(vs_plain < 2e-6, "%s, per_group %d: clipped step differs from the prescaled one by %.3g", what,
+                   per_group, vs_plain);
+            adamw_free(&clipped);
+            adamw_free(&plain);
+        }
+    }
+}
+
 /* A non-finite gradient skips the whole update (params, moments and t unchanged) and the norm
  * says so. */
 static void test_nonfinite_gradient_skips(void) {
@@ -476,6 +569,7 @@ int main(void) {
     RUN(test_fast_matches_reference);
     RUN(test_clipping_global);
     RUN(test_clipping_per_group);
+    RUN(test_clipping_scales_by_hand);
     RUN(test_nonfinite_gradient_skips);
     RUN(test_weight_decay_and_frozen);
     RUN(test_minimises_quadratic);
