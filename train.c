@@ -16,6 +16,10 @@
  *   ./train encode (--tokenizer FILE | --gpt2 ENCODER_JSON VOCAB_BPE) (--text STRING | FILES...)
  *         print the ids of a string, or encode whole files in parallel and report MB/s
  *   ./train decode (--tokenizer FILE | --gpt2 ENCODER_JSON VOCAB_BPE) ID...
+ *   ./train export runs/demo --out model.safetensors
+ *         the checkpoint's parameters as safetensors, the tokenizer as model.tokenizer.json
+ *   ./train import model.safetensors --out runs/imported [--config FILE] [--set ...] [--no-data]
+ *         a run directory from such a file: sample, eval and run --resume work on it
  *
  * Every command reports bad input as one "error: <file>: <what>" line and exits with status 1.
  * This file is the map of the program: what run, config, sample and eval do, in order, with the
@@ -31,6 +35,7 @@
 #include "cli/args.h"
 #include "cli/data_cli.h"
 #include "cli/evaluate.h"
+#include "cli/export.h"
 #include "cli/run.h"
 #include "cli/run_dir.h"
 #include "cli/story.h"
@@ -223,6 +228,59 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * ./train export RUN_DIR --out FILE.safetensors and ./train import FILE.safetensors --out RUN_DIR:
+ * the weights for other tools and back (cli/export.c; the format is in docs/export.md).
+ */
+static void export_usage(void) {
+    fprintf(stderr, "usage: train export RUN_DIR --out FILE.safetensors\n"
+                    "  the parameters of RUN_DIR/checkpoint.bin as safetensors (float32, named as GPT-2's),\n"
+                    "  the run's config in its metadata, and the tokenizer as FILE.tokenizer.json\n");
+}
+
+static int cmd_export(int argc, char **argv) {
+    const char *run_dir = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--out")) out = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--help")) { export_usage(); return 0; }
+        else if (!strncmp(argv[i], "--", 2)) { export_usage(); tr_die("export: unknown option '%s'", argv[i]); }
+        else if (!run_dir) run_dir = argv[i];
+        else { export_usage(); tr_die("export: more than one run directory given"); }
+    }
+    if (!run_dir || !out) { export_usage(); tr_die("export: give the run directory and --out FILE.safetensors"); }
+    export_run(run_dir, out);
+    return 0;
+}
+
+static void import_usage(void) {
+    fprintf(stderr, "usage: train import FILE.safetensors --out RUN_DIR [--config FILE] [--tokenizer FILE.json]\n"
+                    "                    [--set key=value]... [--no-data]\n"
+                    "  a new run directory from exported weights: config.json (the file's metadata, or --config),\n"
+                    "  tokenizer.bpe (from FILE.tokenizer.json, or --tokenizer), checkpoint.bin at step 0 with\n"
+                    "  fresh AdamW state, and the token shards of the config's data spec (not with --no-data)\n");
+}
+
+static int cmd_import(int argc, char **argv) {
+    ImportOptions opts = {.n_sets = 0};
+    const char **sets = xcalloc((size_t)argc, sizeof *sets);
+    opts.sets = sets;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--out")) opts.out_dir = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--config")) opts.config_path = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--tokenizer")) opts.tokenizer_path = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--set")) sets[opts.n_sets++] = tr_arg_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--no-data")) opts.no_data = 1;
+        else if (!strcmp(argv[i], "--help")) { import_usage(); free(sets); return 0; }
+        else if (!strncmp(argv[i], "--", 2)) { import_usage(); tr_die("import: unknown option '%s'", argv[i]); }
+        else if (!opts.in_path) opts.in_path = argv[i];
+        else { import_usage(); tr_die("import: more than one weights file given"); }
+    }
+    if (!opts.in_path || !opts.out_dir) { import_usage(); tr_die("import: give the weights file and --out RUN_DIR"); }
+    import_run(&opts);
+    free(sets);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -240,6 +298,8 @@ static const Command commands[] = {
     {"prepare", cmd_prepare, "encode text into token shards"},
     {"encode", cmd_encode, "encode a string or files; reports MB/s"},
     {"decode", cmd_decode, "decode token ids to text"},
+    {"export", cmd_export, "write a run's weights as safetensors, and its tokenizer as JSON"},
+    {"import", cmd_import, "build a run directory from exported weights"},
 };
 
 static void usage(FILE *out) {

@@ -198,6 +198,14 @@ Tokenizer *tok_from_merges(const uint32_t (*merges)[2], int n_merges) {
 int tok_vocab_size(const Tokenizer *tok) { return tok->vocab_size; }
 int tok_eot_id(const Tokenizer *tok) { return tok->eot_id; }
 uint64_t tok_hash(const Tokenizer *tok) { return tok->hash; }
+int tok_num_merges(const Tokenizer *tok) { return tok->n_merges; }
+
+int tok_merge(const Tokenizer *tok, int r, uint32_t *left, uint32_t *right) {
+    if (r < 0 || r >= tok->n_merges) return -1;
+    *left = tok->merges[r][0];
+    *right = tok->merges[r][1];
+    return (int)tok->merge_id[r];
+}
 
 const uint8_t *tok_token_bytes(const Tokenizer *tok, int id, int *len) {
     if (id < 0 || id >= tok->vocab_size) {

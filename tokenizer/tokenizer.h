@@ -50,6 +50,10 @@ int tok_eot_id(const Tokenizer *tok);                  /* id of "<|endoftext|>" 
 uint64_t tok_hash(const Tokenizer *tok);
 /* Bytes of token id (not NUL-terminated); *len gets the length. NULL if id is out of range. */
 const uint8_t *tok_token_bytes(const Tokenizer *tok, int id, int *len);
+/* The learned merges in rank order: merge r joins the pair (*left, *right) and returns the id it
+ * makes, or -1 when r is not in [0, tok_num_merges). */
+int tok_num_merges(const Tokenizer *tok);
+int tok_merge(const Tokenizer *tok, int r, uint32_t *left, uint32_t *right);
 
 /* Encodes text[0..n) as ordinary text ("<|endoftext|>" in the text is encoded as plain
  * characters). Appends ids to out (capacity out_cap); returns the number of ids, which may be
