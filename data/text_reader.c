@@ -660,13 +660,13 @@ static int open_csv(TextReader *r) {
         }
     }
     if (!found) {
+        const char *header = r->story ? (const char *)r->story : ""; /* NULL if every field is empty */
         char fields[240];
         size_t k = 0;
         for (size_t c = 0; c < r->n_fields && k + 8 < sizeof fields; c++) {
             size_t begin = c ? r->field_end[c - 1] : 0, n = r->field_end[c] - begin;
             if (n > sizeof fields - k - 8) n = sizeof fields - k - 8;
-            k += (size_t)snprintf(fields + k, sizeof fields - k, "%s\"%.*s\"", c ? ", " : "", (int)n,
-                                  (const char *)r->story + begin);
+            k += (size_t)snprintf(fields + k, sizeof fields - k, "%s\"%.*s\"", c ? ", " : "", (int)n, header + begin);
         }
         return fail(r, "line %llu: the CSV header has no \"text\" column (its columns: %s)",
                     (unsigned long long)r->record_line, fields);

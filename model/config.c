@@ -1,15 +1,28 @@
 /* config.c: the run configuration (see config.h). One table lists every key with its type, range
  * and default; loading = file, then --set overrides, then defaults for what is missing, then one
- * pass over the table that checks and copies every value. */
+ * pass over the table that checks and copies every value, then the memory the model will need. */
+#define _POSIX_C_SOURCE 200809L
 #include "model/config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
+#include "model/gpt.h"
+
+/* Config files are a few hundred bytes. A bigger one is a wrong path: a data file, or a device
+ * such as /dev/zero that never ends (and whose stat size says 0), so reading stops at the limit. */
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+
+/* Test hook (not in the header): the memory a run may use, in bytes; 0 = this machine's
+ * physical memory. */
+size_t config_memory_limit = 0;
 
 typedef enum { F_INT, F_NUM, F_BOOL, F_STR, F_OBJECT } FieldType;
 
@@ -204,6 +217,33 @@ static void merge_into(cJSON *into, const cJSON *over) {
     }
 }
 
+/* The file's text, NUL-terminated; NULL with the error set when it cannot be read or is over
+ * CONFIG_MAX_BYTES. */
+static char *read_config_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tr_set_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0, got;
+    char *text = xmalloc(cap + 1);
+    do {
+        if (len == cap) text = xrealloc(text, (cap *= 2) + 1);
+        got = fread(text + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0 && len <= CONFIG_MAX_BYTES);
+    int read_errno = ferror(f) ? errno : 0;
+    fclose(f);
+    if (len > CONFIG_MAX_BYTES || read_errno) {
+        if (read_errno) tr_set_error("%s: cannot read: %s", path, strerror(read_errno));
+        else tr_set_error("%s: larger than %zu MiB, the limit for a config file", path, CONFIG_MAX_BYTES >> 20);
+        free(text);
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
+}
+
 /* Reads a config file as a JSON object. A top-level "base": "other.json" (a path relative to this
  * file's directory) is read first, recursively, and this file's keys are merged over it: the
  * configs of one comparison name their shared base once and then only what differs. */
@@ -212,7 +252,7 @@ static cJSON *read_config_file(const char *path, int depth) {
         tr_set_error("%s: \"base\" nests more than 16 files deep (a cycle?)", path);
         return NULL;
     }
-    char *text = tr_read_file(path, NULL);
+    char *text = read_config_text(path);
     if (!text) return NULL;
     cJSON *root = cJSON_Parse(text);
     if (!root || !cJSON_IsObject(root)) {
@@ -250,6 +290,74 @@ static cJSON *read_config_file(const char *path, int depth) {
     return merged;
 }
 
+/* ---- the memory a run needs ---- */
+
+/* The keys that size the model and its batch, in the order a refusal blames them on a tie. */
+enum { SIZE_EMBD, SIZE_LAYER, SIZE_BLOCK, SIZE_BATCH, SIZE_VOCAB, SIZE_HEAD, N_SIZE_KEYS };
+static const char *const size_keys[N_SIZE_KEYS] = {"model.n_embd", "model.n_layer", "model.block_size",
+                                                   "train.batch_size", "tokenizer.vocab_size", "model.n_head"};
+
+static size_t run_bytes(const long v[N_SIZE_KEYS], const PosEnc *pe) {
+    GPTConfig gc = {.V = (int)v[SIZE_VOCAB], .L = (int)v[SIZE_LAYER], .C = (int)v[SIZE_EMBD],
+                    .NH = (int)v[SIZE_HEAD], .max_T = (int)v[SIZE_BLOCK]};
+    return gpt_training_bytes(&gc, pe, (int)v[SIZE_BATCH], (int)v[SIZE_BLOCK]);
+}
+
+/* The key whose lowering to its default saves the most memory: the one to blame. */
+static const char *key_to_blame(const long v[N_SIZE_KEYS]) {
+    int best = 0;
+    size_t best_bytes = SIZE_MAX;
+    for (int i = 0; i < N_SIZE_KEYS; i++) {
+        long lowered[N_SIZE_KEYS];
+        memcpy(lowered, v, sizeof lowered);
+        long dflt = atol(find_field(size_keys[i])->dflt);
+        if (lowered[i] > dflt) lowered[i] = dflt;
+        size_t bytes = run_bytes(lowered, NULL);
+        if (bytes < best_bytes) best = i, best_bytes = bytes;
+    }
+    return size_keys[best];
+}
+
+static void format_bytes(char *out, size_t cap, size_t bytes) {
+    static const char *const units[] = {"bytes", "KB", "MB", "GB", "TB", "PB", "EB"};
+    double x = (double)bytes;
+    int u = 0;
+    while (x >= 1000 && u < 6) x /= 1000, u++;
+    snprintf(out, cap, x < 100 && u ? "%s%.1f %s" : "%s%.0f %s", bytes == SIZE_MAX ? "over " : "", x, units[u]);
+}
+
+/* Refuses a model that cannot fit in memory before any data work starts: the parameters, their
+ * gradients, AdamW's moments and the activations at the config's batch. The count without the
+ * positional encoding comes first, because building the encoding of an absurd shape allocates
+ * tables of its own; an encoding whose options are wrong is left to the model build to report. */
+static int check_memory(const RunConfig *cfg, const char *where) {
+    long v[N_SIZE_KEYS] = {cfg->model.n_embd, cfg->model.n_layer, cfg->model.block_size, cfg->train.batch_size,
+                           cfg->tokenizer.vocab_size, cfg->model.n_head};
+    size_t limit = config_memory_limit;
+    if (!limit) {
+        long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+        if (pages <= 0 || page_size <= 0) return 0;   /* unknown: nothing to check against */
+        limit = (size_t)pages > SIZE_MAX / (size_t)page_size ? SIZE_MAX : (size_t)pages * (size_t)page_size;
+    }
+    size_t bytes = run_bytes(v, NULL);
+    if (bytes <= limit) {
+        ModelDims dims = {.L = (int)v[SIZE_LAYER], .C = (int)v[SIZE_EMBD], .NH = (int)v[SIZE_HEAD],
+                          .hs = (int)(v[SIZE_EMBD] / v[SIZE_HEAD]), .max_T = (int)v[SIZE_BLOCK]};
+        PosEnc pe;
+        if (posenc_create(&pe, cfg->model.posenc, dims) != 0) return 0;
+        bytes = run_bytes(v, &pe);
+        posenc_destroy(&pe);
+        if (bytes <= limit) return 0;
+    }
+    char need[64], have[64];
+    format_bytes(need, sizeof need, bytes);
+    format_bytes(have, sizeof have, limit);
+    tr_set_error("%s: %s: a model of %s (parameters, gradients, AdamW state, activations at batch_size %ld, "
+                 "block_size %ld) does not fit in this machine's %s", where, key_to_blame(v), need,
+                 v[SIZE_BATCH], v[SIZE_BLOCK], have);
+    return -1;
+}
+
 int config_load(RunConfig *cfg, const char *path, const char *const *overrides, int n_overrides) {
     memset(cfg, 0, sizeof *cfg);
     const char *where = path ? path : "(defaults)";
@@ -274,6 +382,7 @@ int config_load(RunConfig *cfg, const char *path, const char *const *overrides, 
                      cfg->model.n_head);
         goto fail;
     }
+    if (check_memory(cfg, where) != 0) goto fail;
     return 0;
 fail:
     config_free(cfg);

@@ -16,7 +16,11 @@
  *               "clip_per_group": false, "posenc_lr_mult": 1.0, "posenc_weight_decay": 0.0}
  *   }
  * Unknown keys, wrong types and out-of-range values are errors naming the key; the posenc object
- * is checked by its kind when the model is built.
+ * is checked by its kind when the model is built. A config file, and each base it names, is read
+ * up to 1 MiB and refused beyond. A model whose training run (parameters, gradients, AdamW state,
+ * activations at train.batch_size and model.block_size, with tokenizer.vocab_size as V) needs
+ * more than the machine's physical memory is refused, naming the key that, lowered to its
+ * default, saves the most.
  */
 #ifndef TINYROPE_CONFIG_H
 #define TINYROPE_CONFIG_H

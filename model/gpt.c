@@ -18,52 +18,79 @@
 
 /* ---- sizes, computed in one place ---- */
 
-static void fill_param_sizes(size_t sizes[GPT_NUM_PARAM_TENSORS + 1], const GPTConfig *c, int S, size_t n_posenc) {
+/* Counts saturate at SIZE_MAX instead of wrapping, so an absurd shape reads as too big, never as
+ * a small number that would then be allocated and overrun. */
+static size_t mul_sat(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+static size_t product(size_t a, size_t b, size_t c) { return mul_sat(mul_sat(a, b), c); }
+
+static void fill_param_sizes(size_t sizes[GPT_NUM_PARAM_TENSORS + 1], const GPTConfig *c, size_t S,
+                             size_t n_posenc) {
     size_t V = (size_t)c->V, L = (size_t)c->L, C = (size_t)c->C;
-    sizes[0] = V * C;           /* wte */
-    sizes[1] = L * C;           /* ln1w */
-    sizes[2] = L * (size_t)S * C; /* qkvw */
-    sizes[3] = L * C * C;       /* attprojw */
-    sizes[4] = L * C;           /* ln2w */
-    sizes[5] = L * 4 * C * C;   /* fcw */
-    sizes[6] = L * C * 4 * C;   /* fcprojw */
-    sizes[7] = C;               /* lnfw */
-    sizes[8] = n_posenc;        /* the posenc's own parameters */
+    sizes[0] = mul_sat(V, C);               /* wte */
+    sizes[1] = mul_sat(L, C);               /* ln1w */
+    sizes[2] = product(L, S, C);            /* qkvw */
+    sizes[3] = product(L, C, C);            /* attprojw */
+    sizes[4] = mul_sat(L, C);               /* ln2w */
+    sizes[5] = product(L, 4 * C, C);        /* fcw */
+    sizes[6] = product(L, C, 4 * C);        /* fcprojw */
+    sizes[7] = C;                           /* lnfw */
+    sizes[8] = n_posenc;                    /* the posenc's own parameters */
 }
 
 /* want_grads = 1 gives the sizes of the activation gradients: 0 for tensors the backward never
  * needs a gradient buffer for. */
-static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPT *m, int B, int T, size_t n_posenc_acts,
-                           int want_grads) {
-    size_t L = (size_t)m->config.L, C = (size_t)m->config.C, NH = (size_t)m->config.NH, V = (size_t)m->config.V;
-    size_t N = (size_t)B * (size_t)T, S = (size_t)m->S;
+static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfig *c, size_t S, int B, int T,
+                           size_t n_posenc_acts, int want_grads) {
+    size_t L = (size_t)c->L, C = (size_t)c->C, NH = (size_t)c->NH, V = (size_t)c->V;
+    size_t N = mul_sat((size_t)B, (size_t)T);
     size_t g = want_grads ? 0 : 1;   /* multiplies the sizes of forward-only tensors */
-    sizes[0] = N * C;                    /* encoded */
-    sizes[1] = L * N * C;                /* ln1 */
-    sizes[2] = g * L * N;                /* ln1_mean */
-    sizes[3] = g * L * N;                /* ln1_rstd */
-    sizes[4] = L * N * S;                /* qkv */
-    sizes[5] = L * N * C;                /* atty */
-    sizes[6] = g * L * NH * (size_t)T * N; /* att (L, B, NH, T, T) */
-    sizes[7] = L * N * C;                /* res2 */
-    sizes[8] = L * N * C;                /* ln2 */
-    sizes[9] = g * L * N;                /* ln2_mean */
-    sizes[10] = g * L * N;               /* ln2_rstd */
-    sizes[11] = L * N * 4 * C;           /* fch */
-    sizes[12] = L * N * 4 * C;           /* fch_gelu */
-    sizes[13] = L * N * C;               /* res3 */
-    sizes[14] = N * C;                   /* lnf */
-    sizes[15] = g * N;                   /* lnf_mean */
-    sizes[16] = g * N;                   /* lnf_rstd */
-    sizes[17] = g * N * V;               /* probs */
-    sizes[18] = g * n_posenc_acts;       /* the posenc's saved activations */
+    sizes[0] = mul_sat(N, C);                       /* encoded */
+    sizes[1] = product(L, N, C);                    /* ln1 */
+    sizes[2] = product(g, L, N);                    /* ln1_mean */
+    sizes[3] = product(g, L, N);                    /* ln1_rstd */
+    sizes[4] = product(L, N, S);                    /* qkv */
+    sizes[5] = product(L, N, C);                    /* atty */
+    sizes[6] = mul_sat(product(g, L, NH), mul_sat((size_t)T, N)); /* att (L, B, NH, T, T) */
+    sizes[7] = product(L, N, C);                    /* res2 */
+    sizes[8] = product(L, N, C);                    /* ln2 */
+    sizes[9] = product(g, L, N);                    /* ln2_mean */
+    sizes[10] = product(g, L, N);                   /* ln2_rstd */
+    sizes[11] = product(L, N, 4 * C);               /* fch */
+    sizes[12] = product(L, N, 4 * C);               /* fch_gelu */
+    sizes[13] = product(L, N, C);                   /* res3 */
+    sizes[14] = mul_sat(N, C);                      /* lnf */
+    sizes[15] = g * N;                              /* lnf_mean */
+    sizes[16] = g * N;                              /* lnf_rstd */
+    sizes[17] = product(g, N, V);                   /* probs */
+    sizes[18] = g * n_posenc_acts;                  /* the posenc's saved activations */
+}
+
+static size_t sum_sizes(const size_t *sizes, int n) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total = add_sat(total, sizes[i]);
+    return total;
+}
+
+size_t gpt_training_bytes(const GPTConfig *cfg, const PosEnc *pe, int B, int T) {
+    const PosEncKind *k = pe ? pe->kind : NULL;
+    size_t S = 3 * (size_t)cfg->C + (size_t)(k && k->num_extra ? k->num_extra(pe) : 0);
+    size_t sizes[GPT_NUM_ACT_TENSORS + 1];
+    fill_param_sizes(sizes, cfg, S, k && k->num_params ? k->num_params(pe) : 0);
+    size_t floats = mul_sat(4, sum_sizes(sizes, GPT_NUM_PARAM_TENSORS + 1)); /* parameters, gradients, m, v */
+    size_t n_posenc_acts = k && k->num_acts ? k->num_acts(pe, B, T) : 0;
+    for (int want_grads = 0; want_grads <= 1; want_grads++) {
+        fill_act_sizes(sizes, cfg, S, B, T, n_posenc_acts, want_grads);
+        floats = add_sat(floats, sum_sizes(sizes, GPT_NUM_ACT_TENSORS + 1));
+    }
+    size_t per_position = sizeof(int32_t) + sizeof(float); /* targets and losses */
+    return add_sat(mul_sat(floats, sizeof(float)), product((size_t)B, (size_t)T, per_position));
 }
 
 /* One allocation for all tensors; points each field (in struct order) into it. Zero-size
  * tensors get NULL. */
 static float *alloc_and_point(float **fields[], const size_t *sizes, int n, size_t *total_out) {
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += sizes[i];
+    size_t total = sum_sizes(sizes, n);
     float *memory = xcalloc(total ? total : 1, sizeof(float));
     float *p = memory;
     for (int i = 0; i < n; i++) {
@@ -105,7 +132,7 @@ int gpt_build(GPT *m, const GPTConfig *cfg, const cJSON *posenc_options, uint64_
     int E = k->num_extra ? k->num_extra(&m->posenc) : 0;
     m->S = 3 * cfg->C + E;
 
-    fill_param_sizes(m->param_sizes, cfg, m->S, k->num_params ? k->num_params(&m->posenc) : 0);
+    fill_param_sizes(m->param_sizes, cfg, (size_t)m->S, k->num_params ? k->num_params(&m->posenc) : 0);
     float **pf[] = PARAM_FIELDS(&m->params, &m->posenc_params);
     m->params_memory = alloc_and_point(pf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, &m->num_params);
     float **gf[] = PARAM_FIELDS(&m->grads, &m->posenc_grads);
@@ -154,11 +181,11 @@ static void ensure_activations(GPT *m, int B, int T) {
     size_t n_pe_acts = k->num_acts ? k->num_acts(&m->posenc, B, T) : 0;
     m->B = B;
     m->T = T;
-    fill_act_sizes(m->act_sizes, m, B, T, n_pe_acts, 0);
+    fill_act_sizes(m->act_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, 0);
     float **af[] = ACT_FIELDS(&m->acts, &m->posenc_acts);
     m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_acts);
     size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1];
-    fill_act_sizes(grad_sizes, m, B, T, n_pe_acts, 1);
+    fill_act_sizes(grad_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, 1);
     float *unused_posenc_grad_acts;
     float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
     m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_grad_acts);

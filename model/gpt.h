@@ -104,6 +104,14 @@ typedef struct {
 int gpt_build(GPT *model, const GPTConfig *cfg, const cJSON *posenc_options, uint64_t seed);
 void gpt_free(GPT *model);
 
+/* Bytes a training run of this model allocates: parameters, their gradients, AdamW's two moments
+ * (optim.h), and the activations, their gradients, targets and losses of a batch of (B, T), the
+ * logits (B, T, V) included; counted by the code that sizes gpt_build's and the forward's
+ * allocations, so the two agree. pe is the positional encoding the model is built with, or NULL
+ * to leave it out (its extra QKV rows, parameters and activations), which gives a lower bound.
+ * SIZE_MAX when the count does not fit in a size_t. */
+size_t gpt_training_bytes(const GPTConfig *cfg, const PosEnc *pe, int B, int T);
+
 /* tokens (B, T), targets (B, T) with -1 where there is no target, or NULL. B and T may change
  * between calls (activations are reallocated), T <= max_T. Sets mean_loss when targets are given.
  * Returns 0, or -1 (error set) on a token outside the vocabulary or T > max_T. */

@@ -1,10 +1,17 @@
 /* test_config.c: run configuration: defaults, file values, --set overrides (posenc included),
- * and one clear error per bad key, type or range. */
+ * one clear error per bad key, type or range, the size limit of config files, and the refusal of
+ * a model that does not fit in memory. */
+#define _POSIX_C_SOURCE 200809L
+#include <glob.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base/util.h"
 #include "model/config.h"
+#include "model/gpt.h"
 #include "tests/test.h"
+
+extern size_t config_memory_limit;   /* test hook in config.c: 0 = physical memory */
 
 static const char *write_config(const char *name, const char *json) {
     static char path[512];
@@ -89,8 +96,110 @@ static void test_base_files(void) {
     expect_error("{\"base\": \"loop.json\"}", NULL, 0, "cycle");
 }
 
+/* Reading stops at 1 MiB: a file of exactly 1 MiB is read, one byte more is refused, and so is
+ * an endless base such as /dev/zero (whose stat size is 0), with the file and the limit named. */
+static void test_file_size_limit(void) {
+    const size_t limit = (size_t)1 << 20;
+    char *text = xmalloc(limit + 2);   /* "{", spaces, "}" at byte limit - 1, then one more space */
+    memset(text, ' ', limit + 1);
+    text[0] = '{';
+    text[limit - 1] = '}';
+    text[limit + 1] = '\0';
+    RunConfig c;
+    CHECKF(config_load(&c, write_config("big.json", text), NULL, 0) == -1, "a config of 1 MiB + 1 byte was read");
+    CHECKF(strstr(tr_error(), "big.json: larger than 1 MiB, the limit for a config file"), "%s", tr_error());
+    text[limit] = '\0';
+    CHECKF(config_load(&c, write_config("exact.json", text), NULL, 0) == 0, "a config of exactly 1 MiB: %s",
+           tr_error());
+    config_free(&c);
+    free(text);
+    expect_error("{\"base\": \"/dev/zero\"}", NULL, 0, "base: /dev/zero: larger than 1 MiB, the limit");
+    expect_error("{\"base\": \"big.json\"}", NULL, 0, "big.json: larger than 1 MiB, the limit");
+    expect_error("{\"base\": \"/\"}", NULL, 0, "base: /: cannot read");
+}
+
+/* Loads sets over the defaults under a memory limit (0: this machine's) and expects a refusal
+ * that names key. */
+static void expect_too_big(size_t limit, const char *const *sets, int n_sets, const char *key) {
+    config_memory_limit = limit;
+    RunConfig c;
+    int rc = config_load(&c, NULL, sets, n_sets);
+    config_memory_limit = 0;
+    CHECKF(rc == -1, "%s: accepted", sets[0]);
+    if (rc == 0) { config_free(&c); return; }
+    char want[128];
+    snprintf(want, sizeof want, "(defaults): %s: a model of ", key);
+    CHECKF(strstr(tr_error(), want) && strstr(tr_error(), "does not fit in this machine's"),
+           "error '%s' does not blame %s", tr_error(), key);
+}
+
+static void test_memory_refusals(void) {
+    const char *wide[] = {"model.n_embd=65536"};
+    expect_too_big(0, wide, 1, "model.n_embd");   /* 3.3 TB: no machine here has that */
+    /* At the top of every range the count passes 2^64: it must saturate, not wrap to a size that fits. */
+    const char *all[] = {"model.n_embd=65536", "model.n_layer=1024", "model.n_head=1024",
+                         "model.block_size=65536", "train.batch_size=1048576", "tokenizer.vocab_size=1048576"};
+    expect_too_big(0, all, 6, "train.batch_size");
+    CHECKF(strstr(tr_error(), "a model of over 18.4 EB"), "%s", tr_error());
+    const size_t gb = 1000000000;   /* the key to blame is the one that, lowered, saves the most */
+    const char *batch[] = {"train.batch_size=100000"}, *block[] = {"model.block_size=8192"},
+               *vocab[] = {"tokenizer.vocab_size=1000000", "train.batch_size=64"}, *deep[] = {"model.n_layer=1024"};
+    expect_too_big(16 * gb, batch, 1, "train.batch_size");
+    expect_too_big(16 * gb, block, 1, "model.block_size");
+    expect_too_big(16 * gb, vocab, 2, "tokenizer.vocab_size");
+    expect_too_big(16 * gb, deep, 1, "model.n_layer");
+    expect_too_big(16 * gb, (const char *[]){"model.n_embd=65536"}, 1, "model.n_embd");
+}
+
+/* The refusal sits exactly at the bytes the model will allocate, its positional encoding
+ * included (gpt_training_bytes, checked against gpt_build's own counts in test_gpt.c). */
+static void test_memory_boundary(void) {
+    const char *sets[] = {"model.posenc={\"kind\": \"hddrope\", \"chunk\": 4, \"dynamic\": true}",
+                          "model.n_embd=64", "model.n_head=2", "model.block_size=32", "train.batch_size=3"};
+    GPTConfig gc = {.V = 4096, .L = 4, .C = 64, .NH = 2, .max_T = 32};
+    cJSON *options = cJSON_Parse("{\"kind\": \"hddrope\", \"chunk\": 4, \"dynamic\": true}");
+    PosEnc pe;
+    CHECKF(posenc_create(&pe, options, (ModelDims){.L = 4, .C = 64, .NH = 2, .hs = 32, .max_T = 32}) == 0, "%s",
+           tr_error());
+    size_t need = gpt_training_bytes(&gc, &pe, 3, 32);
+    CHECK(need > gpt_training_bytes(&gc, NULL, 3, 32));   /* the encoding adds rows and activations */
+    posenc_destroy(&pe);
+    cJSON_Delete(options);
+    RunConfig c;
+    config_memory_limit = need;
+    CHECKF(config_load(&c, NULL, sets, 5) == 0, "refused at exactly its size: %s", tr_error());
+    config_free(&c);
+    config_memory_limit = need - 1;
+    CHECKF(config_load(&c, NULL, sets, 5) == -1, "accepted one byte short of its size");
+    config_memory_limit = 0;
+}
+
+/* The shipped configs fit: the demo and the comparison on this machine; the HDD-RoPE author's
+ * setup (27.5 GB with HDD-RoPE) in 32 GB. */
+static void test_shipped_configs_fit(void) {
+    const char *patterns[] = {"configs/demo.json", "configs/small/*.json", "configs/author/*.json"};
+    size_t n_checked = 0;
+    for (int p = 0; p < 3; p++) {
+        glob_t g;
+        CHECKF(glob(patterns[p], 0, NULL, &g) == 0, "no %s", patterns[p]);
+        config_memory_limit = p == 2 ? (size_t)32000000000u : 0;
+        for (size_t i = 0; i < g.gl_pathc; i++, n_checked++) {
+            RunConfig c;
+            CHECKF(config_load(&c, g.gl_pathv[i], NULL, 0) == 0, "%s", tr_error());
+            config_free(&c);
+        }
+        globfree(&g);
+    }
+    config_memory_limit = 0;
+    CHECKF(n_checked >= 20, "only %zu shipped configs found", n_checked);
+}
+
 int main(void) {
     RUN(test_defaults_file_and_overrides);
+    RUN(test_file_size_limit);
+    RUN(test_memory_refusals);
+    RUN(test_memory_boundary);
+    RUN(test_shipped_configs_fit);
     RUN(test_base_files);
     RUN(test_errors);
     return test_summary();

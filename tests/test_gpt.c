@@ -1,6 +1,8 @@
 /* test_gpt.c: the whole model: its gradient against finite differences for every positional
- * encoding kind, the loss at init, and that the parameter groups cover every parameter once. */
+ * encoding kind, the loss at init, that the parameter groups cover every parameter once, and that
+ * the memory a training run is sized at is what the model allocates. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base/util.h"
@@ -201,7 +203,55 @@ static void test_bad_inputs(void) {
     cJSON_Delete(options);
 }
 
+/* gpt_training_bytes against a count by hand, against what gpt_build, the forward and AdamW
+ * allocate for every kind, and saturating instead of wrapping for an absurd width. */
+static void test_training_bytes(void) {
+    /* V 5, L 1, C 4, NH 2, (B, T) = (2, 3), no posenc; N = 6 positions. Parameters: wte 20,
+     * ln1w 4, qkvw 48, attprojw 16, ln2w 4, fcw 64, fcprojw 64, lnfw 4 = 224, times 4 with the
+     * gradients and AdamW's m and v = 896. Activations: encoded 24, ln1 24 + 12 statistics, qkv 72,
+     * atty 24, att 36, res2 24, ln2 24 + 12, fch 96, fch_gelu 96, res3 24, lnf 24 + 12, probs 30 =
+     * 534; their gradients (no statistics, att or probs) 432. 1862 floats, then targets and losses
+     * 6 * 8 bytes: 7448 + 48. */
+    const GPTConfig hand = {.V = 5, .L = 1, .C = 4, .NH = 2, .max_T = 3};
+    cJSON *none = cJSON_Parse("{\"kind\": \"none\"}");
+    GPT m;
+    CHECK(gpt_build(&m, &hand, none, 1) == 0);
+    CHECKF(gpt_training_bytes(&hand, &m.posenc, 2, 3) == 7496, "%zu bytes, want 7496",
+           gpt_training_bytes(&hand, &m.posenc, 2, 3));
+    CHECK(gpt_training_bytes(&hand, NULL, 2, 3) == 7496);
+    gpt_free(&m);
+    cJSON_Delete(none);
+
+    char sets[64][256];
+    int n = posenc_test_option_sets(sets, 64);
+    for (int i = 0; i < n; i++) {
+        cJSON *options = cJSON_Parse(sets[i]);
+        CHECKF(gpt_build(&m, &tiny, options, 3) == 0, "%s: %s", sets[i], tr_error());
+        cJSON_Delete(options);
+        int32_t tokens[TB * TT], targets[TB * TT];
+        make_batch(tokens, targets, 9);
+        CHECK(gpt_forward(&m, tokens, targets, TB, TT) == 0);
+        ParamGroup *groups;
+        int n_groups = gpt_param_groups(&m, 0.1f, 1.0f, 0.0f, &groups);
+        AdamW opt;
+        CHECK(adamw_init(&opt, m.num_params, groups, n_groups, 0.9f, 0.95f, 1e-8f, 1.0f, 0) == 0);
+        size_t floats = 2 * m.num_params + 2 * opt.n_params + m.num_acts + m.num_grad_acts;
+        size_t allocated = floats * sizeof(float) + (size_t)TB * TT * (sizeof *m.targets + sizeof *m.losses);
+        size_t counted = gpt_training_bytes(&tiny, &m.posenc, TB, TT);
+        CHECKF(counted == allocated, "%s: counted %zu bytes, allocated %zu", sets[i], counted, allocated);
+        CHECKF(gpt_training_bytes(&tiny, NULL, TB, TT) <= counted, "%s: the lower bound is above the count", sets[i]);
+        adamw_free(&opt);
+        for (int g = 0; g < n_groups; g++) free(groups[g].ranges);
+        free(groups);
+        gpt_free(&m);
+    }
+
+    const GPTConfig absurd = {.V = 258, .L = 1, .C = 1 << 30, .NH = 1, .max_T = 1};
+    CHECK(gpt_training_bytes(&absurd, NULL, 1, 1) == SIZE_MAX);   /* 12 C^2 floats alone pass 2^64 */
+}
+
 int main(void) {
+    RUN(test_training_bytes);
     RUN(test_gradients_every_kind);
     RUN(test_backward_accumulates);
     RUN(test_kv_cache_equals_full_forward);

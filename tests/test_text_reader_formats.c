@@ -367,6 +367,10 @@ static void test_malformed_csv(void) {
     EXPECT_ERROR(fixture("k8.csv", "id,text\n1,\"a\nb\",3\n"), TEXT_CSV,
                  ": line 2: record has 3 fields, the header has 2");
     EXPECT_ERROR(fixture("k9.csv", "\"te\nxt\n"), TEXT_CSV, "unterminated quote in the CSV header");
+    /* A header of only empty fields leaves no header text at all: the message lists them empty. */
+    EXPECT_ERROR(fixture("k10.csv", ",\nx,y\n"), TEXT_CSV, "no \"text\" column (its columns: \"\", \"\")");
+    EXPECT_ERROR(fixture("k11.csv", ",,\n"), TEXT_AUTO, "no \"text\" column (its columns: \"\", \"\", \"\")");
+    EXPECT_ERROR(fixture("k12.csv", "\"\"\n"), TEXT_CSV, "no \"text\" column (its columns: \"\")");
 }
 
 static void test_size_limits(void) {
