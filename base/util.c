@@ -1,10 +1,14 @@
-/* util.c: errors, allocation, time, hashing, files and UTF-8 checks shared by all of tinyrope.
+/* util.c: errors, allocation, time, hashing, files (checked and atomic writes) and UTF-8 checks
+ * shared by all of tinyrope.
  * See util.h for the error convention. */
 #define _POSIX_C_SOURCE 200809L
 #include "base/util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +116,12 @@ char *tr_read_file(const char *path, size_t *len_out) {
         tr_set_error("%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {   /* fopen accepts a directory */
+        fclose(f);
+        tr_set_error("%s: is a directory, not a file", path);
+        return NULL;
+    }
     size_t cap = 1 << 16, len = 0;
     char *buf = xmalloc(cap + 1);
     for (;;) {
@@ -121,11 +131,11 @@ char *tr_read_file(const char *path, size_t *len_out) {
         cap *= 2;
         buf = xrealloc(buf, cap + 1);
     }
-    int failed = ferror(f);
+    int read_errno = ferror(f) ? errno : 0;
     fclose(f);
-    if (failed) {
+    if (read_errno) {
         free(buf);
-        tr_set_error("%s: read error", path);
+        tr_set_error("%s: cannot read: %s", path, strerror(read_errno));
         return NULL;
     }
     buf[len] = '\0';
@@ -169,10 +179,87 @@ int tr_mkdir_p(const char *dir) {
     return 0;
 }
 
+/* ---- checked writes ---- */
+
+/* TINYROPE_FAIL_WRITE="<name>:<n>" (see util.h). Files are written from the main thread only,
+ * so the count needs no lock. */
+static int write_fault_injected(const char *path) {
+    static int parsed;
+    static char name[256];
+    static long fail_at, count;
+    if (!parsed) {
+        parsed = 1;
+        const char *spec = getenv("TINYROPE_FAIL_WRITE");
+        const char *colon = spec ? strrchr(spec, ':') : NULL;
+        if (colon && colon > spec && (size_t)(colon - spec) < sizeof name) {
+            memcpy(name, spec, (size_t)(colon - spec));
+            name[colon - spec] = '\0';
+            fail_at = strtol(colon + 1, NULL, 10);
+        }
+    }
+    if (fail_at <= 0) return 0;
+    const char *slash = strrchr(path, '/');
+    return strcmp(slash ? slash + 1 : path, name) == 0 && ++count == fail_at;
+}
+
+static int write_failed(const char *path, int err) {
+    tr_set_error("%s: cannot write: %s", path, strerror(err ? err : EIO));
+    errno = err ? err : EIO;
+    return -1;
+}
+
+int tr_write(FILE *f, const char *path, const void *data, size_t n) {
+    if (write_fault_injected(path)) return write_failed(path, ENOSPC);
+    errno = 0;
+    if (fwrite(data, 1, n, f) != n) return write_failed(path, errno);
+    return 0;
+}
+
+static int write_formatted(FILE *f, const char *path, const char *fmt, va_list ap) {
+    char small[512];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    int rc;
+    if (n < 0) rc = write_failed(path, EINVAL);
+    else if ((size_t)n < sizeof small) rc = tr_write(f, path, small, (size_t)n);
+    else {
+        char *big = xmalloc((size_t)n + 1);
+        vsnprintf(big, (size_t)n + 1, fmt, again);
+        rc = tr_write(f, path, big, (size_t)n);
+        free(big);
+    }
+    va_end(again);
+    return rc;
+}
+
+int tr_writef(FILE *f, const char *path, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = write_formatted(f, path, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int tr_sync(FILE *f, const char *path) {
+    if (fflush(f) != 0 || ferror(f)) return write_failed(path, errno);
+    if (fsync(fileno(f)) != 0) return write_failed(path, errno);
+    return 0;
+}
+
+int tr_close_synced(FILE *f, const char *path) {
+    int rc = tr_sync(f, path);
+    if (fclose(f) != 0 && rc == 0) rc = write_failed(path, errno);
+    return rc;
+}
+
+/* ---- atomic files ---- */
+
 int tr_atomic_open(TrAtomicFile *af, const char *path) {
     size_t n = strlen(path) + 32;
     af->path = xstrdup(path);
     af->tmp_path = xmalloc(n);
+    af->write_errno = 0;
     snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp_path, "wb");
     if (!af->f) {
@@ -185,18 +272,67 @@ int tr_atomic_open(TrAtomicFile *af, const char *path) {
     return 0;
 }
 
+int tr_atomic_write(TrAtomicFile *af, const void *data, size_t n) {
+    if (tr_write(af->f, af->path, data, n) == 0) return 0;
+    if (!af->write_errno) af->write_errno = errno;
+    return -1;
+}
+
+int tr_atomic_writef(TrAtomicFile *af, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = write_formatted(af->f, af->path, fmt, ap);
+    va_end(ap);
+    if (rc != 0 && !af->write_errno) af->write_errno = errno;
+    return rc;
+}
+
+int tr_sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        if (errno == EACCES) return 0;   /* a directory we may not read we cannot sync either */
+        tr_set_error("%s: cannot open the directory to sync it: %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = fsync(fd), err = errno;
+    close(fd);
+    if (rc != 0 && err != EINVAL) {
+        tr_set_error("%s: cannot sync the directory: %s", dir, strerror(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* The directory holding path: "." for a bare name. */
+static char *parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    if (slash == path) return xstrdup("/");
+    char *dir = xstrdup(path);
+    dir[slash - path] = '\0';
+    return dir;
+}
+
 int tr_atomic_commit(TrAtomicFile *af) {
-    int ok = fflush(af->f) == 0 && !ferror(af->f) && fsync(fileno(af->f)) == 0;
-    int saved_errno = errno;
-    ok = (fclose(af->f) == 0) && ok;
+    int err = af->write_errno;
+    if (!err && ferror(af->f)) err = errno ? errno : EIO;   /* an unchecked fwrite failed */
+    if (!err && fflush(af->f) != 0) err = errno;
+    if (!err && fsync(fileno(af->f)) != 0) err = errno;
+    if (fclose(af->f) != 0 && !err) err = errno;
     af->f = NULL;
-    if (!ok) {
-        tr_set_error("%s: write failed: %s", af->path, strerror(saved_errno));
+    int ok = 1;
+    if (err) {
+        tr_set_error("%s: cannot write: %s", af->path, strerror(err));
         remove(af->tmp_path);
+        ok = 0;
     } else if (rename(af->tmp_path, af->path) != 0) {
         tr_set_error("%s: cannot rename into place: %s", af->path, strerror(errno));
         remove(af->tmp_path);
         ok = 0;
+    } else {
+        char *dir = parent_dir(af->path);
+        ok = tr_sync_dir(dir) == 0;
+        free(dir);
     }
     free(af->path);
     free(af->tmp_path);
@@ -211,6 +347,58 @@ void tr_atomic_abort(TrAtomicFile *af) {
     free(af->tmp_path);
     af->f = NULL;
     af->path = af->tmp_path = NULL;
+}
+
+/* The pid of a temporary "<name>.tmp.<pid>" (and *name_len, the length of <name>), or 0 if
+ * file_name is not one. */
+static long temporary_pid(const char *file_name, size_t *name_len) {
+    const char *mark = NULL;
+    for (const char *p = strstr(file_name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) mark = p;
+    if (!mark || mark == file_name) return 0;
+    const char *digits = mark + 5;
+    long pid = 0;
+    for (const char *p = digits; *p; p++) {
+        if (*p < '0' || *p > '9' || pid > 100000000L) return 0;
+        pid = pid * 10 + (*p - '0');
+    }
+    *name_len = (size_t)(mark - file_name);
+    return digits[0] ? pid : 0;
+}
+
+static int process_alive(long pid) {
+    if (pid == (long)getpid()) return 1;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;   /* EPERM: alive, another user's */
+}
+
+int tr_remove_stale_temporaries(const char *dir, int (*is_ours)(const char *name)) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        tr_set_error("%s: cannot list directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    int removed = 0, failed = 0;
+    struct dirent *e;
+    while (!failed && (e = readdir(d)) != NULL) {
+        size_t name_len;
+        long pid = temporary_pid(e->d_name, &name_len);
+        if (pid <= 0 || name_len >= 256) continue;
+        char name[256];
+        memcpy(name, e->d_name, name_len);
+        name[name_len] = '\0';
+        if (!is_ours(name) || process_alive(pid)) continue;
+        size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *path = xmalloc(n);
+        snprintf(path, n, "%s/%s", dir, e->d_name);
+        if (remove(path) == 0) removed++;
+        else if (errno != ENOENT) {   /* ENOENT: another process cleaned it first */
+            tr_set_error("%s: cannot remove a stale temporary file: %s", path, strerror(errno));
+            failed = 1;
+        }
+        free(path);
+    }
+    closedir(d);
+    return failed ? -1 : removed;
 }
 
 /* ---- UTF-8 ---- */

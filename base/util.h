@@ -50,16 +50,43 @@ int64_t tr_file_size(const char *path);
 /* Creates dir and its parents; 0 on success, -1 with error set. */
 int tr_mkdir_p(const char *dir);
 
-/* Atomic write: open "<path>.tmp.<pid>", write, then tr_atomic_commit() fsyncs, closes and renames
- * onto path; tr_atomic_abort() closes and removes the temporary. */
+/* Checked writes to f, opened for path (the name errors and the fault hook use): 0, or -1 with
+ * the error "<path>: cannot write: <reason>" set. A full disk shows up here or at the flush, so
+ * a result file is written with these and closed with tr_sync / tr_close_synced, never with bare
+ * fprintf and fclose.
+ *
+ * Fault hook for tests: TINYROPE_FAIL_WRITE="<name>:<n>" in the environment makes the n-th
+ * checked write (counting from 1 in the process) to a file named <name> (the last part of its
+ * path; an atomic file counts under its final name) fail with ENOSPC, as on a full disk, without
+ * writing anything. Unset, it costs one getenv per process. */
+int tr_write(FILE *f, const char *path, const void *data, size_t n);
+int tr_writef(FILE *f, const char *path, const char *fmt, ...) TR_PRINTF(3, 4);
+int tr_sync(FILE *f, const char *path);        /* fflush + fsync */
+int tr_close_synced(FILE *f, const char *path);  /* fflush + fsync + fclose (f is closed either way) */
+
+/* Atomic write: open "<path>.tmp.<pid>", write (with tr_atomic_write / tr_atomic_writef, or
+ * directly to f), then tr_atomic_commit() fsyncs, closes, renames onto path and fsyncs the
+ * directory, so the rename survives a power cut; tr_atomic_abort() closes and removes the
+ * temporary. A failed tr_atomic_write makes the commit fail too, with the write's reason. */
 typedef struct {
     FILE *f;
     char *path;
     char *tmp_path;
+    int write_errno;   /* of the first failed checked write, 0 if none */
 } TrAtomicFile;
 int tr_atomic_open(TrAtomicFile *af, const char *path); /* 0 or -1 (error set) */
+int tr_atomic_write(TrAtomicFile *af, const void *data, size_t n);   /* 0 or -1 (error set) */
+int tr_atomic_writef(TrAtomicFile *af, const char *fmt, ...) TR_PRINTF(2, 3);
 int tr_atomic_commit(TrAtomicFile *af);                  /* 0 or -1 (error set, temp removed) */
 void tr_atomic_abort(TrAtomicFile *af);
+/* fsync of a directory, so that a rename or a new file in it survives a power cut; a filesystem
+ * that cannot sync directories (EINVAL) is not an error. 0 or -1 (error set). */
+int tr_sync_dir(const char *dir);
+/* Removes from dir the temporaries "<name>.tmp.<pid>" of tr_atomic_open that a crash left behind:
+ * those whose name is_ours accepts and whose process is no longer running (a live writer's
+ * temporary is its file in progress). Returns how many were removed, 0 if dir does not exist,
+ * or -1 (error set). */
+int tr_remove_stale_temporaries(const char *dir, int (*is_ours)(const char *name));
 
 /* ---- UTF-8 ---- */
 /* Returns 1 if s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). On failure,

@@ -1,6 +1,7 @@
 /* checkpoint.c: save and load a run's full state (format in checkpoint.h). */
 #include "cli/checkpoint.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +20,9 @@ static uint64_t get64(const uint8_t *p) {
 }
 
 /* Writes n bytes and folds them into the running checksum. */
-static int write_hashed(FILE *f, const void *data, size_t n, uint64_t *hash) {
+static int write_hashed(TrAtomicFile *af, const void *data, size_t n, uint64_t *hash) {
     *hash = tr_fnv1a64(data, n, *hash);
-    return fwrite(data, 1, n, f) == n ? 0 : -1;
+    return tr_atomic_write(af, data, n);
 }
 
 int checkpoint_save(const char *path, const CheckpointState *st, const float *params, size_t n_params,
@@ -40,25 +41,35 @@ int checkpoint_save(const char *path, const CheckpointState *st, const float *pa
     uint64_t elapsed_bits;
     memcpy(&elapsed_bits, &st->elapsed_s, 8);
     put64(h + 80, elapsed_bits);
+    put64(h + 88, st->model_hash);
+    put64(h + 96, st->batch_hash);
+    put64(h + 104, st->tokenizer_hash);
 
     TrAtomicFile af;
     if (tr_atomic_open(&af, path) != 0) return -1;
+    /* A failed write stops the file there; the commit removes the temporary and reports it. */
     uint64_t hash = TR_FNV_OFFSET;
-    int bad = write_hashed(af.f, h, sizeof h, &hash);
-    bad |= write_hashed(af.f, params, n_params * sizeof(float), &hash);
-    if (opt) {
-        bad |= write_hashed(af.f, opt->m, n_params * sizeof(float), &hash);
-        bad |= write_hashed(af.f, opt->v, n_params * sizeof(float), &hash);
-    }
+    int bad = write_hashed(&af, h, sizeof h, &hash);
+    if (!bad) bad = write_hashed(&af, params, n_params * sizeof(float), &hash);
+    if (!bad && opt) bad = write_hashed(&af, opt->m, n_params * sizeof(float), &hash);
+    if (!bad && opt) bad = write_hashed(&af, opt->v, n_params * sizeof(float), &hash);
     uint8_t trailer[8];
     put64(trailer, hash);
-    bad |= fwrite(trailer, 1, 8, af.f) != 8;
-    if (bad) {
-        tr_atomic_abort(&af);
-        tr_set_error("%s: write failed", path);
-        return -1;
-    }
+    if (!bad) tr_atomic_write(&af, trailer, 8);
     return tr_atomic_commit(&af);
+}
+
+static void header_to_state(const uint8_t *h, CheckpointState *st) {
+    st->config_hash = get64(h + 16);
+    st->step = get64(h + 32);
+    st->tokens_seen = get64(h + 40);
+    st->loader.epoch = get64(h + 64);
+    st->loader.cursor = get64(h + 72);
+    uint64_t elapsed_bits = get64(h + 80);
+    memcpy(&st->elapsed_s, &elapsed_bits, 8);
+    st->model_hash = get64(h + 88);
+    st->batch_hash = get64(h + 96);
+    st->tokenizer_hash = get64(h + 104);
 }
 
 static int read_hashed(FILE *f, void *data, size_t n, uint64_t *hash) {
@@ -71,7 +82,7 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
                     size_t n_params, AdamW *opt) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        tr_set_error("%s: cannot open checkpoint", path);
+        tr_set_error("%s: cannot open checkpoint: %s", path, strerror(errno));
         return -1;
     }
     uint8_t h[CKPT_HEADER];
@@ -118,12 +129,23 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
         opt->t = get64(h + 48);
     }
     free(p); free(m); free(v);
-    st->config_hash = get64(h + 16);
-    st->step = get64(h + 32);
-    st->tokens_seen = get64(h + 40);
-    st->loader.epoch = get64(h + 64);
-    st->loader.cursor = get64(h + 72);
-    uint64_t elapsed_bits = get64(h + 80);
-    memcpy(&st->elapsed_s, &elapsed_bits, 8);
+    header_to_state(h, st);
+    return 0;
+}
+
+int checkpoint_read_state(const char *path, CheckpointState *st) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tr_set_error("%s: cannot open checkpoint: %s", path, strerror(errno));
+        return -1;
+    }
+    uint8_t h[CKPT_HEADER];
+    int ok = fread(h, 1, sizeof h, f) == sizeof h && memcmp(h, CKPT_MAGIC, 8) == 0;
+    fclose(f);
+    if (!ok) {
+        tr_set_error("%s: not a tinyrope checkpoint (short file or wrong magic)", path);
+        return -1;
+    }
+    header_to_state(h, st);
     return 0;
 }

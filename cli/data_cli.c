@@ -59,6 +59,8 @@ int cmd_prepare(int argc, char **argv) {
     PrepareReport report;
     if (shards_prepare(&spec, tok, tok_path, out_dir, (uint64_t)shard_tokens, force, &report) != 0)
         tr_die_with_error();
+    if (report.removed_temporaries)
+        printf("removed %d temporary file(s) left in %s by an interrupted write\n", report.removed_temporaries, out_dir);
     if (report.train.reused && report.val.reused)
         printf("%s is up to date with its inputs and tokenizer: reusing it\n", out_dir);
     print_split("train", &report.train);

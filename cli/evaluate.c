@@ -67,11 +67,13 @@ const char *check_eval_context(const RunDir *rd, long long T, int bca) {
 void write_position_losses(const char *csv_path, const PositionLoss *per_position, int T) {
     TrAtomicFile af;
     if (tr_atomic_open(&af, csv_path) != 0) tr_die_with_error();
-    fprintf(af.f, "position,loss,tokens\n");
-    for (long t = 0; t < T; t++) {
+    int failed = tr_atomic_writef(&af, "position,loss,tokens\n") != 0;
+    for (long t = 0; t < T && !failed; t++) {
         const PositionLoss *p = &per_position[t];
-        if (p->tokens) fprintf(af.f, "%ld,%.6f,%llu\n", t, p->nats / (double)p->tokens, (unsigned long long)p->tokens);
-        else fprintf(af.f, "%ld,,0\n", t);
+        if (p->tokens)
+            failed = tr_atomic_writef(&af, "%ld,%.6f,%llu\n", t, p->nats / (double)p->tokens,
+                                      (unsigned long long)p->tokens) != 0;
+        else failed = tr_atomic_writef(&af, "%ld,,0\n", t) != 0;
     }
     if (tr_atomic_commit(&af) != 0) tr_die_with_error();
 }

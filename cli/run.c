@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli/run.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,18 @@
  * Setup.
  */
 
+/* The files a run writes into its directory: a crash while writing one leaves its temporary. */
+static int is_run_file(const char *name) {
+    static const char *const names[] = {"config.json", "log.csv", "checkpoint.bin", "final.json", "tokenizer.bpe"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i])) return 1;
+    return 0;
+}
+
+static void print_removed_temporaries(int n, const char *dir) {
+    printf("removed %d temporary file(s) left in %s by an interrupted write\n", n, dir);
+}
+
 /* Tokenizer: the config's file, else the run's own: learned afresh by a new run (it is
  * deterministic, so the shards of an identical earlier run are still reused), loaded on resume.
  * Then the shards, and a loader for each split. */
@@ -30,6 +43,9 @@ static void open_data(TrainingRun *run, int resume) {
     DataSpec spec;
     if (data_spec_load(rd->config.data, &spec) != 0) tr_die_with_error();
     if (tr_mkdir_p(rd->dir) != 0) tr_die_with_error();
+    const int removed = tr_remove_stale_temporaries(rd->dir, is_run_file);
+    if (removed < 0) tr_die_with_error();
+    if (removed) print_removed_temporaries(removed, rd->dir);
     run_dir_name_tokenizer(rd);
     if (rd->config.tokenizer.file[0] || resume) {
         if (!(rd->tokenizer = tok_load(rd->tokenizer_path))) tr_die_with_error();
@@ -40,6 +56,7 @@ static void open_data(TrainingRun *run, int resume) {
     PrepareReport report;
     if (shards_prepare(&spec, rd->tokenizer, rd->tokenizer_path, rd->data_dir, 0, 0, &report) != 0)
         tr_die_with_error();
+    if (report.removed_temporaries) print_removed_temporaries(report.removed_temporaries, rd->data_dir);
     data_spec_free(&spec);
     uint64_t th = tok_hash(rd->tokenizer);
     run->train = loader_open(rd->data_dir, "train", th, B, T, 1, (uint64_t)rd->config.seed);
@@ -96,23 +113,22 @@ static void print_summary(const TrainingRun *run) {
            cfg->train.batch_size * cfg->model.block_size * cfg->train.grad_accum);
 }
 
+#define LOG_HEADER "step,tokens,train_loss,val_loss,val_bpb,lr,grad_norm,elapsed_s,tokens_per_s\n"
+
 /* On resume, keeps the CSV rows up to the checkpoint's step, so the rows that follow line up
- * with those of an uninterrupted run. */
+ * with those of an uninterrupted run. A last line without its newline is a row torn by a crash
+ * mid-write: it is dropped, or the next row would be glued onto it. */
 static void truncate_log(const char *log_path, uint64_t step) {
     size_t n;
     char *text = tr_read_file(log_path, &n);
     if (!text) tr_die_with_error();
     TrAtomicFile af;
     if (tr_atomic_open(&af, log_path) != 0) tr_die_with_error();
-    char *line = text;
-    int first = 1;
-    while (*line) {
-        char *end = strchr(line, '\n');
-        size_t len = end ? (size_t)(end - line + 1) : strlen(line);
-        if (first || strtoull(line, NULL, 10) <= step) fwrite(line, 1, len, af.f);
-        first = 0;
-        line += len;
-    }
+    const char *header_end = strchr(text, '\n');
+    if (header_end) tr_atomic_write(&af, text, (size_t)(header_end - text + 1));
+    else tr_atomic_writef(&af, LOG_HEADER);
+    for (char *line = header_end ? (char *)header_end + 1 : text + n, *end; (end = strchr(line, '\n')); line = end + 1)
+        if (strtoull(line, NULL, 10) <= step) tr_atomic_write(&af, line, (size_t)(end - line + 1));
     free(text);
     if (tr_atomic_commit(&af) != 0) tr_die_with_error();
 }
@@ -121,9 +137,15 @@ static void truncate_log(const char *log_path, uint64_t step) {
  * back to its step. Fresh start: config.json and a log.csv of only its header. */
 static void resume_or_start(TrainingRun *run, int resume) {
     RunDir *rd = &run->dir;
-    rd->progress = (CheckpointState){.config_hash = run_dir_config_hash(rd)};
+    run_dir_start_progress(rd);
     if (resume) {
         run_dir_load_checkpoint(rd, &run->opt);
+        /* Training cannot go back: a checkpoint past max_steps is not the run this config asks for,
+         * and calling it finished would write a final.json for a step the config does not name. */
+        if (rd->progress.step > (uint64_t)rd->config.train.max_steps)
+            tr_die("%s: at step %llu, past train.max_steps = %ld: nothing to resume; raise train.max_steps to "
+                   "train on, or drop --resume to start afresh", rd->checkpoint_path,
+                   (unsigned long long)rd->progress.step, rd->config.train.max_steps);
         if (loader_set_state(run->train, rd->progress.loader) != 0) tr_die_with_error();
         truncate_log(run->log_path, rd->progress.step);
         printf("resumed from %s at step %llu\n", rd->checkpoint_path, (unsigned long long)rd->progress.step);
@@ -133,19 +155,23 @@ static void resume_or_start(TrainingRun *run, int resume) {
     char *json = config_to_json(&rd->config);
     TrAtomicFile af;
     if (tr_atomic_open(&af, rd->config_path) != 0) tr_die_with_error();
-    fprintf(af.f, "%s\n", json);
+    tr_atomic_writef(&af, "%s\n", json);
     free(json);
     if (tr_atomic_commit(&af) != 0) tr_die_with_error();
     if (tr_atomic_open(&af, run->log_path) != 0) tr_die_with_error();
-    fprintf(af.f, "step,tokens,train_loss,val_loss,val_bpb,lr,grad_norm,elapsed_s,tokens_per_s\n");
+    tr_atomic_writef(&af, LOG_HEADER);
     if (tr_atomic_commit(&af) != 0) tr_die_with_error();
 }
 
-static void format_duration(char *out, size_t cap, double s) {
+void run_format_duration(char *out, size_t cap, double s) {
     if (s < 0 || !isfinite(s)) snprintf(out, cap, "?");
-    else if (s < 60) snprintf(out, cap, "%ds", (int)s);
-    else if (s < 3600) snprintf(out, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else snprintf(out, cap, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+    else if (s >= 9999.0 * 3600) snprintf(out, cap, ">9999h");   /* no estimate is that precise */
+    else {
+        const long whole = (long)s;
+        if (whole < 60) snprintf(out, cap, "%lds", whole);
+        else if (whole < 3600) snprintf(out, cap, "%ldm%02lds", whole / 60, whole % 60);
+        else snprintf(out, cap, "%ldh%02ldm", whole / 3600, whole % 3600 / 60);
+    }
 }
 
 /* The measured micro-step times the micro-steps left, plus the evaluations. */
@@ -156,7 +182,7 @@ static void print_estimate(const TrainingRun *run, double t_micro, double t_forw
     const long evals_left = steps_left / cfg->train.eval_every + 1;
     const double eval_s = val_batches * t_forward;
     char total[32];
-    format_duration(total, sizeof total, steps_left * cfg->train.grad_accum * t_micro + evals_left * eval_s);
+    run_format_duration(total, sizeof total, steps_left * cfg->train.grad_accum * t_micro + evals_left * eval_s);
     printf("estimate: %s on this machine (%ld micro-steps of %.2f s, %ld evaluations of %.1f s; "
            "measured on one micro-step)\n", total, steps_left * cfg->train.grad_accum, t_micro, evals_left, eval_s);
 }
@@ -179,7 +205,7 @@ void run_setup(TrainingRun *run, const RunOptions *opts) {
     resume_or_start(run, opts->resume);
     print_estimate(run, t_micro, t_forward);
 
-    if (!(run->log = fopen(run->log_path, "a"))) tr_die("%s: cannot append", run->log_path);
+    if (!(run->log = fopen(run->log_path, "a"))) tr_die("%s: cannot append: %s", run->log_path, strerror(errno));
     run->tty = isatty(fileno(stdout));
     run->t_start = tr_now_seconds();
     run->first_step = rd->progress.step;
@@ -225,12 +251,20 @@ void run_print_progress(const TrainingRun *run) {
     const long steps = run->dir.config.train.max_steps, accum = run->dir.config.train.grad_accum;
     const uint64_t step = run->dir.progress.step;
     char eta[32];
-    format_duration(eta, sizeof eta,
+    run_format_duration(eta, sizeof eta,
                     (double)(steps - (long)step) * run->batch.B * run->batch.T * accum / run->tokens_per_s);
     printf("%sstep %llu/%ld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | ETA %s%s", run->tty ? "\r" : "",
            (unsigned long long)step, steps, run->train_loss, run->lr, run->grad_norm, run->tokens_per_s, eta,
            run->tty ? "  " : "\n");
     fflush(stdout);
+}
+
+/* A result file could not be written: the run stops before saving another checkpoint, so the
+ * last one still matches log.csv. */
+static void die_keeping_checkpoint(const TrainingRun *run) {
+    if (tr_file_exists(run->dir.checkpoint_path))
+        tr_die("%s; stopping (the last checkpoint is intact: --resume continues from it)", tr_error());
+    tr_die("%s; stopping (no checkpoint was saved yet)", tr_error());
 }
 
 void run_evaluate_and_log(TrainingRun *run) {
@@ -240,10 +274,12 @@ void run_evaluate_and_log(TrainingRun *run) {
     if (run->tty) printf("\n");
     printf("eval step %llu: val loss %.4f, %.4f bits per byte (%llu tokens)\n", (unsigned long long)progress->step,
            ev.loss, ev.bits_per_byte, (unsigned long long)ev.tokens);
-    fprintf(run->log, "%llu,%llu,%.6f,%.6f,%.6f,%.6e,%.6f,%.2f,%.1f\n", (unsigned long long)progress->step,
-            (unsigned long long)progress->tokens_seen, run->train_loss, ev.loss, ev.bits_per_byte, run->lr,
-            run->grad_norm, progress->elapsed_s, run->tokens_per_s);
-    fflush(run->log);
+    /* Synced before the checkpoint of this step is saved: a checkpoint never gets ahead of its rows. */
+    if (tr_writef(run->log, run->log_path, "%llu,%llu,%.6f,%.6f,%.6f,%.6e,%.6f,%.2f,%.1f\n",
+                  (unsigned long long)progress->step, (unsigned long long)progress->tokens_seen, run->train_loss,
+                  ev.loss, ev.bits_per_byte, run->lr, run->grad_norm, progress->elapsed_s, run->tokens_per_s) != 0 ||
+        tr_sync(run->log, run->log_path) != 0)
+        die_keeping_checkpoint(run);
 }
 
 void run_save_checkpoint(TrainingRun *run) {
@@ -251,7 +287,7 @@ void run_save_checkpoint(TrainingRun *run) {
     rd->progress.loader = loader_get_state(run->train);
     if (checkpoint_save(rd->checkpoint_path, &rd->progress, rd->model.params_memory, rd->model.num_params,
                         &run->opt) != 0)
-        tr_die_with_error();
+        die_keeping_checkpoint(run);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -266,17 +302,18 @@ static void write_final(TrainingRun *run) {
                                   NULL);
     TrAtomicFile af;
     if (tr_atomic_open(&af, run->final_path) != 0) tr_die_with_error();
-    fprintf(af.f, "{\"step\": %llu, \"tokens\": %llu, \"val_loss\": %.6f, \"val_bpb\": %.6f, \"elapsed_s\": %.2f}\n",
-            (unsigned long long)progress->step, (unsigned long long)progress->tokens_seen, run->last_eval.loss,
+    tr_atomic_writef(&af, "{\"step\": %llu, \"tokens\": %llu, \"val_loss\": %.6f, \"val_bpb\": %.6f, "
+                     "\"elapsed_s\": %.2f}\n", (unsigned long long)progress->step, (unsigned long long)progress->tokens_seen, run->last_eval.loss,
             run->last_eval.bits_per_byte, progress->elapsed_s);
-    if (tr_atomic_commit(&af) != 0) tr_die_with_error();
+    if (tr_atomic_commit(&af) != 0) die_keeping_checkpoint(run);
 }
 
 void run_finish(TrainingRun *run) {
     const RunConfig *cfg = &run->dir.config;
     const int finished = run->dir.progress.step == (uint64_t)cfg->train.max_steps;
-    fclose(run->log);
+    const int log_failed = tr_close_synced(run->log, run->log_path) != 0;
     run->log = NULL;
+    if (log_failed) die_keeping_checkpoint(run);
     if (finished) write_final(run);
     if (finished && cfg->train.sample_tokens > 0) {
         printf("sample (temperature 0.8, top-p 0.9):\n");

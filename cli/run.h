@@ -5,7 +5,13 @@
  *
  * A run resumed from its checkpoint continues exactly: the checkpoint holds the parameters, the
  * AdamW state, the loader position and the clock, and log.csv is cut back to the checkpoint's
- * step, so the rows that follow are those of an uninterrupted run.
+ * step (a row torn by a crash dropped), so the rows that follow are those of an uninterrupted run.
+ * A checkpoint past train.max_steps is refused: training cannot go back to the step asked for.
+ *
+ * Nothing is lost under faults: every row of log.csv is written, flushed and fsynced before the
+ * checkpoint of its step, and a failed write of a result file (log.csv, final.json, the
+ * checkpoint) stops the run with one error line naming the file and the reason, the last
+ * checkpoint intact. Temporaries that a crash left in the run directory are removed at setup.
  */
 #ifndef TINYROPE_RUN_H
 #define TINYROPE_RUN_H
@@ -57,5 +63,9 @@ void run_save_checkpoint(TrainingRun *run);
 /* Closes log.csv; a finished run also writes final.json and a story. */
 void run_finish(TrainingRun *run);
 void run_free(TrainingRun *run);
+
+/* A duration for the estimate and the ETA: "42s", "3m07s", "12h05m"; ">9999h" beyond that and
+ * "?" for a negative or non-finite one. */
+void run_format_duration(char *out, size_t cap, double seconds);
 
 #endif

@@ -43,18 +43,108 @@ void run_dir_build_model(RunDir *rd, int max_T) {
     if (gpt_build(&rd->model, &mc, cfg->model.posenc, (uint64_t)cfg->seed) != 0) tr_die_with_error();
 }
 
-uint64_t run_dir_config_hash(const RunDir *rd) {
-    char *model_json = cJSON_PrintUnformatted(cJSON_GetObjectItem(rd->config.json, "model"));
+/* The model section of the config, posenc included. */
+static uint64_t model_section_hash(const RunConfig *cfg) {
+    char *model_json = cJSON_PrintUnformatted(cJSON_GetObjectItem(cfg->json, "model"));
     uint64_t h = tr_fnv1a64(model_json, strlen(model_json), TR_FNV_OFFSET);
-    long shape[2] = {rd->config.train.batch_size, rd->config.train.grad_accum};
-    uint64_t tok_h = tok_hash(rd->tokenizer);
-    h = tr_fnv1a64(shape, sizeof shape, h);
-    h = tr_fnv1a64(&tok_h, sizeof tok_h, h);
     free(model_json);
     return h;
 }
 
+static void batch_shape(const RunConfig *cfg, long shape[2]) {
+    shape[0] = cfg->train.batch_size;
+    shape[1] = cfg->train.grad_accum;
+}
+
+uint64_t run_dir_config_hash(const RunDir *rd) {
+    long shape[2];
+    batch_shape(&rd->config, shape);
+    uint64_t tok_h = tok_hash(rd->tokenizer);
+    uint64_t h = tr_fnv1a64(shape, sizeof shape, model_section_hash(&rd->config));
+    return tr_fnv1a64(&tok_h, sizeof tok_h, h);
+}
+
+void run_dir_start_progress(RunDir *rd) {
+    long shape[2];
+    batch_shape(&rd->config, shape);
+    rd->progress = (CheckpointState){.config_hash = run_dir_config_hash(rd),
+                                     .model_hash = model_section_hash(&rd->config),
+                                     .batch_hash = tr_fnv1a64(shape, sizeof shape, TR_FNV_OFFSET),
+                                     .tokenizer_hash = tok_hash(rd->tokenizer)};
+}
+
+/* Appends "key: <then> there, <now> here" for each key of the two JSON objects whose values
+ * differ, recursing into nested objects. */
+static void append_key_differences(char *out, size_t cap, const char *prefix, const cJSON *then, const cJSON *now) {
+    for (int side = 0; side < 2; side++) {
+        const cJSON *walk = side ? then : now, *other = side ? now : then;
+        for (const cJSON *item = walk ? walk->child : NULL; item; item = item->next) {
+            const cJSON *match = cJSON_GetObjectItemCaseSensitive(other, item->string);
+            if (side && match) continue;   /* keys on both sides are compared in the first pass */
+            char key[256];
+            snprintf(key, sizeof key, "%s.%s", prefix, item->string);
+            if (cJSON_IsObject(item) && cJSON_IsObject(match)) {
+                append_key_differences(out, cap, key, side ? item : match, side ? match : item);
+                continue;
+            }
+            const cJSON *then_item = side ? item : match, *now_item = side ? match : item;
+            char *a = then_item ? cJSON_PrintUnformatted(then_item) : xstrdup("unset");
+            char *b = now_item ? cJSON_PrintUnformatted(now_item) : xstrdup("unset");
+            size_t len = strlen(out);
+            if (strcmp(a, b) != 0 && len < cap)
+                snprintf(out + len, cap - len, "%s%s %s there, %s here", out[0] ? "; " : "", key, a, b);
+            free(a);
+            free(b);
+        }
+    }
+}
+
+/* The checkpoint was made with another configuration: says which of the hashed parts differ and,
+ * when the run's config.json is the one the checkpoint was made with, which keys. */
+static void die_config_differs(const RunDir *rd, const CheckpointState *found) {
+    RunDir here = *rd;
+    run_dir_start_progress(&here);
+    const CheckpointState *now = &here.progress;
+    if (!found->model_hash && !found->batch_hash && !found->tokenizer_hash)
+        tr_die("%s: made with another model, tokenizer or batch shape (config hash differs)", rd->checkpoint_path);
+    RunConfig recorded;
+    const int have_recorded = config_load(&recorded, rd->config_path, NULL, 0) == 0;
+    tr_clear_error();
+    char parts[2400] = "";
+    if (found->model_hash != now->model_hash) {
+        char keys[700] = "";
+        if (have_recorded && model_section_hash(&recorded) == found->model_hash)
+            append_key_differences(keys, sizeof keys, "model", cJSON_GetObjectItem(recorded.json, "model"),
+                                   cJSON_GetObjectItem(rd->config.json, "model"));
+        snprintf(parts, sizeof parts, "another model configuration (%s)", keys[0] ? keys : "the model section differs");
+    }
+    if (found->batch_hash != now->batch_hash) {
+        char batch[200] = "the batch shape differs";
+        long shape[2];
+        if (have_recorded) batch_shape(&recorded, shape);
+        if (have_recorded && tr_fnv1a64(shape, sizeof shape, TR_FNV_OFFSET) == found->batch_hash)
+            snprintf(batch, sizeof batch, "train.batch_size %ld there, %ld here; train.grad_accum %ld there, %ld here",
+                     shape[0], rd->config.train.batch_size, shape[1], rd->config.train.grad_accum);
+        size_t len = strlen(parts);
+        snprintf(parts + len, sizeof parts - len, "%sanother batch shape (%s)", len ? " and " : "", batch);
+    }
+    if (found->tokenizer_hash != now->tokenizer_hash) {
+        size_t len = strlen(parts);
+        snprintf(parts + len, sizeof parts - len, "%sanother tokenizer (not %s)", len ? " and " : "",
+                 rd->tokenizer_path);
+    }
+    if (have_recorded) config_free(&recorded);
+    tr_die("%s: made with %s; the config hash differs", rd->checkpoint_path, parts);
+}
+
 void run_dir_load_checkpoint(RunDir *rd, AdamW *opt) {
+    if (!tr_file_exists(rd->checkpoint_path))
+        tr_die("%s: not found: %s", rd->checkpoint_path,
+               opt ? "nothing to resume; train first, or drop --resume to start afresh"
+                   : "train the run first");
+    CheckpointState found;
+    if (checkpoint_read_state(rd->checkpoint_path, &found) == 0 && found.config_hash != run_dir_config_hash(rd))
+        die_config_differs(rd, &found);
     if (checkpoint_load(rd->checkpoint_path, &rd->progress, run_dir_config_hash(rd), rd->model.params_memory,
                         rd->model.num_params, opt) != 0)
         tr_die_with_error();

@@ -51,8 +51,12 @@ void run_dir_build_model(RunDir *rd, int max_T);
 /* What a checkpoint must agree on to be loaded: the model section of the config (posenc
  * included), the batch shape and the tokenizer. */
 uint64_t run_dir_config_hash(const RunDir *rd);
+/* rd->progress for step 0: the config hash and its three parts (model, batch shape, tokenizer). */
+void run_dir_start_progress(RunDir *rd);
 /* Loads rd->checkpoint_path into the model's parameters and rd->progress, and into opt's state
- * unless opt is NULL; a checkpoint of another config is refused. */
+ * unless opt is NULL (opt given means resuming). A missing checkpoint is refused with what to do;
+ * one of another config with the part that differs (model, batch shape or tokenizer) and, when
+ * the run's config.json is the config the checkpoint was made with, the differing keys. */
 void run_dir_load_checkpoint(RunDir *rd, AdamW *opt);
 
 void run_dir_free(RunDir *rd);

@@ -172,8 +172,7 @@ static int meta_write(const char *dir, const char *fingerprint_hex, const Tokeni
     TrAtomicFile af;
     int rc = tr_atomic_open(&af, path);
     if (rc == 0) {
-        fputs(text, af.f);
-        fputc('\n', af.f);
+        tr_atomic_writef(&af, "%s\n", text);
         rc = tr_atomic_commit(&af);
     }
     free(path);
@@ -199,10 +198,7 @@ typedef struct {
 } ShardWriter;
 
 static int writer_flush(ShardWriter *w) {
-    if (w->buf_len && fwrite(w->buf, 1, w->buf_len, w->af.f) != w->buf_len) {
-        tr_set_error("%s: write failed: %s", w->path, strerror(errno));
-        return -1;
-    }
+    if (w->buf_len && tr_atomic_write(&w->af, w->buf, w->buf_len) != 0) return -1;
     w->buf_len = 0;
     return 0;
 }
@@ -233,10 +229,7 @@ static int writer_begin_shard(ShardWriter *w) {
     w->n_in_shard = 0;
     /* The token count is known only at the end: a placeholder header now, the real one on close. */
     uint8_t zeros[SHARD_HEADER_BYTES] = {0};
-    if (fwrite(zeros, 1, sizeof zeros, w->af.f) != sizeof zeros) {
-        tr_set_error("%s: write failed: %s", w->path, strerror(errno));
-        return -1;
-    }
+    if (tr_atomic_write(&w->af, zeros, sizeof zeros) != 0) return -1;
     return writer_put(w, w->header.eot_id);
 }
 
@@ -253,10 +246,11 @@ static int writer_end_shard(ShardWriter *w) {
     h.n_tokens = w->n_in_shard;
     uint8_t bytes[SHARD_HEADER_BYTES];
     shard_header_encode(&h, bytes);
-    if (fseeko(w->af.f, 0, SEEK_SET) != 0 || fwrite(bytes, 1, sizeof bytes, w->af.f) != sizeof bytes) {
-        tr_set_error("%s: write failed: %s", w->path, strerror(errno));
+    if (fseeko(w->af.f, 0, SEEK_SET) != 0) {
+        tr_set_error("%s: cannot write: %s", w->path, strerror(errno));
         return -1;
     }
+    if (tr_atomic_write(&w->af, bytes, sizeof bytes) != 0) return -1;
     w->open = 0;
     if (tr_atomic_commit(&w->af) != 0) return -1;
     MetaSplit *out = w->out;
@@ -332,6 +326,9 @@ static int is_shard_name(const char *name) {
     }
     return 0;
 }
+
+/* The files prepare writes: the shards and meta.json. */
+static int is_prepare_output(const char *name) { return is_shard_name(name) || !strcmp(name, "meta.json"); }
 
 /* Removes shard files of an earlier prepare that the new meta.json does not list. */
 static int remove_stale_shards(const char *dir, const MetaSplit split[N_SPLITS]) {
@@ -422,6 +419,7 @@ int shards_prepare(const DataSpec *spec, const Tokenizer *tok, const char *token
     snprintf(fingerprint_hex, sizeof fingerprint_hex, "%016" PRIx64, fingerprint);
 
     if (tr_mkdir_p(out_dir) != 0) return -1;
+    if ((report->removed_temporaries = tr_remove_stale_temporaries(out_dir, is_prepare_output)) < 0) return -1;
     if (!force && shards_reusable(out_dir, fingerprint_hex, report)) return 0;
 
     /* From here on the directory is being rewritten: without meta.json it does not look finished.

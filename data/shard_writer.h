@@ -20,9 +20,11 @@ typedef struct {
 
 typedef struct {
     SplitReport train, val;
+    int removed_temporaries;   /* files "<shard or meta.json>.tmp.<pid>" an interrupted prepare left */
 } PrepareReport;
 
-/* Encodes every story of every input (stories encoded in parallel with OpenMP, written in input
+/* First removes the temporaries that a crashed prepare left in out_dir (see
+ * tr_remove_stale_temporaries). Then encodes every story of every input (stories encoded in parallel with OpenMP, written in input
  * order) into shards in out_dir, then writes meta.json last (atomically), so an interrupted
  * prepare never looks finished. shard_tokens caps the tokens per shard (0 = default 2^27).
  * force = 1 rewrites even if meta.json says the shards are current. 0 / -1 (error set). */
