@@ -147,7 +147,8 @@ static int cmd_config(int argc, char **argv) {
     }
     if (!config_path) tr_die("config: give a config file (see configs/)");
     RunConfig cfg;
-    if (config_load(&cfg, config_path, sets, n_sets) != 0) tr_die_with_error();
+    if (config_load(&cfg, config_path, sets, n_sets) != 0 || config_check_training_memory(&cfg, config_path) != 0)
+        tr_die_with_error();
     trained_posenc_check(&cfg, config_path);
     char *json = config_to_json(&cfg);
     printf("%s\n", json);

@@ -190,7 +190,9 @@ static void print_estimate(const TrainingRun *run, double t_micro, double t_forw
 void run_setup(TrainingRun *run, const RunOptions *opts) {
     memset(run, 0, sizeof *run);
     RunDir *rd = &run->dir;
-    if (config_load(&rd->config, opts->config_path, opts->sets, opts->n_sets) != 0) tr_die_with_error();
+    if (config_load(&rd->config, opts->config_path, opts->sets, opts->n_sets) != 0 ||
+        config_check_training_memory(&rd->config, opts->config_path) != 0)
+        tr_die_with_error();
     const long steps = rd->config.train.max_steps;
     trained_posenc_check(&rd->config, opts->config_path);
     run_dir_init(rd, rd->config.out_dir);

@@ -330,7 +330,7 @@ static void format_bytes(char *out, size_t cap, size_t bytes) {
  * gradients, AdamW's moments and the activations at the config's batch. The count without the
  * positional encoding comes first, because building the encoding of an absurd shape allocates
  * tables of its own; an encoding whose options are wrong is left to the model build to report. */
-static int check_memory(const RunConfig *cfg, const char *where) {
+int config_check_training_memory(const RunConfig *cfg, const char *where) {
     long v[N_SIZE_KEYS] = {cfg->model.n_embd, cfg->model.n_layer, cfg->model.block_size, cfg->train.batch_size,
                            cfg->tokenizer.vocab_size, cfg->model.n_head};
     size_t limit = config_memory_limit;
@@ -382,7 +382,6 @@ int config_load(RunConfig *cfg, const char *path, const char *const *overrides, 
                      cfg->model.n_head);
         goto fail;
     }
-    if (check_memory(cfg, where) != 0) goto fail;
     return 0;
 fail:
     config_free(cfg);

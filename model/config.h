@@ -17,10 +17,10 @@
  *   }
  * Unknown keys, wrong types and out-of-range values are errors naming the key; the posenc object
  * is checked by its kind when the model is built. A config file, and each base it names, is read
- * up to 1 MiB and refused beyond. A model whose training run (parameters, gradients, AdamW state,
- * activations at train.batch_size and model.block_size, with tokenizer.vocab_size as V) needs
- * more than the machine's physical memory is refused, naming the key that, lowered to its
- * default, saves the most.
+ * up to 1 MiB and refused beyond. config_check_training_memory refuses a model whose training
+ * run (parameters, gradients, AdamW state, activations at train.batch_size and model.block_size,
+ * with tokenizer.vocab_size as V) needs more than the machine's physical memory, naming the key
+ * that, lowered to its default, saves the most.
  */
 #ifndef TINYROPE_CONFIG_H
 #define TINYROPE_CONFIG_H
@@ -51,6 +51,11 @@ typedef struct {
  * 0 / -1 with the error set ("<path>: model.n_head: ..."). */
 int config_load(RunConfig *cfg, const char *path, const char *const *overrides, int n_overrides);
 void config_free(RunConfig *cfg);
+/* Whether a training run of cfg fits in this machine's memory (parameters, gradients, AdamW
+ * state, activations at train.batch_size x model.block_size): 0, or -1 with an error naming the
+ * key that, back at its default, saves the most. `run` and `config` check it before any work;
+ * `sample` and `eval` do not, so a run trained on a bigger machine can still be read here. */
+int config_check_training_memory(const RunConfig *cfg, const char *where);
 /* The resolved configuration as pretty JSON (caller frees), to store next to log.csv. */
 char *config_to_json(const RunConfig *cfg);
 

@@ -118,12 +118,20 @@ static void test_file_size_limit(void) {
     expect_error("{\"base\": \"/\"}", NULL, 0, "base: /: cannot read");
 }
 
+/* config_load and then the training-memory check, as `run` and `config` do. */
+static int load_for_training(RunConfig *c, const char *path, const char *const *sets, int n_sets) {
+    if (config_load(c, path, sets, n_sets) != 0) return -1;
+    if (config_check_training_memory(c, path ? path : "(defaults)") == 0) return 0;
+    config_free(c);
+    return -1;
+}
+
 /* Loads sets over the defaults under a memory limit (0: this machine's) and expects a refusal
  * that names key. */
 static void expect_too_big(size_t limit, const char *const *sets, int n_sets, const char *key) {
     config_memory_limit = limit;
     RunConfig c;
-    int rc = config_load(&c, NULL, sets, n_sets);
+    int rc = load_for_training(&c, NULL, sets, n_sets);
     config_memory_limit = 0;
     CHECKF(rc == -1, "%s: accepted", sets[0]);
     if (rc == 0) { config_free(&c); return; }
@@ -167,10 +175,13 @@ static void test_memory_boundary(void) {
     cJSON_Delete(options);
     RunConfig c;
     config_memory_limit = need;
-    CHECKF(config_load(&c, NULL, sets, 5) == 0, "refused at exactly its size: %s", tr_error());
+    CHECKF(load_for_training(&c, NULL, sets, 5) == 0, "refused at exactly its size: %s", tr_error());
     config_free(&c);
     config_memory_limit = need - 1;
-    CHECKF(config_load(&c, NULL, sets, 5) == -1, "accepted one byte short of its size");
+    CHECKF(load_for_training(&c, NULL, sets, 5) == -1, "accepted one byte short of its size");
+    /* Reading the config alone (sample, eval) does not ask for the training memory. */
+    CHECKF(config_load(&c, NULL, sets, 5) == 0, "config_load refused a config it only reads: %s", tr_error());
+    config_free(&c);
     config_memory_limit = 0;
 }
 
@@ -185,7 +196,7 @@ static void test_shipped_configs_fit(void) {
         config_memory_limit = p == 2 ? (size_t)32000000000u : 0;
         for (size_t i = 0; i < g.gl_pathc; i++, n_checked++) {
             RunConfig c;
-            CHECKF(config_load(&c, g.gl_pathv[i], NULL, 0) == 0, "%s", tr_error());
+            CHECKF(load_for_training(&c, g.gl_pathv[i], NULL, 0) == 0, "%s", tr_error());
             config_free(&c);
         }
         globfree(&g);
