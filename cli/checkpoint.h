@@ -15,7 +15,7 @@
  *         80    8  training seconds so far (IEEE double)
  *         88    8  hash of the model section     96  8  hash of the batch shape
  *        104    8  hash of the tokenizer (the three parts of the config hash, to say which one
- *                  differs; zero in checkpoints written before they were recorded)
+ *                  differs; zero in older files, which then get a general message)
  *        112   16  zero
  *        128  4P   parameters (fp32), then 4P AdamW m and 4P AdamW v if flag bit 0
  *        end    8  FNV-1a 64 of every byte before it (catches truncation and corruption)

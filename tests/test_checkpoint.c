@@ -68,7 +68,10 @@ static void test_state_fields_on_disk(void) {
                                 .step = 0x100000007ULL,
                                 .tokens_seen = 0x2000000000bULL,
                                 .loader = {.epoch = 0x30000000dULL, .cursor = 0x400000011ULL},
-                                .elapsed_s = 12345.678};
+                                .elapsed_s = 12345.678,
+                                .model_hash = 0x5000000000000013ULL,
+                                .batch_hash = 0x6000000000000017ULL,
+                                .tokenizer_hash = 0x700000000000001dULL};
     const char *path = path_of("ckpt_fields.bin");
     CHECKF(checkpoint_save(path, &st, params, NP, &opt) == 0, "%s", tr_error());
     CheckpointState back;
@@ -80,6 +83,8 @@ static void test_state_fields_on_disk(void) {
     CHECKF(back.loader.epoch == st.loader.epoch, "loader epoch %#llx", (unsigned long long)back.loader.epoch);
     CHECKF(back.loader.cursor == st.loader.cursor, "loader cursor %#llx", (unsigned long long)back.loader.cursor);
     CHECKF(back.elapsed_s == st.elapsed_s, "elapsed_s %.17g", back.elapsed_s);
+    CHECK(back.model_hash == st.model_hash && back.batch_hash == st.batch_hash &&
+          back.tokenizer_hash == st.tokenizer_hash);
     size_t len;
     char *bytes = tr_read_file(path, &len);
     CHECK(bytes && len == 128 + 3 * NP * sizeof(float) + 8);
@@ -90,6 +95,8 @@ static void test_state_fields_on_disk(void) {
         CHECK(le64_at(bytes, 32) == st.step && le64_at(bytes, 40) == st.tokens_seen && le64_at(bytes, 48) == opt.t);
         CHECK(le64_at(bytes, 64) == st.loader.epoch && le64_at(bytes, 72) == st.loader.cursor);
         CHECK(le64_at(bytes, 80) == elapsed_bits);
+        CHECK(le64_at(bytes, 88) == st.model_hash && le64_at(bytes, 96) == st.batch_hash &&
+              le64_at(bytes, 104) == st.tokenizer_hash);
     }
     free(bytes);
     adamw_free(&opt);
