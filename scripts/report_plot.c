@@ -417,13 +417,28 @@ out:
     return rc;
 }
 
+/* stb hands the encoded PNG over in pieces: they go straight into the temporary file. */
+static void png_to_file(void *atomic_file, void *data, int size) {
+    tr_atomic_write(atomic_file, data, (size_t)size);
+}
+
+/* Written through a temporary and renamed, so a crash or a full disk never leaves half a PNG. */
 int plot_write(const PlotOptions *o, const Series *series, int n) {
     unsigned char *rgb;
     if (plot_render(o, series, n, &rgb, NULL) != 0) return -1;
-    int ok = stbi_write_png(o->out, o->width, o->height, 3, rgb, 3 * o->width);
+    TrAtomicFile af;
+    if (tr_atomic_open(&af, o->out) != 0) {
+        free(rgb);
+        return -1;
+    }
+    int encoded = stbi_write_png_to_func(png_to_file, &af, o->width, o->height, 3, rgb, 3 * o->width);
     free(rgb);
-    if (!ok) { tr_set_error("%s: cannot write the PNG", o->out); return -1; }
-    return 0;
+    if (!encoded) {
+        tr_atomic_abort(&af);
+        tr_set_error("%s: cannot encode the PNG", o->out);
+        return -1;
+    }
+    return tr_atomic_commit(&af);
 }
 
 /* ---- the command ---- */

@@ -3,8 +3,11 @@
  * aggregation, the table's interpolated losses, crossings and "% fewer tokens", the figure's size,
  * colours and log axis, and every bad input ending in one error line that names the file. */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <stb/stb_image.h>  /* Debian's libstb holds the decoder too */
@@ -355,6 +358,22 @@ static int run_tool(const char *tool, const char *args) {
 
 static int one_error_naming(const char *needle) { return one_error_line() && strstr(err_buf, needle); }
 
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Whether dir holds a file whose name starts with prefix. */
+static int tmp_left(const char *dir, const char *prefix) {
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(dp))) found |= strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(dp);
+    return found;
+}
+
 static void test_command_line(void) {
     if (run_tool("table", "") < 0) SKIP("no plot/table binaries next to $TINYROPE_TRAIN_BIN");
     static const double y[5] = {5.0, 4.6, 4.2, 3.8, 3.4};
@@ -366,6 +385,18 @@ static void test_command_line(void) {
     CHECKF(run_tool("plot", args) == 0 && err_buf[0] == '\0', "%s", err_buf);
     int w = 0, h = 0, ch = 0;
     CHECK(stbi_info(png, &w, &h, &ch) && w == 300 && h == 200);
+
+    /* A full disk while the PNG is written: one error naming it, and neither the file nor a
+     * temporary left behind. */
+    char full[512];
+    snprintf(full, sizeof full, "%s/full.png", test_tmp_dir());
+    remove(full);
+    snprintf(args, sizeof args, "--out %s r=%s", full, log);
+    setenv("TINYROPE_FAIL_WRITE", "full.png:1", 1);
+    CHECK(run_tool("plot", args) == 1);
+    unsetenv("TINYROPE_FAIL_WRITE");
+    CHECKF(one_error_naming(full) && strstr(err_buf, "No space left on device"), "%s", err_buf);
+    CHECK(!file_exists(full) && !tmp_left(test_tmp_dir(), "full.png.tmp."));
 
     snprintf(args, sizeof args, "--out %s --y nope r=%s", png, log);
     CHECK(run_tool("plot", args) == 1);
