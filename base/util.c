@@ -111,6 +111,10 @@ float tr_rng_normal(uint64_t *state) {
 /* ---- files ---- */
 
 char *tr_read_file(const char *path, size_t *len_out) {
+    return tr_read_file_at_most(path, SIZE_MAX - 1, NULL, len_out);
+}
+
+char *tr_read_file_at_most(const char *path, size_t max_bytes, const char *what, size_t *len_out) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         tr_set_error("%s: cannot open: %s", path, strerror(errno));
@@ -127,7 +131,7 @@ char *tr_read_file(const char *path, size_t *len_out) {
     for (;;) {
         size_t got = fread(buf + len, 1, cap - len, f);
         len += got;
-        if (len < cap) break;
+        if (len < cap || len > max_bytes) break;
         cap *= 2;
         buf = xrealloc(buf, cap + 1);
     }
@@ -136,6 +140,14 @@ char *tr_read_file(const char *path, size_t *len_out) {
     if (read_errno) {
         free(buf);
         tr_set_error("%s: cannot read: %s", path, strerror(read_errno));
+        return NULL;
+    }
+    if (len > max_bytes) {
+        free(buf);
+        if (max_bytes % ((size_t)1 << 20) == 0)
+            tr_set_error("%s: larger than %zu MiB, the limit for %s", path, max_bytes >> 20, what);
+        else
+            tr_set_error("%s: larger than %zu bytes, the limit for %s", path, max_bytes, what);
         return NULL;
     }
     buf[len] = '\0';

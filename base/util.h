@@ -44,6 +44,10 @@ uint64_t tr_fnv1a64(const void *data, size_t n, uint64_t h); /* pass TR_FNV_OFFS
 /* Reads a whole (small) file into a NUL-terminated buffer. Returns NULL and sets the error
  * ("<path>: cannot open: <reason>") on failure. *len_out (may be NULL) gets the byte count. */
 char *tr_read_file(const char *path, size_t *len_out);
+/* The same, refusing a file of more than max_bytes ("<path>: larger than <max>, the limit for
+ * <what>"). It reads at most max_bytes + 1 bytes, so an endless file such as /dev/zero is refused
+ * too: the size stat reports is not trusted. */
+char *tr_read_file_at_most(const char *path, size_t max_bytes, const char *what, size_t *len_out);
 int tr_file_exists(const char *path);
 /* Size in bytes, or -1 (error set) if it cannot be stat'ed. */
 int64_t tr_file_size(const char *path);

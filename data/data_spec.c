@@ -98,10 +98,13 @@ static int parse_input(const char *json_path, const char *key, const cJSON *item
     return 0;
 }
 
+/* A data spec names a handful of files: anything larger is not one (and /dev/zero never ends). */
+#define DATA_SPEC_MAX_BYTES ((size_t)1 << 20)
+
 int data_spec_load(const char *json_path, DataSpec *out) {
     memset(out, 0, sizeof *out);
     size_t len;
-    char *text = tr_read_file(json_path, &len);
+    char *text = tr_read_file_at_most(json_path, DATA_SPEC_MAX_BYTES, "a data spec", &len);
     if (!text) return -1;
     const char *parse_end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &parse_end, 1);

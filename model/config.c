@@ -217,32 +217,6 @@ static void merge_into(cJSON *into, const cJSON *over) {
     }
 }
 
-/* The file's text, NUL-terminated; NULL with the error set when it cannot be read or is over
- * CONFIG_MAX_BYTES. */
-static char *read_config_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tr_set_error("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, len = 0, got;
-    char *text = xmalloc(cap + 1);
-    do {
-        if (len == cap) text = xrealloc(text, (cap *= 2) + 1);
-        got = fread(text + len, 1, cap - len, f);
-        len += got;
-    } while (got > 0 && len <= CONFIG_MAX_BYTES);
-    int read_errno = ferror(f) ? errno : 0;
-    fclose(f);
-    if (len > CONFIG_MAX_BYTES || read_errno) {
-        if (read_errno) tr_set_error("%s: cannot read: %s", path, strerror(read_errno));
-        else tr_set_error("%s: larger than %zu MiB, the limit for a config file", path, CONFIG_MAX_BYTES >> 20);
-        free(text);
-        return NULL;
-    }
-    text[len] = '\0';
-    return text;
-}
 
 /* Reads a config file as a JSON object. A top-level "base": "other.json" (a path relative to this
  * file's directory) is read first, recursively, and this file's keys are merged over it: the
@@ -252,7 +226,7 @@ static cJSON *read_config_file(const char *path, int depth) {
         tr_set_error("%s: \"base\" nests more than 16 files deep (a cycle?)", path);
         return NULL;
     }
-    char *text = read_config_text(path);
+    char *text = tr_read_file_at_most(path, CONFIG_MAX_BYTES, "a config file", NULL);
     if (!text) return NULL;
     cJSON *root = cJSON_Parse(text);
     if (!root || !cJSON_IsObject(root)) {

@@ -83,6 +83,17 @@ static void test_data_spec(void) {
 
     tr_clear_error();
     CHECK(data_spec_load(tmp_path("spec_missing.json"), &spec) == -1 && error_has("spec_missing.json", NULL));
+    /* An endless file (whose stat size is 0) and one past the limit are refused before parsing. */
+    CHECK(data_spec_load("/dev/zero", &spec) == -1 && error_has("/dev/zero", "larger than 1 MiB"));
+    const char *big = tmp_path("spec_big.json");
+    FILE *f = fopen(big, "w");
+    if (f) {
+        fputc('{', f);
+        for (int i = 0; i < (1 << 20); i++) fputc(' ', f);
+        fputc('}', f);
+        fclose(f);
+    }
+    CHECK(data_spec_load(big, &spec) == -1 && error_has("spec_big.json", "the limit for a data spec"));
 }
 
 int main(void) {
