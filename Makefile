@@ -4,6 +4,8 @@
 #   make test       build and run every test twice: optimised, then under ASan + UBSan
 #   make demo       the main job on the shipped TinyStories sample (see README)
 #   make bench      benchmarks (make bench-tokenizer: tokenizer only)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 60) each, clang + ASan + UBSan
+#                   (tests/fuzz/README.md); FUZZ_TARGETS="tok_file config" picks some
 # Overridable: CC, CFLAGS, LDFLAGS, NO_OMP=1 (build without OpenMP), SAN=1 (sanitizer build).
 
 CC ?= cc
@@ -49,7 +51,7 @@ REPORT_OBJS := $(addprefix $(BUILD)/scripts/,series.o report_plot.o report_table
 REPORT_BINS := $(BUILD)/plot $(BUILD)/table
 
 .SECONDARY:
-.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd clean deps
+.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd clean deps fuzz fuzz-build
 
 all: train $(REPORT_BINS)
 
@@ -80,6 +82,12 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libtinyrope.a
 
 # test_report calls the report tools' functions (and runs the two binaries for their errors).
 $(BUILD)/tests/test_report: $(BUILD)/tests/test_report.o $(REPORT_OBJS) $(BUILD)/libtinyrope.a
+	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# test_fuzz_regressions replays the committed fuzz inputs through the fuzz targets' functions.
+FUZZ_TARGET_SRCS := $(wildcard tests/fuzz/fuzz_support.c tests/fuzz/targets_*.c)
+$(BUILD)/tests/test_fuzz_regressions: $(BUILD)/tests/test_fuzz_regressions.o \
+		$(FUZZ_TARGET_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/libtinyrope.a
 	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The test command of the README: the fast build, then the sanitizer build on small inputs.
@@ -124,7 +132,45 @@ bench:
 	$(MAKE) --no-print-directory bench-train
 	$(MAKE) --no-print-directory bench-hdd
 
-clean:
-	rm -rf build build-san train
+# Fuzzing: libFuzzer with ASan + UBSan through clang, in its own build directory, without
+# OpenMP (one thread: reproducible, and no libomp next to OpenBLAS's libgomp). One binary per
+# target, named in tests/fuzz/fuzz_targets.h; seeds are generated into $(FUZZ_BUILD)/seeds.
+FUZZ_CC      ?= clang
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(shell grep -o 'X([a-z0-9_]*)' tests/fuzz/fuzz_targets.h | sed 's/^X(//; s/)$$//')
+FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -MMD -MP -I. -I$(BLAS_INC) \
+                -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_TARGET_SRCS:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_LD      := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(LDLIBS)
 
+$(FUZZ_BUILD)/.clang-ok: scripts/install_deps.sh
+	@FUZZ_CC=$(FUZZ_CC) sh scripts/install_deps.sh fuzz
+	@mkdir -p $(FUZZ_BUILD) && touch $@
+
+$(FUZZ_BUILD)/%.o: %.c | $(DEPS_OK) $(FUZZ_BUILD)/.clang-ok
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_entry.c $(FUZZ_OBJS) | $(FUZZ_BUILD)/.clang-ok
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET_FN=fuzz_$* $^ -o $@ $(FUZZ_LD)
+
+# ./train built the same way, to write the generated seeds (a tokenizer, shards, a checkpoint).
+$(FUZZ_BUILD)/train: $(FUZZ_BUILD)/train.o $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(filter-out $(FUZZ_BUILD)/tests/%,$^) -o $@ $(FUZZ_LD)
+
+$(FUZZ_BUILD)/seeds/.done: tests/fuzz/make_seeds.sh $(FUZZ_BUILD)/train
+	@sh tests/fuzz/make_seeds.sh $(FUZZ_BUILD)/train $(FUZZ_BUILD)/seeds
+	@touch $@
+
+fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/seeds/.done
+
+fuzz: fuzz-build
+	@sh tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+clean:
+	rm -rf build build-san build-fuzz train
+
+-include $(FUZZ_TARGET_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_OBJS:.o=.d) $(FUZZ_BUILD)/train.d
 -include $(LIB_OBJS:.o=.d) $(BUILD)/train.d $(TEST_BINS:%=%.d) $(REPORT_OBJS:.o=.d) $(REPORT_BINS:$(BUILD)/%=$(BUILD)/scripts/%.d)

@@ -389,7 +389,8 @@ void hdd_backward_unit_lanes(const Hdd *d, long u, int rows, int l, float *dqkv,
             for (size_t e = 0; e < per_head; e += 16) __builtin_prefetch(saved - HDD_PREFETCH * head_rows + e);
             for (int r = 0; r < rows; r++)
                 for (int e = 0; e < d->hs; e += 16) {
-                    const size_t at = (size_t)r * T * S + q_off + e - ahead;
+                    /* signed: HDD_PREFETCH positions back may lie before row + q_off */
+                    const ptrdiff_t at = (ptrdiff_t)((size_t)r * T * S + q_off + e) - (ptrdiff_t)ahead;
                     __builtin_prefetch(row + at);
                     __builtin_prefetch(row + C + at);
                     __builtin_prefetch(drow + at, 1);

@@ -391,7 +391,8 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv
                 __builtin_prefetch(P - HDD_PREFETCH * head_rows);
                 __builtin_prefetch(P - HDD_PREFETCH * head_rows + cc - 1);
                 for (int r = 0; r < rows; r++) {
-                    const size_t at = (size_t)r * T * S + q_off - ahead;
+                    /* signed: HDD_PREFETCH positions back may lie before row + q_off */
+                    const ptrdiff_t at = (ptrdiff_t)((size_t)r * T * S + q_off) - (ptrdiff_t)ahead;
                     __builtin_prefetch(row + at);
                     __builtin_prefetch(row + C + at);
                     __builtin_prefetch(drow + at, 1);
