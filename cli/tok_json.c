@@ -42,9 +42,9 @@ int tok_json_write(const Tokenizer *tok, const char *path) {
     }
     cJSON *merges = cJSON_AddArrayToObject(root, "merges");
     int ours = eot == 256 + n_merges && V == 257 + n_merges;
-    for (int r = 0; r < n_merges; r++) {
-        uint32_t left, right;
-        ours = ours && tok_merge(tok, r, &left, &right) == 256 + r;
+    for (int r = 0; r < n_merges && ours; r++) {
+        uint32_t left = 0, right = 0;
+        ours = tok_merge(tok, r, &left, &right) == 256 + r;
         const int pair[2] = {(int)left, (int)right};
         cJSON_AddItemToArray(merges, cJSON_CreateIntArray(pair, 2));
     }
