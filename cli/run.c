@@ -205,6 +205,9 @@ void run_setup(TrainingRun *run, const RunOptions *opts) {
     const double t_micro = measure_micro_step(run, &t_forward);
     print_summary(run);
     resume_or_start(run, opts->resume);
+    if (opts->resume && opts->stop_at > 0 && (uint64_t)opts->stop_at < rd->progress.step)
+        tr_die("--stop-at %lld: the checkpoint is already at step %llu; give a later step", opts->stop_at,
+               (unsigned long long)rd->progress.step);
     print_estimate(run, t_micro, t_forward);
 
     if (!(run->log = fopen(run->log_path, "a"))) tr_die("%s: cannot append: %s", run->log_path, strerror(errno));

@@ -171,6 +171,10 @@ static void test_resume_past_the_end_refused(void) {
     int rc = run_train(args);
     CHECKF(rc == 1 && last_line_is_the_error("checkpoint.bin", "past train.max_steps"), "status %d: %s", rc,
            err_buf);
+    /* Likewise a --stop-at before the checkpoint's step: nothing to do, said as such. */
+    snprintf(args, sizeof args, FAULT_RUN " --set out_dir=%s --resume --stop-at 1", dir);
+    rc = run_train(args);
+    CHECKF(rc == 1 && last_line_is_the_error("--stop-at 1", "already at step"), "status %d: %s", rc, err_buf);
     char *log_after = tr_read_file(log_path, NULL), *final_after = tr_read_file(final_path, NULL);
     CHECK(log_before && log_after && !strcmp(log_before, log_after));
     CHECK(final_before && final_after && !strcmp(final_before, final_after));
@@ -180,8 +184,8 @@ static void test_resume_past_the_end_refused(void) {
     free(final_after);
 }
 
-/* The estimate and ETA formatter against hand-computed strings, huge values included (an int
- * conversion gave "-596523h-14m"). */
+/* The estimate and ETA formatter against hand-computed strings, huge values included (where an
+ * int would overflow into a negative duration). */
 static void test_format_duration(void) {
     const struct { double seconds; const char *want; } cases[] = {
         {0, "0s"}, {59.9, "59s"}, {61, "1m01s"}, {3599, "59m59s"}, {3600, "1h00m"}, {5 * 3600 + 65, "5h01m"},
