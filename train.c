@@ -2,13 +2,15 @@
  *
  *   ./train run configs/demo.json [--set model.n_layer=2]... [--resume]
  *         the main job: learn (or load) the tokenizer, prepare the shards, train, evaluate on the
- *         whole validation split, log to <out_dir>/log.csv, checkpoint
+ *         whole validation split, log to <out_dir>/log.csv, checkpoint; or, when the config's data
+ *         spec is a synthetic task (configs/state/), train on fresh task sequences (cli/task_run.h)
  *   ./train config configs/small/hddrope-c4.json [--set ...]
  *         print the config as `run` resolves and records it
  *   ./train sample runs/demo [--prompt TEXT] [--temperature 0.8]
  *         a story from the run's checkpoint
  *   ./train eval runs/demo --block-size 512 [--bca] [--out per_position.csv]
- *         length extrapolation: the run's checkpoint at another context, on the whole val split
+ *         length extrapolation: the run's checkpoint at another context, on the whole val split;
+ *         on a task run: accuracy (per position with --out) and the solved length
  *   ./train tokenizer --data configs/data/sample.json --vocab 4096 --out runs/tok.bpe
  *         learn a byte-level BPE tokenizer from the train split of a data spec (or --input FILES)
  *   ./train prepare --data configs/data/sample.json --tokenizer runs/tok.bpe --out runs/data
@@ -39,6 +41,7 @@
 #include "cli/run.h"
 #include "cli/run_dir.h"
 #include "cli/story.h"
+#include "cli/task_run.h"
 #include "cli/tok_cli.h"
 #include "data/loader.h"
 #include "model/config.h"
@@ -122,6 +125,7 @@ static int cmd_sample(int argc, char **argv) {
     run_dir_init(&rd, run_dir);
     if (ckpt) snprintf(rd.checkpoint_path, sizeof rd.checkpoint_path, "%s", ckpt);
     run_dir_read_config(&rd);
+    if (task_run_open(&rd)) tr_die("%s/task.json: a task run has no tokenizer: use eval", run_dir);
     run_dir_load_model(&rd, (int)rd.config.model.block_size);
     write_story(&rd.model, rd.tokenizer, prompt, (int)n_tokens, (float)temperature, (float)top_p, (uint64_t)seed,
                 stdout);
@@ -162,16 +166,19 @@ static int cmd_config(int argc, char **argv) {
  * ./train eval RUN_DIR [--block-size N] [--bca] [--out FILE.csv] [--max-tokens N] [--batch-size B]:
  * length extrapolation. The run's model (its config.json, tokenizer and the parameters of
  * checkpoint.bin) is rebuilt with a context of N tokens and evaluated on the whole validation
- * split with `run`'s own evaluation: windows of N+1 tokens, every val token predicted once.
+ * split with `run`'s own evaluation: windows of N+1 tokens, every val token predicted once. A
+ * task run is evaluated by task_run_eval (cli/task_run.h): its validation sequences at N tokens.
  */
 static void eval_usage(void) {
     fprintf(stderr, "usage: train eval RUN_DIR [--block-size N] [--bca] [--out FILE.csv] [--max-tokens N]\n"
                     "                  [--batch-size B]\n"
-                    "  mean val loss and bits per byte of the run's checkpoint at a context of N tokens\n"
+                    "  mean val loss and bits per byte of the run's checkpoint at a context of N tokens;\n"
+                    "  on a task run: val loss, accuracy and solved length on sequences of N tokens\n"
                     "  --block-size N   context length (default: the trained block_size)\n"
                     "  --bca            blockwise causal attention, blocks of block_size/2 (xPos paper;\n"
                     "                   relative encodings only: not with learned)\n"
-                    "  --out FILE.csv   per-position mean loss: position,loss,tokens (N rows)\n"
+                    "  --out FILE.csv   per-position mean loss: position,loss,tokens (N rows);\n"
+                    "                   a task run: position,supervised,correct,accuracy\n"
                     "  --max-tokens N   stop after about N target tokens (default: the whole split)\n"
                     "  --batch-size B   windows per forward (default: batch_size * block_size / N)\n");
 }
@@ -200,6 +207,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!tr_file_exists(rd.checkpoint_path))
         tr_die("%s: missing: the run has no checkpoint to evaluate", rd.checkpoint_path);
     run_dir_read_config(&rd);
+    if (task_run_open(&rd)) return task_run_eval(&rd, (int)T, (int)B, (long)max_tokens, bca, csv_path);
     const int T_train = (int)rd.config.model.block_size;
     if (!T) T = T_train;
     if (!B) B = T_train * rd.config.train.batch_size / T > 1 ? T_train * rd.config.train.batch_size / T : 1;

@@ -7,6 +7,7 @@
 
 #include "base/util.h"
 #include "cli/args.h"
+#include "data/tasks.h"
 
 void batch_alloc(Batch *batch, int B, int T) {
     const size_t n = (size_t)B * T;
@@ -25,12 +26,14 @@ EvalResult evaluate(GPT *model, TokenLoader *val, Batch *batch, long max_tokens,
     const int B = batch->B, T = batch->T;
     EvalResult r = {0};
     double nats = 0;
+    int64_t correct = 0, counted = 0;
     loader_reset(val);
     int rc;
     while ((rc = loader_next_batch(val, batch->inputs, batch->targets)) == 1) {
         if (gpt_forward(model, batch->inputs, batch->targets, B, T) != 0) tr_die_with_error();
         nats += (double)model->mean_loss * (double)model->n_targets;
         r.tokens += (uint64_t)model->n_targets;
+        task_count_correct(model->acts.probs, batch->targets, B, T, model->config.V, &correct, &counted);
         if (per_position)
             for (long i = 0; i < (long)B * T; i++)
                 if (batch->targets[i] >= 0) {
@@ -44,6 +47,7 @@ EvalResult evaluate(GPT *model, TokenLoader *val, Batch *batch, long max_tokens,
     if (rc == 1) bytes *= (double)r.tokens / (double)(loader_num_tokens(val) - 1);   /* capped */
     r.loss = r.tokens ? nats / (double)r.tokens : 0.0;
     r.bits_per_byte = bytes > 0 ? nats / log(2.0) / bytes : 0.0;
+    r.accuracy = counted ? (double)correct / (double)counted : 0.0;
     return r;
 }
 

@@ -1,6 +1,7 @@
-/* evaluate.h: the loss of a model over the validation split, as `run` reports it every
- * eval_every steps and `eval` at other context lengths (evaluate.c). Every window of the split
- * is read once, so every val token is predicted once.
+/* evaluate.h: the loss and next-token accuracy of a model over the validation split, as `run`
+ * reports them every eval_every steps and `eval` at other context lengths (evaluate.c). Every
+ * window of the split is read once, so every val token is predicted once. A task run evaluates
+ * on its task instead (task_run.h), into the same EvalResult.
  */
 #ifndef TINYROPE_EVALUATE_H
 #define TINYROPE_EVALUATE_H
@@ -22,7 +23,8 @@ void batch_free(Batch *batch);
 
 typedef struct {
     double loss;              /* mean loss per target token, nats */
-    double bits_per_byte;
+    double bits_per_byte;     /* NaN for a task run: a task has no bytes */
+    double accuracy;          /* the fraction of targets that are the model's most likely token */
     uint64_t tokens;          /* targets evaluated */
 } EvalResult;
 
@@ -32,8 +34,9 @@ typedef struct {
     uint64_t tokens;
 } PositionLoss;
 
-/* Mean loss over the validation split (all of it unless max_tokens > 0 caps it), and bits per
- * byte: total nats / ln 2 / text bytes, with the split's text bytes prorated when capped. When
+/* Mean loss over the validation split (all of it unless max_tokens > 0 caps it), bits per byte:
+ * total nats / ln 2 / text bytes, with the split's text bytes prorated when capped, and the
+ * accuracy of the argmax (task_count_correct of data/tasks.h) over the same targets. When
  * per_position (batch->T entries) is given, each target's loss is also added at its window
  * position. */
 EvalResult evaluate(GPT *model, TokenLoader *val, Batch *batch, long max_tokens, PositionLoss *per_position);

@@ -238,7 +238,7 @@ void import_run(const ImportOptions *o) {
     free(fresh.v);
     char log_path[RUN_DIR_PATH_MAX];
     run_dir_path(log_path, sizeof log_path, o->out_dir, "log.csv");
-    write_text(log_path, "step,tokens,train_loss,val_loss,val_bpb,lr,grad_norm,elapsed_s,tokens_per_s\n");
+    write_text(log_path, "step,tokens,train_loss,val_loss,val_bpb,val_acc,lr,grad_norm,elapsed_s,tokens_per_s\n");
 
     if (!o->no_data) {
         DataSpec spec;

@@ -14,6 +14,7 @@
 #include "base/util.h"
 #include "cli/args.h"
 #include "cli/story.h"
+#include "cli/task_run.h"
 #include "cli/tok_cli.h"
 #include "data/data_spec.h"
 #include "data/shard_writer.h"
@@ -24,7 +25,8 @@
 
 /* The files a run writes into its directory: a crash while writing one leaves its temporary. */
 static int is_run_file(const char *name) {
-    static const char *const names[] = {"config.json", "log.csv", "checkpoint.bin", "final.json", "tokenizer.bpe"};
+    static const char *const names[] = {"config.json", "log.csv", "checkpoint.bin", "final.json", "tokenizer.bpe",
+                                        "task.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -34,18 +36,22 @@ static void print_removed_temporaries(int n, const char *dir) {
     printf("removed %d temporary file(s) left in %s by an interrupted write\n", n, dir);
 }
 
-/* Tokenizer: the config's file, else the run's own: learned afresh by a new run (it is
+/* A task spec: the task, checked against the config, and no tokenizer or loaders (task_run.h).
+ * Text: the tokenizer, the config's file, else the run's own: learned afresh by a new run (it is
  * deterministic, so the shards of an identical earlier run are still reused), loaded on resume.
  * Then the shards, and a loader for each split. */
-static void open_data(TrainingRun *run, int resume) {
+static void open_data(TrainingRun *run, int resume, const char *config_path) {
     RunDir *rd = &run->dir;
     const int B = (int)rd->config.train.batch_size, T = (int)rd->config.model.block_size;
+    const int is_task = task_spec_file_is_task(rd->config.data);
     DataSpec spec;
-    if (data_spec_load(rd->config.data, &spec) != 0) tr_die_with_error();
+    if (is_task) task_run_load(rd, rd->config.data, config_path);
+    else if (data_spec_load(rd->config.data, &spec) != 0) tr_die_with_error();
     if (tr_mkdir_p(rd->dir) != 0) tr_die_with_error();
     const int removed = tr_remove_stale_temporaries(rd->dir, is_run_file);
     if (removed < 0) tr_die_with_error();
     if (removed) print_removed_temporaries(removed, rd->dir);
+    if (is_task) return;
     run_dir_name_tokenizer(rd);
     if (rd->config.tokenizer.file[0] || resume) {
         if (!(rd->tokenizer = tok_load(rd->tokenizer_path))) tr_die_with_error();
@@ -89,13 +95,14 @@ static void build_model_and_optimizer(TrainingRun *run) {
 static double measure_micro_step(TrainingRun *run, double *forward_s) {
     GPT *model = &run->dir.model;
     Batch *batch = &run->batch;
-    if (loader_next_batch(run->train, batch->inputs, batch->targets) != 1) tr_die_with_error();
+    if (run->dir.task) task_train_batch(run->dir.task, (uint64_t)run->dir.config.seed, 0, batch);
+    else if (loader_next_batch(run->train, batch->inputs, batch->targets) != 1) tr_die_with_error();
     double t_micro = tr_now_seconds();
     if (gpt_forward(model, batch->inputs, batch->targets, batch->B, batch->T) != 0) tr_die_with_error();
     *forward_s = tr_now_seconds() - t_micro;
     gpt_backward(model, batch->inputs, 1.0f);
     t_micro = tr_now_seconds() - t_micro;
-    loader_set_state(run->train, (LoaderState){0, 0});
+    if (run->train) loader_set_state(run->train, (LoaderState){0, 0});
     return t_micro;
 }
 
@@ -108,12 +115,17 @@ static void print_summary(const TrainingRun *run) {
     printf("memory: parameters %.1f MB, gradients %.1f MB, AdamW %.1f MB, activations (B=%d) %.1f MB, "
            "their gradients %.1f MB\n", model->num_params * 4e-6, model->num_params * 4e-6,
            model->num_params * 8e-6, run->batch.B, model->num_acts * 4e-6, model->num_grad_acts * 4e-6);
-    printf("data: train %llu tokens, val %llu tokens; %ld tokens per step\n",
-           (unsigned long long)loader_num_tokens(run->train), (unsigned long long)loader_num_tokens(run->val),
-           cfg->train.batch_size * cfg->model.block_size * cfg->train.grad_accum);
+    if (run->dir.task)
+        printf("data: task %s (vocabulary %d, length %d), fresh sequences every step, val %ld sequences; %ld tokens "
+               "per step\n", cfg->data, task_vocab_size(run->dir.task->task), run->batch.T,
+               run->dir.task->val_sequences, cfg->train.batch_size * run->batch.T * cfg->train.grad_accum);
+    else
+        printf("data: train %llu tokens, val %llu tokens; %ld tokens per step\n",
+               (unsigned long long)loader_num_tokens(run->train), (unsigned long long)loader_num_tokens(run->val),
+               cfg->train.batch_size * cfg->model.block_size * cfg->train.grad_accum);
 }
 
-#define LOG_HEADER "step,tokens,train_loss,val_loss,val_bpb,lr,grad_norm,elapsed_s,tokens_per_s\n"
+#define LOG_HEADER "step,tokens,train_loss,val_loss,val_bpb,val_acc,lr,grad_norm,elapsed_s,tokens_per_s\n"
 
 /* On resume, keeps the CSV rows up to the checkpoint's step, so the rows that follow line up
  * with those of an uninterrupted run. A last line without its newline is a row torn by a crash
@@ -146,12 +158,18 @@ static void resume_or_start(TrainingRun *run, int resume) {
             tr_die("%s: at step %llu, past train.max_steps = %ld: nothing to resume; raise train.max_steps to "
                    "train on, or drop --resume to start afresh", rd->checkpoint_path,
                    (unsigned long long)rd->progress.step, rd->config.train.max_steps);
-        if (loader_set_state(run->train, rd->progress.loader) != 0) tr_die_with_error();
+        if (run->train && loader_set_state(run->train, rd->progress.loader) != 0) tr_die_with_error();
         truncate_log(run->log_path, rd->progress.step);
         printf("resumed from %s at step %llu\n", rd->checkpoint_path, (unsigned long long)rd->progress.step);
         return;
     }
     remove(run->final_path);   /* a finished earlier run in this directory is being replaced */
+    if (rd->task) task_run_write_spec(rd);
+    else {
+        char task_path[RUN_DIR_PATH_MAX];   /* an earlier task run's: this run is text */
+        run_dir_path(task_path, sizeof task_path, rd->dir, "task.json");
+        remove(task_path);
+    }
     char *json = config_to_json(&rd->config);
     TrAtomicFile af;
     if (tr_atomic_open(&af, rd->config_path) != 0) tr_die_with_error();
@@ -178,7 +196,8 @@ void run_format_duration(char *out, size_t cap, double s) {
 static void print_estimate(const TrainingRun *run, double t_micro, double t_forward) {
     const RunConfig *cfg = &run->dir.config;
     const long steps_left = cfg->train.max_steps - (long)run->dir.progress.step;
-    const double val_batches = ceil((double)loader_num_tokens(run->val) / ((double)run->batch.B * run->batch.T));
+    const double val_batches = run->dir.task ? ceil((double)run->dir.task->val_sequences / run->batch.B)
+                               : ceil((double)loader_num_tokens(run->val) / ((double)run->batch.B * run->batch.T));
     const long evals_left = steps_left / cfg->train.eval_every + 1;
     const double eval_s = val_batches * t_forward;
     char total[32];
@@ -198,9 +217,11 @@ void run_setup(TrainingRun *run, const RunOptions *opts) {
     run_dir_init(rd, rd->config.out_dir);
     run_dir_path(run->log_path, sizeof run->log_path, rd->dir, "log.csv");
     run_dir_path(run->final_path, sizeof run->final_path, rd->dir, "final.json");
-    open_data(run, opts->resume);
+    open_data(run, opts->resume, opts->config_path);
     build_model_and_optimizer(run);
-    batch_alloc(&run->batch, (int)rd->config.train.batch_size, (int)rd->config.model.block_size);
+    /* A task run trains at its task's length, at most block_size (task_run_load checks). */
+    batch_alloc(&run->batch, (int)rd->config.train.batch_size,
+                rd->task ? task_length(rd->task->task) : (int)rd->config.model.block_size);
     double t_forward;
     const double t_micro = measure_micro_step(run, &t_forward);
     print_summary(run);
@@ -231,7 +252,10 @@ void run_train_step(TrainingRun *run) {
     gpt_zero_grad(model);
     run->train_loss = 0;
     for (long micro = 0; micro < accum; micro++) {
-        if (loader_next_batch(run->train, batch->inputs, batch->targets) != 1) tr_die_with_error();
+        if (run->dir.task)
+            task_train_batch(run->dir.task, (uint64_t)run->dir.config.seed, step * (uint64_t)accum + (uint64_t)micro,
+                             batch);
+        else if (loader_next_batch(run->train, batch->inputs, batch->targets) != 1) tr_die_with_error();
         if (gpt_forward(model, batch->inputs, batch->targets, batch->B, batch->T) != 0) tr_die_with_error();
         if (!isfinite(model->mean_loss))
             tr_die("step %llu: the loss is %f; stopping (the last checkpoint, if any, is intact)",
@@ -272,24 +296,39 @@ static void die_keeping_checkpoint(const TrainingRun *run) {
     tr_die("%s; stopping (no checkpoint was saved yet)", tr_error());
 }
 
+/* The validation split, or a task run's validation set. */
+static EvalResult evaluate_run(TrainingRun *run) {
+    const RunConfig *cfg = &run->dir.config;
+    if (run->dir.task)
+        return task_evaluate(&run->dir.model, run->dir.task, (uint64_t)cfg->seed, &run->batch,
+                             cfg->train.eval_max_tokens, NULL, NULL);
+    return evaluate(&run->dir.model, run->val, &run->batch, cfg->train.eval_max_tokens, NULL);
+}
+
 void run_evaluate_and_log(TrainingRun *run) {
     const CheckpointState *progress = &run->dir.progress;
-    EvalResult ev = run->last_eval = evaluate(&run->dir.model, run->val, &run->batch,
-                                              run->dir.config.train.eval_max_tokens, NULL);
+    EvalResult ev = run->last_eval = evaluate_run(run);
     if (run->tty) printf("\n");
-    printf("eval step %llu: val loss %.4f, %.4f bits per byte (%llu tokens)\n", (unsigned long long)progress->step,
-           ev.loss, ev.bits_per_byte, (unsigned long long)ev.tokens);
-    /* Synced before the checkpoint of this step is saved: a checkpoint never gets ahead of its rows. */
-    if (tr_writef(run->log, run->log_path, "%llu,%llu,%.6f,%.6f,%.6f,%.6e,%.6f,%.2f,%.1f\n",
+    if (run->dir.task)
+        printf("eval step %llu: val loss %.4f, accuracy %.4f (%llu supervised positions)\n",
+               (unsigned long long)progress->step, ev.loss, ev.accuracy, (unsigned long long)ev.tokens);
+    else
+        printf("eval step %llu: val loss %.4f, %.4f bits per byte, accuracy %.4f (%llu tokens)\n",
+               (unsigned long long)progress->step, ev.loss, ev.bits_per_byte, ev.accuracy,
+               (unsigned long long)ev.tokens);
+    /* Synced before the checkpoint of this step is saved: a checkpoint never gets ahead of its rows.
+     * A task run's val_bpb is nan: it has no bytes. */
+    if (tr_writef(run->log, run->log_path, "%llu,%llu,%.6f,%.6f,%.6f,%.6f,%.6e,%.6f,%.2f,%.1f\n",
                   (unsigned long long)progress->step, (unsigned long long)progress->tokens_seen, run->train_loss,
-                  ev.loss, ev.bits_per_byte, run->lr, run->grad_norm, progress->elapsed_s, run->tokens_per_s) != 0 ||
+                  ev.loss, ev.bits_per_byte, ev.accuracy, run->lr, run->grad_norm, progress->elapsed_s,
+                  run->tokens_per_s) != 0 ||
         tr_sync(run->log, run->log_path) != 0)
         die_keeping_checkpoint(run);
 }
 
 void run_save_checkpoint(TrainingRun *run) {
     RunDir *rd = &run->dir;
-    rd->progress.loader = loader_get_state(run->train);
+    rd->progress.loader = run->train ? loader_get_state(run->train) : (LoaderState){0, 0};
     if (checkpoint_save(rd->checkpoint_path, &rd->progress, rd->model.params_memory, rd->model.num_params,
                         &run->opt) != 0)
         die_keeping_checkpoint(run);
@@ -303,13 +342,16 @@ void run_save_checkpoint(TrainingRun *run) {
 static void write_final(TrainingRun *run) {
     const CheckpointState *progress = &run->dir.progress;
     if (!run->last_eval.tokens)   /* resumed from the final checkpoint: nothing was evaluated */
-        run->last_eval = evaluate(&run->dir.model, run->val, &run->batch, run->dir.config.train.eval_max_tokens,
-                                  NULL);
+        run->last_eval = evaluate_run(run);
+    const EvalResult *ev = &run->last_eval;
+    char bpb[32];   /* JSON has no NaN: a task run's val_bpb is null */
+    if (isfinite(ev->bits_per_byte)) snprintf(bpb, sizeof bpb, "%.6f", ev->bits_per_byte);
+    else snprintf(bpb, sizeof bpb, "null");
     TrAtomicFile af;
     if (tr_atomic_open(&af, run->final_path) != 0) tr_die_with_error();
-    tr_atomic_writef(&af, "{\"step\": %llu, \"tokens\": %llu, \"val_loss\": %.6f, \"val_bpb\": %.6f, "
-                     "\"elapsed_s\": %.2f}\n", (unsigned long long)progress->step, (unsigned long long)progress->tokens_seen, run->last_eval.loss,
-            run->last_eval.bits_per_byte, progress->elapsed_s);
+    tr_atomic_writef(&af, "{\"step\": %llu, \"tokens\": %llu, \"val_loss\": %.6f, \"val_bpb\": %s, "
+                     "\"val_acc\": %.6f, \"elapsed_s\": %.2f}\n", (unsigned long long)progress->step,
+                     (unsigned long long)progress->tokens_seen, ev->loss, bpb, ev->accuracy, progress->elapsed_s);
     if (tr_atomic_commit(&af) != 0) die_keeping_checkpoint(run);
 }
 
@@ -320,7 +362,7 @@ void run_finish(TrainingRun *run) {
     run->log = NULL;
     if (log_failed) die_keeping_checkpoint(run);
     if (finished) write_final(run);
-    if (finished && cfg->train.sample_tokens > 0) {
+    if (finished && cfg->train.sample_tokens > 0 && !run->dir.task) {
         printf("sample (temperature 0.8, top-p 0.9):\n");
         write_story(&run->dir.model, run->dir.tokenizer, "Once upon a time", (int)cfg->train.sample_tokens, 0.8f,
                     0.9f, (uint64_t)cfg->seed, stdout);

@@ -1,11 +1,13 @@
 /* run.h: the stages of `train run`, in the order cmd_run (train.c) calls them: set up (config,
  * tokenizer, shards, model, optimizer; a fresh start or a resume), then per step one update,
  * the progress line, the evaluation with its log.csv row and the checkpoint, each when due, and
- * at the end final.json and a story (run.c).
+ * at the end final.json and a story (run.c). A run whose data spec is a synthetic task has no
+ * tokenizer, shards or story: it draws fresh task sequences every step (cli/task_run.h).
  *
  * A run resumed from its checkpoint continues exactly: the checkpoint holds the parameters, the
- * AdamW state, the loader position and the clock, and log.csv is cut back to the checkpoint's
- * step (a row torn by a crash dropped), so the rows that follow are those of an uninterrupted run.
+ * AdamW state, the loader position (a task run's batches follow from the step alone) and the
+ * clock, and log.csv is cut back to the checkpoint's step (a row torn by a crash dropped), so the
+ * rows that follow are those of an uninterrupted run.
  * A checkpoint past train.max_steps is refused: training cannot go back to the step asked for.
  *
  * Nothing is lost under faults: every row of log.csv is written, flushed and fsynced before the
@@ -34,7 +36,7 @@ typedef struct {
 
 typedef struct {
     RunDir dir;                  /* config, tokenizer, model, progress (step, tokens, clock) */
-    TokenLoader *train, *val;
+    TokenLoader *train, *val;    /* NULL for a task run */
     AdamW opt;
     LrSchedule schedule;
     Batch batch;
@@ -57,7 +59,8 @@ void run_setup(TrainingRun *run, const RunOptions *opts);
 /* One optimizer update over grad_accum micro-batches; dies if the loss or gradient is not finite. */
 void run_train_step(TrainingRun *run);
 void run_print_progress(const TrainingRun *run);
-/* Evaluates on the validation split, prints the result and appends the log.csv row. */
+/* Evaluates on the validation split (a task run: its validation set), prints the result and
+ * appends the log.csv row: val_acc is the next-token accuracy, val_bpb nan for a task run. */
 void run_evaluate_and_log(TrainingRun *run);
 void run_save_checkpoint(TrainingRun *run);
 /* Closes log.csv; a finished run also writes final.json and a story. */

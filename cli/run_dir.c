@@ -7,6 +7,7 @@
 
 #include "base/util.h"
 #include "cli/args.h"
+#include "cli/task_run.h"
 
 void run_dir_path(char *out, size_t cap, const char *dir, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
 
@@ -17,6 +18,7 @@ void run_dir_init(RunDir *rd, const char *dir) {
     run_dir_path(rd->data_dir, sizeof rd->data_dir, dir, "data");
     rd->tokenizer_path[0] = '\0';
     rd->tokenizer = NULL;
+    rd->task = NULL;
 }
 
 void run_dir_read_config(RunDir *rd) {
@@ -31,14 +33,15 @@ void run_dir_name_tokenizer(RunDir *rd) {
 
 void run_dir_load_model(RunDir *rd, int max_T) {
     run_dir_name_tokenizer(rd);
-    if (!(rd->tokenizer = tok_load(rd->tokenizer_path))) tr_die_with_error();
+    if (!rd->task && !(rd->tokenizer = tok_load(rd->tokenizer_path))) tr_die_with_error();
     run_dir_build_model(rd, max_T);
     run_dir_load_checkpoint(rd, NULL);
 }
 
 void run_dir_build_model(RunDir *rd, int max_T) {
     const RunConfig *cfg = &rd->config;
-    GPTConfig mc = {.V = tok_vocab_size(rd->tokenizer), .L = (int)cfg->model.n_layer, .C = (int)cfg->model.n_embd,
+    const int V = rd->task ? (int)cfg->tokenizer.vocab_size : tok_vocab_size(rd->tokenizer);
+    GPTConfig mc = {.V = V, .L = (int)cfg->model.n_layer, .C = (int)cfg->model.n_embd,
                     .NH = (int)cfg->model.n_head, .max_T = max_T};
     if (gpt_build(&rd->model, &mc, cfg->model.posenc, (uint64_t)cfg->seed) != 0) tr_die_with_error();
 }
@@ -56,10 +59,13 @@ static void batch_shape(const RunConfig *cfg, long shape[2]) {
     shape[1] = cfg->train.grad_accum;
 }
 
+/* The data part of the hash: the tokenizer's, or a task run's spec and vocabulary. */
+static uint64_t data_hash(const RunDir *rd) { return rd->task ? rd->task->hash : tok_hash(rd->tokenizer); }
+
 uint64_t run_dir_config_hash(const RunDir *rd) {
     long shape[2];
     batch_shape(&rd->config, shape);
-    uint64_t tok_h = tok_hash(rd->tokenizer);
+    uint64_t tok_h = data_hash(rd);
     uint64_t h = tr_fnv1a64(shape, sizeof shape, model_section_hash(&rd->config));
     return tr_fnv1a64(&tok_h, sizeof tok_h, h);
 }
@@ -70,7 +76,7 @@ void run_dir_start_progress(RunDir *rd) {
     rd->progress = (CheckpointState){.config_hash = run_dir_config_hash(rd),
                                      .model_hash = model_section_hash(&rd->config),
                                      .batch_hash = tr_fnv1a64(shape, sizeof shape, TR_FNV_OFFSET),
-                                     .tokenizer_hash = tok_hash(rd->tokenizer)};
+                                     .tokenizer_hash = data_hash(rd)};
 }
 
 /* Appends "key: <then> there, <now> here" for each key of the two JSON objects whose values
@@ -130,8 +136,12 @@ static void die_config_differs(const RunDir *rd, const CheckpointState *found) {
     }
     if (found->tokenizer_hash != now->tokenizer_hash) {
         size_t len = strlen(parts);
-        snprintf(parts + len, sizeof parts - len, "%sanother tokenizer (not %s)", len ? " and " : "",
-                 rd->tokenizer_path);
+        if (rd->task)
+            snprintf(parts + len, sizeof parts - len, "%sanother task spec or tokenizer.vocab_size (not %s)",
+                     len ? " and " : "", rd->config.data);
+        else
+            snprintf(parts + len, sizeof parts - len, "%sanother tokenizer (not %s)", len ? " and " : "",
+                     rd->tokenizer_path);
     }
     if (have_recorded) config_free(&recorded);
     tr_die("%s: made with %s; the config hash differs", rd->checkpoint_path, parts);
@@ -153,6 +163,8 @@ void run_dir_load_checkpoint(RunDir *rd, AdamW *opt) {
 void run_dir_free(RunDir *rd) {
     gpt_free(&rd->model);
     tok_free(rd->tokenizer);
+    task_run_free(rd->task);
+    rd->task = NULL;
     config_free(&rd->config);
 }
 

@@ -30,6 +30,7 @@ typedef struct {
     Tokenizer *tokenizer;
     GPT model;
     CheckpointState progress;                   /* step, tokens seen, loader position, clock */
+    struct TaskData *task;                      /* a task run's data (task_run.h), else NULL */
 } RunDir;
 
 /* <dir>/<name> into out. */
@@ -41,15 +42,15 @@ void run_dir_init(RunDir *rd, const char *dir);
 void run_dir_read_config(RunDir *rd);
 /* rd->tokenizer_path: the config's tokenizer.file, else the run's own <dir>/tokenizer.bpe. */
 void run_dir_name_tokenizer(RunDir *rd);
-/* The tokenizer, the model (contexts up to max_T) and the checkpoint's parameters: what a
- * command needs to use a trained model. */
+/* The tokenizer (none for a task run), the model (contexts up to max_T) and the checkpoint's
+ * parameters: what a command needs to use a trained model. */
 void run_dir_load_model(RunDir *rd, int max_T);
 
-/* rd->model: the config's shape with the tokenizer's vocabulary, contexts up to max_T, initialised
- * from the config's seed. */
+/* rd->model: the config's shape with the tokenizer's vocabulary (a task run's: tokenizer.vocab_size),
+ * contexts up to max_T, initialised from the config's seed. */
 void run_dir_build_model(RunDir *rd, int max_T);
 /* What a checkpoint must agree on to be loaded: the model section of the config (posenc
- * included), the batch shape and the tokenizer. */
+ * included), the batch shape and the tokenizer (for a task run: the task spec and vocab_size). */
 uint64_t run_dir_config_hash(const RunDir *rd);
 /* rd->progress for step 0: the config hash and its three parts (model, batch shape, tokenizer). */
 void run_dir_start_progress(RunDir *rd);

@@ -39,7 +39,7 @@ static inline int run_program(const char *bin, const char *args) {
 
 static inline int run_train(const char *args) { return run_program(cli_train_bin(), args); }
 
-/* Column `col` (0 = step, 3 = val_loss, 4 = val_bpb) of every row of dir/log.csv into v (at most
+/* Column `col` (0 = step, 3 = val_loss, 4 = val_bpb, 5 = val_acc) of every row of dir/log.csv into v (at most
  * cap rows). Returns the number of rows, -1 if the file cannot be read. */
 static inline int cli_log_column(const char *dir, int col, double *v, int cap) {
     char path[1200];
@@ -76,7 +76,7 @@ static inline int cli_run(const char *cmd, char *out, size_t cap) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-/* dir/log.csv with only its first 7 columns (everything but elapsed_s and tokens_per_s). */
+/* dir/log.csv with only its first 8 columns (everything but elapsed_s and tokens_per_s). */
 static inline char *cli_log_without_timing(const char *dir) {
     char path[1200];
     snprintf(path, sizeof path, "%s/log.csv", dir);
@@ -87,7 +87,7 @@ static inline char *cli_log_without_timing(const char *dir) {
     for (char *p = text; *p; p++) {
         if (*p == '\n') col = 0;
         else if (*p == ',') col++;
-        if (col < 7 || *p == '\n') *o++ = *p;
+        if (col < 8 || *p == '\n') *o++ = *p;
     }
     *o = '\0';
     free(text);

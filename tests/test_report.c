@@ -54,6 +54,18 @@ static void test_csv_columns_by_name(void) {
     csv_free(&t);
 }
 
+/* log.csv as `run` writes it: val_acc after val_bpb, and a task run's val_bpb as nan; columns are
+ * read by name, so the files without val_acc above read the same. */
+static void test_log_with_val_acc(void) {
+    const char *p = fixture("acc.csv", "step,tokens,train_loss,val_loss,val_bpb,val_acc,lr,grad_norm,elapsed_s,"
+                                       "tokens_per_s\n10,80,1.5,1.4,nan,0.25,0.001,0.5,1.0,1000\n");
+    CsvTable t;
+    CHECKF(csv_load(p, &t) == 0, "%s", tr_error());
+    const double *acc = csv_column(&t, "val_acc"), *bpb = csv_column(&t, "val_bpb"), *loss = csv_column(&t, "val_loss");
+    CHECK(acc && bpb && loss && acc[0] == 0.25 && isnan(bpb[0]) && loss[0] == 1.4);
+    csv_free(&t);
+}
+
 /* Seeds are aligned by row: the longer file's extra row is ignored; x, y are means, lo..hi the band. */
 static void test_series_aggregate(void) {
     const char *a = fixture("agg_a.csv", "x,y\n0,1\n10,3\n20,5\n30,100\n");
@@ -425,6 +437,7 @@ static void test_command_line(void) {
 
 int main(void) {
     RUN(test_csv_columns_by_name);
+    RUN(test_log_with_val_acc);
     RUN(test_series_aggregate);
     RUN(test_numbers);
     RUN(test_table_numbers);
