@@ -149,7 +149,7 @@ void task_free(Task *task) {
 }
 
 int task_vocab_size(const Task *task) {
-    return task->kind == TASK_GROUP ? group_order(task->group) : FLIPFLOP_VOCAB;
+    return task->kind == TASK_GROUP ? group_order(task->group) + 1 : FLIPFLOP_VOCAB;   /* + the start token */
 }
 
 int task_length(const Task *task) { return task->length; }
@@ -171,11 +171,16 @@ static int uniform_below(uint64_t *state, int n) { return (int)(tr_rng_u64(state
 /* Uniform in [0, 1) with 53 bits, so any p_ignore is honoured to double precision. */
 static double uniform_double(uint64_t *state) { return (double)(tr_rng_u64(state) >> 11) * 0x1p-53; }
 
+/* Position 0 holds the start token (id = the group's order), unsupervised: without it a
+ * relative encoding cannot tell position 1 of "a a" from position 0 of "a" (both attend over
+ * equal values only), and every prefix of equal elements would be a guess. */
 static void group_row(const Group *g, uint64_t *state, int T, int32_t *inputs, int32_t *targets) {
     int order = group_order(g), product = 0;
-    for (int t = 0; t < T; t++) {
+    inputs[0] = order;
+    targets[0] = -1;
+    for (int t = 1; t < T; t++) {
         int x = uniform_below(state, order);
-        product = t == 0 ? x : group_multiply(g, product, x);
+        product = t == 1 ? x : group_multiply(g, product, x);
         inputs[t] = x;
         targets[t] = product;
     }

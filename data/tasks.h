@@ -7,9 +7,10 @@
  *
  * {"task": "group", "group": G, "length": T}: the word problem of the group G (groups.h names the
  *   groups and numbers their elements). Token i is group element i, for inputs and targets alike,
- *   so the vocabulary is the group's order. The inputs are T elements x_1 .. x_T drawn uniformly;
- *   the target at every position t is the running product y_t = x_1 x_2 ... x_t, composed left
- *   to right (x_1 applied first, group_multiply's convention).
+ *   and token |G| (the group's order) is a start token, so the vocabulary is |G| + 1. Position 0
+ *   holds the start token (no target); positions 1 .. T-1 hold elements x_1 .. x_{T-1} drawn
+ *   uniformly, and the target at position t is the running product y_t = x_1 x_2 ... x_t,
+ *   composed left to right (x_1 applied first, group_multiply's convention).
  *
  * {"task": "flipflop", "length": T, "p_ignore": p}: flip-flop language modelling (Liu et al.
  *   2023, "Exposing Attention Glitches with Flip-Flop Language Modeling"). T tokens (T even) are

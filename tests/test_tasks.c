@@ -232,13 +232,14 @@ static void test_group_targets_match_reference(void) {
         if (!task) continue;
         RefGroup *r = malloc(sizeof *r);
         ref_group(permutation_groups[i], r);
-        CHECK(task_vocab_size(task) == r->order && task_length(task) == 64);
+        CHECK(task_vocab_size(task) == r->order + 1 && task_length(task) == 64);
         task_batch(task, 11, 3, B, T, in, tg);
         int failures = 0;
         for (int b = 0; b < B; b++) {
+            failures += in[b * T] != r->order || tg[b * T] != -1;   /* the start token, unsupervised */
             int current[REF_MAX_DEGREE] = {0}, next[REF_MAX_DEGREE] = {0};
             for (int k = 0; k < r->degree; k++) current[k] = k;
-            for (int t = 0; t < T; t++) {
+            for (int t = 1; t < T; t++) {
                 int x = in[b * T + t];
                 if (x < 0 || x >= r->order) { failures++; break; }
                 for (int k = 0; k < r->degree; k++) next[k] = r->perm[x][current[k]];
@@ -257,8 +258,9 @@ static void test_group_targets_match_reference(void) {
         int failures = 0;
         int *rotation = malloc(sizeof(int) * 997);
         for (int b = 0; b < B; b++) {
+            failures += in[b * T] != 997 || tg[b * T] != -1;
             for (int k = 0; k < 997; k++) rotation[k] = k;
-            for (int t = 0; t < T; t++) {
+            for (int t = 1; t < T; t++) {
                 for (int k = 0; k < 997; k++) rotation[k] = (rotation[k] + in[b * T + t]) % 997;
                 failures += tg[b * T + t] != rotation[0];
             }
@@ -280,7 +282,8 @@ static void test_group_inputs_uniform(void) {
     long counts[60] = {0}, total = 0;
     for (int i = 0; i < batches; i++) {
         task_batch(task, 1, (uint64_t)i, B, T, in, tg);
-        for (int k = 0; k < B * T; k++) counts[in[k]]++, total++;
+        for (int k = 0; k < B * T; k++)
+            if (k % T != 0) counts[in[k]]++, total++;   /* position 0 is the start token */
     }
     double mean = total / 60.0, sigma = sqrt(total * (1.0 / 60) * (59.0 / 60));
     for (int e = 0; e < 60; e++)
@@ -506,8 +509,9 @@ static void test_metrics_on_task_batches(void) {
         task_count_correct_by_position(scores, tg, B, T, V, correct_at, supervised_at);
         int64_t correct = 0, supervised = 0;
         task_count_correct(scores, tg, B, T, V, &correct, &supervised);
-        CHECK(supervised == B * T && correct == (shift ? 0 : B * T));
-        CHECK(task_solved_length(correct_at, supervised_at, T, TASK_SOLVED_THRESHOLD) == (shift ? 0 : T));
+        /* position 0 (the start token) is unsupervised: it neither counts nor ends the solved length */
+        CHECK(supervised == B * (T - 1) && correct == (shift ? 0 : B * (T - 1)));
+        CHECK(task_solved_length(correct_at, supervised_at, T, TASK_SOLVED_THRESHOLD) == (shift ? 1 : T));
     }
     task_free(task);
 }
