@@ -138,7 +138,7 @@ void write_position_accuracy(const char *csv_path, const int64_t *correct_at, co
         if (supervised_at[t])
             failed = tr_atomic_writef(&af, "%ld,%lld,%lld,%.6f\n", t, (long long)supervised_at[t],
                                       (long long)correct_at[t], (double)correct_at[t] / (double)supervised_at[t]) != 0;
-        else failed = tr_atomic_writef(&af, "%ld,0,0,\n", t) != 0;
+        else failed = tr_atomic_writef(&af, "%ld,0,0,nan\n", t) != 0;   /* as log.csv writes a missing number */
     }
     if (tr_atomic_commit(&af) != 0) tr_die_with_error();
 }
