@@ -29,6 +29,7 @@
  * directory (cli/run_dir.c), the evaluation (cli/evaluate.c), stories (cli/story.c). The
  * tokenizer and data commands live in cli/tok_cli.c and cli/data_cli.c.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,13 +181,16 @@ static void eval_usage(void) {
                     "  --out FILE.csv   per-position mean loss: position,loss,tokens (N rows);\n"
                     "                   a task run: position,supervised,correct,accuracy\n"
                     "  --max-tokens N   stop after about N target tokens (default: the whole split)\n"
-                    "  --batch-size B   windows per forward (default: batch_size * block_size / N)\n");
+                    "  --batch-size B   windows per forward (default: batch_size * block_size / N)\n"
+                    "  --p-ignore P     a flip-flop run on another share of ignore instructions\n"
+                    "                   (e.g. 0.98 sparse, 0.1 dense; default: as trained)\n");
 }
 
 static int cmd_eval(int argc, char **argv) {
     const char *run_dir = NULL, *csv_path = NULL;
     long long T = 0, B = 0, max_tokens = 0;
     int bca = 0;
+    double p_ignore = NAN;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--block-size")) T = tr_parse_int(tr_arg_value(argc, argv, &i), "--block-size", 1, 1 << 20);
         else if (!strcmp(argv[i], "--batch-size")) B = tr_parse_int(tr_arg_value(argc, argv, &i), "--batch-size", 1, 1 << 20);
@@ -194,6 +198,7 @@ static int cmd_eval(int argc, char **argv) {
             max_tokens = tr_parse_int(tr_arg_value(argc, argv, &i), "--max-tokens", 1, 1LL << 50);
         else if (!strcmp(argv[i], "--out")) csv_path = tr_arg_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--bca")) bca = 1;
+        else if (!strcmp(argv[i], "--p-ignore")) p_ignore = tr_parse_double(tr_arg_value(argc, argv, &i), "--p-ignore", 0.0, 1.0);
         else if (!strcmp(argv[i], "--help")) { eval_usage(); return 0; }
         else if (!strncmp(argv[i], "--", 2)) { eval_usage(); tr_die("eval: unknown option '%s'", argv[i]); }
         else if (!run_dir) run_dir = argv[i];
@@ -207,7 +212,8 @@ static int cmd_eval(int argc, char **argv) {
     if (!tr_file_exists(rd.checkpoint_path))
         tr_die("%s: missing: the run has no checkpoint to evaluate", rd.checkpoint_path);
     run_dir_read_config(&rd);
-    if (task_run_open(&rd)) return task_run_eval(&rd, (int)T, (int)B, (long)max_tokens, bca, csv_path);
+    if (task_run_open(&rd)) return task_run_eval(&rd, (int)T, (int)B, (long)max_tokens, bca, p_ignore, csv_path);
+    if (!isnan(p_ignore)) tr_die("eval: --p-ignore is for a flip-flop run; %s is a text run", run_dir);
     const int T_train = (int)rd.config.model.block_size;
     if (!T) T = T_train;
     if (!B) B = T_train * rd.config.train.batch_size / T > 1 ? T_train * rd.config.train.batch_size / T : 1;

@@ -143,7 +143,25 @@ void write_position_accuracy(const char *csv_path, const int64_t *correct_at, co
     if (tr_atomic_commit(&af) != 0) tr_die_with_error();
 }
 
-int task_run_eval(RunDir *rd, int T, int B, long max_tokens, int bca, const char *csv_path) {
+/* The run's task with p_ignore replaced (the checkpoint was made for the trained spec, so this
+ * happens after it is loaded and leaves the data hash alone). */
+static void set_p_ignore(struct TaskData *td, double p_ignore) {
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(td->spec, "task");
+    if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "flipflop") != 0)
+        tr_die("eval: --p-ignore is for a flip-flop run; this run's task is %s",
+               cJSON_IsString(kind) ? kind->valuestring : "not named");
+    cJSON *spec = cJSON_Duplicate(td->spec, 1);
+    cJSON_DeleteItemFromObjectCaseSensitive(spec, "val_sequences");   /* not a key of task_create */
+    cJSON_DeleteItemFromObjectCaseSensitive(spec, "p_ignore");
+    cJSON_AddNumberToObject(spec, "p_ignore", p_ignore);
+    Task *task = task_create(spec);
+    cJSON_Delete(spec);
+    if (!task) tr_die("eval: --p-ignore %g: %s", p_ignore, tr_error());
+    task_free(td->task);
+    td->task = task;
+}
+
+int task_run_eval(RunDir *rd, int T, int B, long max_tokens, int bca, double p_ignore, const char *csv_path) {
     const int T_train = task_length(rd->task->task), block_size = (int)rd->config.model.block_size;
     if (!T) T = T_train;
     const long fit = rd->config.train.batch_size * T_train / T;   /* the trained batch's tokens */
@@ -151,6 +169,7 @@ int task_run_eval(RunDir *rd, int T, int B, long max_tokens, int bca, const char
     const char *kind = check_eval_context(rd, T, bca);
     if (bca && T_train < 2) tr_die("eval: --bca needs a task length of at least 2 (blocks of half of it)");
     run_dir_load_model(rd, T > block_size ? T : block_size);
+    if (!isnan(p_ignore)) set_p_ignore(rd->task, p_ignore);
     rd->model.attn_block = bca ? T_train / 2 : 0;
     Batch batch;
     batch_alloc(&batch, B, T);

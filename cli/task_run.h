@@ -60,10 +60,12 @@ EvalResult task_evaluate(GPT *model, const struct TaskData *td, uint64_t seed, B
 /* `train eval` on a task run: rd's checkpoint at sequences of T tokens (0: the task's length), B
  * at a time (0: batch_size * length / T), BCA with blocks of half the task's length if bca; prints
  * the loss, the accuracy and the solved length, and the accuracy per position into csv_path if
- * given. Returns 0 (the command's status); dies on failure. */
-int task_run_eval(RunDir *rd, int T, int B, long max_tokens, int bca, const char *csv_path);
+ * given. p_ignore >= 0 evaluates a flip-flop run on another mix than it trained on (its sparse
+ * and dense variants); NaN keeps the trained spec. Returns 0 (the command's status); dies on
+ * failure. */
+int task_run_eval(RunDir *rd, int T, int B, long max_tokens, int bca, double p_ignore, const char *csv_path);
 
-/* Per-position accuracy as CSV (position,supervised,correct,accuracy; an empty accuracy where no
+/* Per-position accuracy as CSV (position,supervised,correct,accuracy; accuracy nan where no
  * position was supervised), atomically. */
 void write_position_accuracy(const char *csv_path, const int64_t *correct_at, const int64_t *supervised_at, int T);
 

@@ -60,6 +60,23 @@ static void test_flipflop_learns(void) {
     char *final = tr_read_file(path, NULL);
     CHECKF(final && strstr(final, "\"val_bpb\": null") && strstr(final, "\"val_acc\": "), "%s", final ? final : "");
     free(final);
+
+    /* The sparse and dense variants: the same checkpoint on another share of ignores. At length 8
+     * (a write, then 3 instructions) reads are 3 * 0.01 per sequence at 0.98 and 3 * 0.45 at 0.1. */
+    unsigned long long supervised[2] = {0, 0};
+    const char *const mixes[2] = {"0.98", "0.1"};
+    for (int m = 0; m < 2; m++) {
+        snprintf(args, sizeof args, "eval %s --p-ignore %s", learned_dir, mixes[m]);
+        CHECKF(run_train(args) == 0, "--p-ignore %s: %s", mixes[m], err_buf);
+        const char *at = strstr(out_buf, "accuracy ");
+        double accuracy = -1;
+        CHECKF(at && sscanf(at, "accuracy %lf (%llu supervised", &accuracy, &supervised[m]) == 2,
+               "--p-ignore %s: %s", mixes[m], out_buf);
+    }
+    CHECKF(supervised[0] * 10 < supervised[1] && supervised[1] > 0, "supervised reads: %llu at 0.98, %llu at 0.1",
+           supervised[0], supervised[1]);
+    snprintf(args, sizeof args, "eval %s --p-ignore 1.5", learned_dir);
+    CHECKF(run_train(args) == 1 && one_error_line() && strstr(err_buf, "--p-ignore"), "%s", err_buf);
 }
 
 static void test_task_resume_equals_uninterrupted(void) {
@@ -74,6 +91,8 @@ static void test_task_resume_equals_uninterrupted(void) {
     CHECKF(run_train(args) == 0, "interrupted: %s", err_buf);
     snprintf(args, sizeof args, "%s --set data=%s --set out_dir=%s --resume", common, spec, b);
     CHECKF(run_train(args) == 0, "resumed: %s", err_buf);
+    snprintf(args, sizeof args, "eval %s --p-ignore 0.5", a);   /* a group run has no ignores */
+    CHECKF(run_train(args) == 1 && one_error_line() && strstr(err_buf, "for a flip-flop run"), "%s", err_buf);
     char *la = cli_log_without_timing(a), *lb = cli_log_without_timing(b);
     CHECKF(strlen(la) > 100 && !strcmp(la, lb), "logs differ:\n%s\nvs\n%s", la, lb);
     free(la);
