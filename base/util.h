@@ -40,6 +40,24 @@ double tr_now_seconds(void);          /* monotonic clock */
 #define TR_FNV_OFFSET 0xcbf29ce484222325ULL
 uint64_t tr_fnv1a64(const void *data, size_t n, uint64_t h); /* pass TR_FNV_OFFSET to start */
 
+/* ---- little-endian integers in file headers, independent of the host's byte order ---- */
+static inline void tr_put_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void tr_put_le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t tr_get_le32(const uint8_t *p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static inline uint64_t tr_get_le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
 /* ---- files ---- */
 /* Reads a whole (small) file into a NUL-terminated buffer. Returns NULL and sets the error
  * ("<path>: cannot open: <reason>") on failure. *len_out (may be NULL) gets the byte count. */

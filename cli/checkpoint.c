@@ -12,13 +12,6 @@
 #define CKPT_VERSION 1
 #define CKPT_HEADER 128
 
-static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint64_t get64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 /* Writes n bytes and folds them into the running checksum. */
 static int write_hashed(TrAtomicFile *af, const void *data, size_t n, uint64_t *hash) {
     *hash = tr_fnv1a64(data, n, *hash);
@@ -31,19 +24,19 @@ int checkpoint_save(const char *path, const CheckpointState *st, const float *pa
     memcpy(h, CKPT_MAGIC, 8);
     h[8] = CKPT_VERSION;
     h[12] = opt ? 1 : 0;
-    put64(h + 16, st->config_hash);
-    put64(h + 24, n_params);
-    put64(h + 32, st->step);
-    put64(h + 40, st->tokens_seen);
-    put64(h + 48, opt ? opt->t : 0);
-    put64(h + 64, st->loader.epoch);
-    put64(h + 72, st->loader.cursor);
+    tr_put_le64(h + 16, st->config_hash);
+    tr_put_le64(h + 24, n_params);
+    tr_put_le64(h + 32, st->step);
+    tr_put_le64(h + 40, st->tokens_seen);
+    tr_put_le64(h + 48, opt ? opt->t : 0);
+    tr_put_le64(h + 64, st->loader.epoch);
+    tr_put_le64(h + 72, st->loader.cursor);
     uint64_t elapsed_bits;
     memcpy(&elapsed_bits, &st->elapsed_s, 8);
-    put64(h + 80, elapsed_bits);
-    put64(h + 88, st->model_hash);
-    put64(h + 96, st->batch_hash);
-    put64(h + 104, st->tokenizer_hash);
+    tr_put_le64(h + 80, elapsed_bits);
+    tr_put_le64(h + 88, st->model_hash);
+    tr_put_le64(h + 96, st->batch_hash);
+    tr_put_le64(h + 104, st->tokenizer_hash);
 
     TrAtomicFile af;
     if (tr_atomic_open(&af, path) != 0) return -1;
@@ -54,22 +47,22 @@ int checkpoint_save(const char *path, const CheckpointState *st, const float *pa
     if (!bad && opt) bad = write_hashed(&af, opt->m, n_params * sizeof(float), &hash);
     if (!bad && opt) bad = write_hashed(&af, opt->v, n_params * sizeof(float), &hash);
     uint8_t trailer[8];
-    put64(trailer, hash);
+    tr_put_le64(trailer, hash);
     if (!bad) tr_atomic_write(&af, trailer, 8);
     return tr_atomic_commit(&af);
 }
 
 static void header_to_state(const uint8_t *h, CheckpointState *st) {
-    st->config_hash = get64(h + 16);
-    st->step = get64(h + 32);
-    st->tokens_seen = get64(h + 40);
-    st->loader.epoch = get64(h + 64);
-    st->loader.cursor = get64(h + 72);
-    uint64_t elapsed_bits = get64(h + 80);
+    st->config_hash = tr_get_le64(h + 16);
+    st->step = tr_get_le64(h + 32);
+    st->tokens_seen = tr_get_le64(h + 40);
+    st->loader.epoch = tr_get_le64(h + 64);
+    st->loader.cursor = tr_get_le64(h + 72);
+    uint64_t elapsed_bits = tr_get_le64(h + 80);
     memcpy(&st->elapsed_s, &elapsed_bits, 8);
-    st->model_hash = get64(h + 88);
-    st->batch_hash = get64(h + 96);
-    st->tokenizer_hash = get64(h + 104);
+    st->model_hash = tr_get_le64(h + 88);
+    st->batch_hash = tr_get_le64(h + 96);
+    st->tokenizer_hash = tr_get_le64(h + 104);
 }
 
 static int read_hashed(FILE *f, void *data, size_t n, uint64_t *hash) {
@@ -91,9 +84,9 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
     if (read_hashed(f, h, sizeof h, &hash) != 0) problem = "truncated header";
     else if (memcmp(h, CKPT_MAGIC, 8) != 0) problem = "not a tinyrope checkpoint (wrong magic)";
     else if (h[8] != CKPT_VERSION || h[9] || h[10] || h[11]) problem = "unsupported checkpoint version";
-    else if (get64(h + 16) != expected_config_hash)
+    else if (tr_get_le64(h + 16) != expected_config_hash)
         problem = "made with another model or tokenizer configuration (config hash differs)";
-    else if (get64(h + 24) != n_params) problem = "parameter count differs from this model";
+    else if (tr_get_le64(h + 24) != n_params) problem = "parameter count differs from this model";
     else if (opt && !(h[12] & 1)) problem = "holds no optimizer state, so training cannot resume from it";
     if (problem) {
         fclose(f);
@@ -116,7 +109,7 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
     bad |= fread(trailer, 1, 8, f) != 8;
     int extra = fgetc(f) != EOF;
     fclose(f);
-    if (bad || extra || get64(trailer) != hash) {
+    if (bad || extra || tr_get_le64(trailer) != hash) {
         free(p); free(m); free(v);
         tr_set_error("%s: %s", path, bad ? "truncated checkpoint" : extra ? "trailing bytes after the checkpoint"
                                                                           : "checksum mismatch (corrupted file)");
@@ -126,7 +119,7 @@ int checkpoint_load(const char *path, CheckpointState *st, uint64_t expected_con
     if (opt) {
         memcpy(opt->m, m, bytes);
         memcpy(opt->v, v, bytes);
-        opt->t = get64(h + 48);
+        opt->t = tr_get_le64(h + 48);
     }
     free(p); free(m); free(v);
     header_to_state(h, st);

@@ -22,13 +22,6 @@ static int dtype_width(const char *dtype) {
     return 0;
 }
 
-static void put_u64_le(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint64_t get_u64_le(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
 static uint64_t element_count(const int64_t *shape, int ndim) {
     uint64_t n = 1;
     for (int d = 0; d < ndim; d++) n *= (uint64_t)shape[d];
@@ -58,7 +51,7 @@ int st_write(const char *path, const StTensorOut *tensors, int n, const cJSON *m
     /* Spaces after the JSON put the data area (at 8 + N) on an 8-byte boundary. */
     const size_t json_len = strlen(json), header_len = (json_len + 7) / 8 * 8;
     uint8_t prefix[8];
-    put_u64_le(prefix, header_len);
+    tr_put_le64(prefix, header_len);
 
     TrAtomicFile af;
     if (tr_atomic_open(&af, path) != 0) {
@@ -245,7 +238,7 @@ int st_read(const char *path, StFile *out) {
         tr_set_error("%s: truncated: %zu bytes, shorter than the 8-byte header length", path, size);
         goto fail;
     }
-    const uint64_t header_len = get_u64_le(bytes);
+    const uint64_t header_len = tr_get_le64(bytes);
     if (header_len > size - 8) {
         tr_set_error("%s: the header length %llu runs past the end of the file (%zu bytes)", path,
                      (unsigned long long)header_len, size);

@@ -18,20 +18,6 @@
 #include "base/util.h"
 
 /* ---------------------------------------------------------------------------------------------- */
-/* little-endian integers, independent of the host's byte order */
-
-static uint32_t get_le32(const uint8_t *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint64_t get_le64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-
-/* ---------------------------------------------------------------------------------------------- */
 /* the loader */
 
 struct TokenLoader {
@@ -100,9 +86,9 @@ static int check_shard(const Meta *m, const char *path, FILE *f, uint64_t meta_t
         tr_set_error("%s: magic: not a tinyrope shard (bad magic)", path);
         return -1;
     }
-    uint32_t version = get_le32(b + 8), bpt = get_le32(b + 12), vocab = get_le32(b + 24),
-             eot = get_le32(b + 28);
-    uint64_t n = get_le64(b + 16), hash = get_le64(b + 32);
+    uint32_t version = tr_get_le32(b + 8), bpt = tr_get_le32(b + 12), vocab = tr_get_le32(b + 24),
+             eot = tr_get_le32(b + 28);
+    uint64_t n = tr_get_le64(b + 16), hash = tr_get_le64(b + 32);
     if (version != SHARD_VERSION) {
         tr_set_error("%s: version: %u is not supported (expected %d)", path, version, SHARD_VERSION);
         return -1;
@@ -243,7 +229,7 @@ static int read_window(TokenLoader *L, uint64_t g, int32_t *row) {
     }
     for (uint64_t i = 0; i < n; i++) {
         uint32_t id = bpt == 2 ? (uint32_t)L->read_buf[2 * i] | (uint32_t)L->read_buf[2 * i + 1] << 8
-                               : get_le32(L->read_buf + 4 * i);
+                               : tr_get_le32(L->read_buf + 4 * i);
         if (id >= L->vocab_size) {
             tr_set_error("%s: token %" PRIu64 " is %u, outside the vocabulary (%u)", L->paths[lo],
                          first + i, id, L->vocab_size);

@@ -26,16 +26,6 @@
 #define DEFAULT_SHARD_TOKENS (1ULL << 27)
 
 /* ---------------------------------------------------------------------------------------------- */
-/* little-endian integers, independent of the host's byte order */
-
-static void put_le32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_le64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* ---------------------------------------------------------------------------------------------- */
 /* the shard header */
 
 typedef struct {
@@ -50,12 +40,12 @@ typedef struct {
 static void shard_header_encode(const ShardHeader *h, uint8_t out[SHARD_HEADER_BYTES]) {
     memset(out, 0, SHARD_HEADER_BYTES);
     memcpy(out, SHARD_MAGIC, 8);
-    put_le32(out + 8, h->version);
-    put_le32(out + 12, h->token_bytes);
-    put_le64(out + 16, h->n_tokens);
-    put_le32(out + 24, h->vocab_size);
-    put_le32(out + 28, h->eot_id);
-    put_le64(out + 32, h->tok_hash);
+    tr_put_le32(out + 8, h->version);
+    tr_put_le32(out + 12, h->token_bytes);
+    tr_put_le64(out + 16, h->n_tokens);
+    tr_put_le32(out + 24, h->vocab_size);
+    tr_put_le32(out + 28, h->eot_id);
+    tr_put_le64(out + 32, h->tok_hash);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -63,7 +53,7 @@ static void shard_header_encode(const ShardHeader *h, uint8_t out[SHARD_HEADER_B
 
 static uint64_t fnv_u64(uint64_t h, uint64_t v) {
     uint8_t b[8];
-    put_le64(b, v);
+    tr_put_le64(b, v);
     return tr_fnv1a64(b, 8, h);
 }
 /* The terminating NUL is hashed too, so ("ab","c") and ("a","bc") differ. */
@@ -209,7 +199,7 @@ static int writer_put(ShardWriter *w, uint32_t id) {
         w->buf[w->buf_len++] = (uint8_t)id;
         w->buf[w->buf_len++] = (uint8_t)(id >> 8);
     } else {
-        put_le32(w->buf + w->buf_len, id);
+        tr_put_le32(w->buf + w->buf_len, id);
         w->buf_len += 4;
     }
     w->n_in_shard++;

@@ -7,7 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <stb/stb_image.h>  /* Debian's libstb holds the decoder too */
@@ -370,11 +369,6 @@ static int run_tool(const char *tool, const char *args) {
 
 static int one_error_naming(const char *needle) { return one_error_line() && strstr(err_buf, needle); }
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 /* Whether dir holds a file whose name starts with prefix. */
 static int tmp_left(const char *dir, const char *prefix) {
     DIR *dp = opendir(dir);
@@ -408,7 +402,7 @@ static void test_command_line(void) {
     CHECK(run_tool("plot", args) == 1);
     unsetenv("TINYROPE_FAIL_WRITE");
     CHECKF(one_error_naming(full) && strstr(err_buf, "No space left on device"), "%s", err_buf);
-    CHECK(!file_exists(full) && !tmp_left(test_tmp_dir(), "full.png.tmp."));
+    CHECK(!tr_file_exists(full) && !tmp_left(test_tmp_dir(), "full.png.tmp."));
 
     snprintf(args, sizeof args, "--out %s --y nope r=%s", png, log);
     CHECK(run_tool("plot", args) == 1);
