@@ -4,7 +4,7 @@
  *
  * Reading order: the products; the reference exponential (a Taylor series with scaling and
  * squaring) and two reference adjoints (a series, and the block formula); Cayley and its adjoint;
- * the closed forms for c = 2 and c = 4; the Paterson-Stockmeyer exponential the model uses for
+ * the closed forms for c = 2, 3 and 4; the Paterson-Stockmeyer exponential the model uses for
  * other c, with the exact reverse-mode adjoint of its own computation; last, the two entry points
  * the scan calls (hddrope_step_expm, hddrope_step_expm_adjoint), which pick among them.
  * tests/test_hddrope_matrix.c checks every fast form against the references and against finite
@@ -273,6 +273,78 @@ HDD_INLINE void expm2_adjoint_kernel(const double *A, const double *GM, double *
 }
 void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA) { expm2_adjoint_kernel(A, GM, GA, NULL); }
 
+/* ---- c = 3: closed forms ---- */
+
+/* A skew 3 x 3 matrix is the cross product with w = (A[2][1], A[0][2], A[1][0]); with t = |w|,
+ * exp(A) = I + a A + b A^2, a = sin t / t, b = (1 - cos t) / t^2 (Rodrigues). Expm3Factors holds
+ * what the exponential and its adjoint share, so that the step matrix the backward rebuilds has
+ * the forward's bits: w, t^2, a, b, A^2, and da/dt / t, db/dt / t (the adjoint only). */
+typedef struct {
+    double w[3], A2[9], a, b, da_t, db_t;
+} Expm3Factors;
+
+HDD_INLINE void expm3_factors(const double *A, Expm3Factors *f) {
+    const double w1 = A[7], w2 = A[2], w3 = A[3];
+    const double t2 = w1 * w1 + w2 * w2 + w3 * w3;
+    f->w[0] = w1, f->w[1] = w2, f->w[2] = w3;
+    if (t2 < 1e-4) {
+        /* the series, where the quotients below lose digits; the next terms (t^6) are < 1e-15 */
+        f->a = 1 - t2 / 6 * (1 - t2 / 20);
+        f->b = 0.5 - t2 / 24 * (1 - t2 / 30);
+        f->da_t = -1.0 / 3 + t2 / 30 * (1 - t2 / 28);
+        f->db_t = -1.0 / 12 + t2 / 180 * (1 - t2 / 37.333333333333336);
+    } else {
+        const double t = sqrt(t2), sn = sin(t), co = cos(t), half = sin(0.5 * t) / (0.5 * t);
+        f->a = sn / t;
+        f->b = 0.5 * half * half; /* (1 - cos t) / t^2 without the cancellation */
+        f->da_t = (co - f->a) / t2;
+        f->db_t = (f->a - 2 * f->b) / t2;
+    }
+    /* A^2 = w w^T - t^2 I */
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) f->A2[i * 3 + k] = f->w[i] * f->w[k] - (i == k ? t2 : 0.0);
+}
+
+HDD_INLINE void expm3_from_factors(const double *A, const Expm3Factors *f, double *E) {
+    for (int i = 0; i < 9; i++) E[i] = (i % 4 == 0) + f->a * A[i] + f->b * f->A2[i];
+}
+
+HDD_INLINE void expm3_kernel(const double *A, double *E) {
+    Expm3Factors f;
+    expm3_factors(A, &f);
+    expm3_from_factors(A, &f, E);
+}
+void hddrope_expm3(const double *A, double *E) { expm3_kernel(A, E); }
+
+/* The skew part of the adjoint for c = 3 (the convention of hddrope_expm_adjoint4). With G = G_M
+ * and E = I + a A + b A^2, holding a and b fixed the gradient w.r.t. A is D = a G + b (G A^T +
+ * A^T G); through t, dL/dw_p also gets w_p (da/dt / t <G, A> + db/dt / t <G, A^2>). The generator
+ * of w_p sits at (i, k) and (k, i) with opposite signs, so dL/dw_p = D[i][k] - D[k][i] + that
+ * term, and GA[i][k] = -GA[k][i] = dL/dw_p / 2. */
+HDD_INLINE void expm3_adjoint_kernel(const double *A, const double *GM, double *GA, double *E) {
+    Expm3Factors f;
+    expm3_factors(A, &f);
+    if (E) expm3_from_factors(A, &f, E);
+    double GAt[9], AtG[9], D[9], gA = 0, gA2 = 0;
+    for (int i = 0; i < 9; i++) gA += GM[i] * A[i], gA2 += GM[i] * f.A2[i];
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++) {
+            double s1 = 0, s2 = 0;
+            for (int r = 0; r < 3; r++) s1 += GM[i * 3 + r] * A[k * 3 + r], s2 += A[r * 3 + i] * GM[r * 3 + k];
+            GAt[i * 3 + k] = s1, AtG[i * 3 + k] = s2;
+        }
+    for (int i = 0; i < 9; i++) D[i] = f.a * GM[i] + f.b * (GAt[i] + AtG[i]);
+    const double radial = f.da_t * gA + f.db_t * gA2;
+    const double d1 = D[7] - D[5] + f.w[0] * radial; /* w1 at (2, 1) */
+    const double d2 = D[2] - D[6] + f.w[1] * radial; /* w2 at (0, 2) */
+    const double d3 = D[3] - D[1] + f.w[2] * radial; /* w3 at (1, 0) */
+    GA[0] = GA[4] = GA[8] = 0;
+    GA[7] = 0.5 * d1, GA[5] = -0.5 * d1;
+    GA[2] = 0.5 * d2, GA[6] = -0.5 * d2;
+    GA[3] = 0.5 * d3, GA[1] = -0.5 * d3;
+}
+void hddrope_expm_adjoint3(const double *A, const double *GM, double *GA) { expm3_adjoint_kernel(A, GM, GA, NULL); }
+
 /* ---- c = 4: closed forms ---- */
 
 /* E = exp(A) for c = 4 in closed form (docs/hdd-rope.md §3): with the Hodge dual on planes
@@ -535,19 +607,21 @@ void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, in
 
 /* ---- what the scan calls ---- */
 
-/* The model's exp(A): the closed forms at c = 2 and 4, Paterson-Stockmeyer otherwise (a copy with
+/* The model's exp(A): the closed forms at c = 2, 3 and 4, Paterson-Stockmeyer otherwise (a copy with
  * c a constant at c = 8; c = 16 runs slower unrolled, the code shuffles). */
 void hddrope_step_expm(const double *A, double *E, int c) {
     if (c == 2) expm2_kernel(A, E);
+    else if (c == 3) expm3_kernel(A, E);
     else if (c == 4) expm4_kernel(A, E);
     else if (c == 8) expm_fast_kernel(A, E, 8, HDD_SERIES_TOLERANCE);
     else if (c >= 1 && c <= HDD_MAX_C) expm_fast_kernel(A, E, c, HDD_SERIES_TOLERANCE);
 }
 
-/* Its adjoint (at c = 2 and 4 the skew part only, all the generators' gradient reads), and
+/* Its adjoint (at c = 2, 3 and 4 the skew part only, all the generators' gradient reads), and
  * E = hddrope_step_expm(A) with the same bits when E is not NULL (the backward need not save it). */
 void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, double *E, int c) {
     if (c == 2) expm2_adjoint_kernel(A, GM, GA, E);
+    else if (c == 3) expm3_adjoint_kernel(A, GM, GA, E);
     else if (c == 4) expm4_adjoint_kernel(A, GM, GA, E);
     else if (c == 8) expm_fast_adjoint_kernel(A, GM, GA, E, 8, HDD_SERIES_TOLERANCE);
     else if (c >= 1 && c <= HDD_MAX_C) expm_fast_adjoint_kernel(A, GM, GA, E, c, HDD_SERIES_TOLERANCE);

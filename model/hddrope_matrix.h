@@ -7,9 +7,9 @@
 
 #define HDD_MAX_C 16 /* the largest chunk size */
 
-/* What the scan calls: the model's exp(A) (closed forms at c = 2, 4; Paterson-Stockmeyer else)
+/* What the scan calls: the model's exp(A) (closed forms at c = 2, 3, 4; Paterson-Stockmeyer else)
  * and its adjoint, which also returns E = exp(A) with the forward's bits when E is not NULL (at
- * c = 2 and 4 only the skew part of GA, all that the generators' gradient reads). */
+ * c = 2, 3 and 4 only the skew part of GA, all that the generators' gradient reads). */
 void hddrope_step_expm(const double *A, double *E, int c);
 void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, double *E, int c);
 
@@ -29,6 +29,8 @@ void hddrope_expm_adjoint_block(const double *A, const double *GM, double *GA, i
  * exact reverse-mode adjoint of that computation. */
 void hddrope_expm2(const double *A, double *E);
 void hddrope_expm_adjoint2(const double *A, const double *GM, double *GA);
+void hddrope_expm3(const double *A, double *E);
+void hddrope_expm_adjoint3(const double *A, const double *GM, double *GA);
 void hddrope_expm4(const double *A, double *E);
 void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA);
 void hddrope_expm_fast(const double *A, double *E, int c);

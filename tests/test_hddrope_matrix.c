@@ -1,6 +1,6 @@
 /* test_hddrope_matrix.c: tests for HDD-RoPE's small-matrix maths (model/hddrope_matrix.c,
  * docs/hdd-rope.md §3, §4): the exponential against a long Taylor series and Cayley against a
- * direct solve, the closed forms for c = 2 and c = 4 against the series, the adjoints against
+ * direct solve, the closed forms for c = 2, 3 and 4 against the series, the adjoints against
  * the block formula and central finite differences, and the general-c fast kernels against the
  * references, from A = 0 through norms that need several squarings.
  */
@@ -185,6 +185,52 @@ static void test_chunk2_closed_forms(void) {
     CHECK(skew_ok);
 }
 
+/* The c = 3 closed forms (Rodrigues; the model's step matrix and adjoint at c = 3) against the
+ * series exponential, a long Taylor sum, and the skew part of the series and block adjoints, from
+ * A = 0 and tiny angles (where the series branch runs) through angles well past pi, and both
+ * sides of the branch point |w|^2 = 1e-4. */
+static void test_chunk3_closed_forms(void) {
+    uint64_t rng = 43;
+    double worst_exp = 0, worst_taylor = 0, worst_adj = 0, worst_block = 0;
+    int skew_ok = 1;
+    for (int trial = 0; trial < 320; trial++) {
+        const double sigmas[] = {0.0, 1e-9, 1e-3, 0.00577, 0.00578, 0.3, 1.0, 3.0};
+        double sigma = sigmas[trial % 8], g[3], A[9], E[9], S[9], R[9], GM[9], fast[9], series[9], block[9];
+        for (int a = 0; a < 3; a++) g[a] = sigma * tr_rng_normal(&rng);
+        skew(g, 3, A);
+        hddrope_expm3(A, E);
+        hddrope_expm(A, S, 3);
+        for (int i = 0; i < 9; i++) worst_exp = fmax(worst_exp, fabs(E[i] - S[i]));
+        if (trial < 24) {
+            taylor_exp(A, R, 3, 150);
+            for (int i = 0; i < 9; i++) worst_taylor = fmax(worst_taylor, fabs(E[i] - R[i]));
+        }
+        for (int i = 0; i < 9; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
+        hddrope_expm_adjoint3(A, GM, fast);
+        hddrope_expm_adjoint(A, GM, series, 3);
+        hddrope_expm_adjoint_block(A, GM, block, 3);
+        double big = 0;
+        for (int i = 0; i < 9; i++) big = fmax(big, fabs(series[i]));
+        for (int i = 0; i < 3; i++)
+            for (int k = 0; k < 3; k++) {
+                double want = 0.5 * (series[i * 3 + k] - series[k * 3 + i]);
+                double want_block = 0.5 * (block[i * 3 + k] - block[k * 3 + i]);
+                worst_adj = fmax(worst_adj, fabs(fast[i * 3 + k] - want) / big);
+                worst_block = fmax(worst_block, fabs(fast[i * 3 + k] - want_block) / big);
+                if (!isfinite(fast[i * 3 + k])) worst_adj = INFINITY;
+                skew_ok &= fast[i * 3 + k] == -fast[k * 3 + i];
+            }
+    }
+    CHECKF(worst_exp < 1e-13, "c = 3 closed-form exp vs series: %g", worst_exp);
+    CHECKF(worst_taylor < 1e-10, "c = 3 closed-form exp vs Taylor: %g", worst_taylor);
+    CHECKF(worst_adj < 1e-12, "c = 3 closed-form adjoint vs series (skew part): %g (relative)", worst_adj);
+    CHECKF(worst_block < 1e-12, "c = 3 closed-form adjoint vs block reference (skew part): %g (relative)", worst_block);
+    CHECK(skew_ok);
+    double Z[9] = {0}, E[9];
+    hddrope_expm3(Z, E);
+    for (int i = 0; i < 9; i++) CHECK(E[i] == (i % 4 == 0));
+}
+
 /* The model's general-c kernels (Paterson-Stockmeyer Taylor at the model's tolerance and the
  * reverse-mode adjoint of that computation) against the series exponential and the block-matrix
  * adjoint, for skew and general A, from A = 0 through norms that need several squarings. */
@@ -232,6 +278,7 @@ int main(void) {
     RUN(test_expm_adjoint_vs_block_and_differences);
     RUN(test_expm_adjoint4_closed_form);
     RUN(test_chunk2_closed_forms);
+    RUN(test_chunk3_closed_forms);
     RUN(test_expm_fast_vs_references);
     return test_summary();
 }
