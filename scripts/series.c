@@ -179,12 +179,17 @@ int series_aggregate(const Series *s, const char *xcol, const char *ycol, Series
     return series_aggregate_binned(s, xcol, ycol, 1, a);
 }
 
-/* Point i of seed k, averaged over rows [i*bin, min((i+1)*bin, nrows)). */
+/* Point i of seed k, averaged over rows [i*bin, min((i+1)*bin, nrows)). A row with no value (nan:
+ * a position nothing supervises) is left out of a bin of several rows; a bin of only such rows
+ * stays nan, a gap in the line. */
 static double bin_mean(const double *v, int nrows, int bin, int i) {
     int r0 = i * bin, r1 = r0 + bin < nrows ? r0 + bin : nrows;
+    if (r1 - r0 == 1) return v[r0];
     double sum = 0;
-    for (int r = r0; r < r1; r++) sum += v[r];
-    return sum / (r1 - r0);
+    int n = 0;
+    for (int r = r0; r < r1; r++)
+        if (!isnan(v[r])) sum += v[r], n++;
+    return n ? sum / n : NAN;
 }
 
 int series_aggregate_binned(const Series *s, const char *xcol, const char *ycol, int bin, SeriesAgg *a) {

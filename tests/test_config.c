@@ -185,15 +185,16 @@ static void test_memory_boundary(void) {
     config_memory_limit = 0;
 }
 
-/* The shipped configs fit: the demo and the comparison on this machine; the HDD-RoPE author's
- * setup (27.5 GB with HDD-RoPE) in 32 GB. */
+/* The shipped configs load and fit: the demo, the comparison and the state-tracking tasks on this
+ * machine; the HDD-RoPE author's setup (27.5 GB with HDD-RoPE) in 32 GB. */
 static void test_shipped_configs_fit(void) {
-    const char *patterns[] = {"configs/demo.json", "configs/small/*.json", "configs/author/*.json"};
+    const char *patterns[] = {"configs/demo.json", "configs/small/*.json", "configs/state/*.json",
+                              "configs/author/*.json"};
     size_t n_checked = 0;
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p < 4; p++) {
         glob_t g;
         CHECKF(glob(patterns[p], 0, NULL, &g) == 0, "no %s", patterns[p]);
-        config_memory_limit = p == 2 ? (size_t)32000000000u : 0;
+        config_memory_limit = p == 3 ? (size_t)32000000000u : 0;
         for (size_t i = 0; i < g.gl_pathc; i++, n_checked++) {
             RunConfig c;
             CHECKF(load_for_training(&c, g.gl_pathv[i], NULL, 0) == 0, "%s", tr_error());
@@ -202,7 +203,7 @@ static void test_shipped_configs_fit(void) {
         globfree(&g);
     }
     config_memory_limit = 0;
-    CHECKF(n_checked >= 20, "only %zu shipped configs found", n_checked);
+    CHECKF(n_checked >= 27, "only %zu shipped configs found", n_checked);
 }
 
 int main(void) {

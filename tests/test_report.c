@@ -89,6 +89,15 @@ static void test_series_aggregate(void) {
     CHECK(series_aggregate(&s, "x", "z", &g) == -1);
     CHECKF(strstr(tr_error(), "agg_a.csv") && strstr(tr_error(), "'z'"), "%s", tr_error());
     series_free(&s);
+    /* A bin leaves out rows with no value (nan) and is nan only when all of them are:
+     * (1, nan) -> 1, (nan, nan) -> nan, (4, 6) -> 5. */
+    const char *c = fixture("agg_c.csv", "x,y\n0,1\n1,nan\n2,nan\n3,nan\n4,4\n5,6\n");
+    snprintf(arg, sizeof arg, "cfg=%s", c);
+    CHECKF(series_load(arg, &s) == 0, "%s", tr_error());
+    CHECKF(series_aggregate_binned(&s, "x", "y", 2, &g) == 0, "%s", tr_error());
+    CHECK(g.n == 3 && g.y[0] == 1 && isnan(g.y[1]) && g.y[2] == 5 && g.x[1] == 2.5);
+    series_agg_free(&g);
+    series_free(&s);
 }
 
 static void test_numbers(void) {
