@@ -191,6 +191,25 @@ int tr_mkdir_p(const char *dir) {
     return 0;
 }
 
+int tr_lock_dir(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        tr_set_error("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct flock lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &lock) != 0) {
+        const int busy = errno == EACCES || errno == EAGAIN;
+        if (busy) tr_set_error("%s: another process is using this run directory (it holds %s)", dir, path);
+        else tr_set_error("%s: cannot lock: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* ---- checked writes ---- */
 
 /* TINYROPE_FAIL_WRITE="<name>:<n>" (see util.h). Files are written from the main thread only,

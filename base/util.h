@@ -71,6 +71,11 @@ int tr_file_exists(const char *path);
 int64_t tr_file_size(const char *path);
 /* Creates dir and its parents; 0 on success, -1 with error set. */
 int tr_mkdir_p(const char *dir);
+/* Takes an exclusive lock on <dir>/.lock (created if missing) so that two processes never write
+ * one run directory at once. Returns the descriptor that holds it: the lock lasts until it is
+ * closed or the process ends, however it ends (kill -9 included), so a dead run never leaves its
+ * directory locked. -1 with the error set when another process holds it or it cannot be taken. */
+int tr_lock_dir(const char *dir);
 
 /* Checked writes to f, opened for path (the name errors and the fault hook use): 0, or -1 with
  * the error "<path>: cannot write: <reason>" set. A full disk shows up here or at the flush, so

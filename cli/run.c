@@ -47,7 +47,8 @@ static void open_data(TrainingRun *run, int resume, const char *config_path) {
     DataSpec spec;
     if (is_task) task_run_load(rd, rd->config.data, config_path);
     else if (data_spec_load(rd->config.data, &spec) != 0) tr_die_with_error();
-    if (tr_mkdir_p(rd->dir) != 0) tr_die_with_error();
+    if (tr_mkdir_p(rd->dir) != 0 || (rd->lock_fd = tr_lock_dir(rd->dir)) < 0) tr_die_with_error();
+    /* (after the lock: a live run's temporaries are not stale) */
     const int removed = tr_remove_stale_temporaries(rd->dir, is_run_file);
     if (removed < 0) tr_die_with_error();
     if (removed) print_removed_temporaries(removed, rd->dir);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 #include "cli/args.h"
@@ -19,6 +20,7 @@ void run_dir_init(RunDir *rd, const char *dir) {
     rd->tokenizer_path[0] = '\0';
     rd->tokenizer = NULL;
     rd->task = NULL;
+    rd->lock_fd = -1;
 }
 
 void run_dir_read_config(RunDir *rd) {
@@ -166,6 +168,8 @@ void run_dir_free(RunDir *rd) {
     task_run_free(rd->task);
     rd->task = NULL;
     config_free(&rd->config);
+    if (rd->lock_fd >= 0) close(rd->lock_fd); /* releases the lock */
+    rd->lock_fd = -1;
 }
 
 void trained_posenc_create(PosEnc *pe, const RunConfig *cfg, const char *config_path) {

@@ -31,6 +31,7 @@ typedef struct {
     GPT model;
     CheckpointState progress;                   /* step, tokens seen, loader position, clock */
     struct TaskData *task;                      /* a task run's data (task_run.h), else NULL */
+    int lock_fd;                                /* holds <dir>/.lock while training, else -1 */
 } RunDir;
 
 /* <dir>/<name> into out. */

@@ -3,9 +3,10 @@
  * without touching them; an interrupted run resumes and ends as if it had never stopped; a run
  * directory made from another config, and bad arguments, are refused with one error line; runs
  * archived by archive_runs.sh and restored count as finished; then report.sh and extrapolate.sh
- * on those runs. */
+ * on those runs; --jobs runs several at once with the results of running them one by one. */
 #define _POSIX_C_SOURCE 200809L   /* st_mtim */
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/cli_test_helpers.h"
 
@@ -194,6 +195,55 @@ static void test_archive_and_restore(void) {
     free(before), free(after);
 }
 
+/* --jobs: two runs at once, one thread each, give the logs of the same runs one after the other
+ * at one thread, each run's output in <run>.log; a run whose directory another process holds
+ * fails alone (the others finish) and compare.sh then exits non-zero naming it. */
+static void test_jobs(void) {
+    const char *cfgs = write_tiny_configs();
+    char a[700], b[700], busy[700], args[2048], dir[900], path[1000], cmd[4096];
+    snprintf(a, sizeof a, "%s/cmp-jobs2", test_tmp_dir());
+    snprintf(b, sizeof b, "%s/cmp-jobs1", test_tmp_dir());
+    snprintf(busy, sizeof busy, "%s/cmp-busy", test_tmp_dir());
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s", a, b, busy);
+    cli_run(cmd, out, sizeof out);
+    snprintf(args, sizeof args, "--jobs 2 --seeds 2 --out %s %s/rope.json %s/none.json", a, cfgs, cfgs);
+    int rc = compare(args);
+    CHECKF(rc == 0, "--jobs 2 exited %d:\n%s", rc, out);
+    int done = 0;
+    for (const char *p = out; (p = strstr(p, ": done")); p++) done++;
+    CHECKF(done == 4, "%d of 4 runs reported done:\n%s", done, out);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 TRAIN=%s REPORT=0 sh scripts/compare.sh --jobs 1 --seeds 2 --out %s "
+             "%s/rope.json %s/none.json", cli_train_bin(), b, cfgs, cfgs);
+    rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0, "--jobs 1 exited %d:\n%s", rc, out);
+    const char *names[] = {"rope", "none"};
+    for (int c = 0; c < 2; c++)
+        for (int k = 1; k <= 2; k++) {
+            snprintf(dir, sizeof dir, "%s/%s/seed%d", a, names[c], k);
+            char *parallel = cli_log_without_timing(dir);
+            snprintf(path, sizeof path, "%s.log", dir);
+            CHECKF(tr_file_exists(path), "%s missing", path);
+            snprintf(dir, sizeof dir, "%s/%s/seed%d", b, names[c], k);
+            char *serial = cli_log_without_timing(dir);
+            CHECKF(strchr(serial, '\n') && !strcmp(parallel, serial), "%s seed %d: logs differ:\n%s\n%s", names[c], k,
+                   parallel, serial);
+            free(parallel);
+            free(serial);
+        }
+    /* a busy directory */
+    snprintf(dir, sizeof dir, "%s/rope/seed1", busy);
+    CHECK(tr_mkdir_p(dir) == 0);
+    const int fd = tr_lock_dir(dir);
+    CHECKF(fd >= 0, "%s", tr_error());
+    snprintf(args, sizeof args, "--jobs 2 --seeds 1 --out %s %s/rope.json %s/none.json", busy, cfgs, cfgs);
+    rc = compare(args);
+    CHECKF(rc != 0 && strstr(out, "runs failed") && strstr(out, dir) && strstr(out, "another process"), "rc %d:\n%s",
+           rc, out);
+    snprintf(path, sizeof path, "%s/none/seed1/final.json", busy);
+    CHECKF(tr_file_exists(path), "the other run did not finish:\n%s", out);
+    close(fd);
+}
+
 static void test_bad_arguments(void) {
     const char *cfgs = write_tiny_configs();
     char args[1024];
@@ -201,6 +251,10 @@ static void test_bad_arguments(void) {
     CHECK(compare(args) != 0 && strstr(out, "--seeds"));
     snprintf(args, sizeof args, "--seeds two %s/rope.json", cfgs);
     CHECK(compare(args) != 0 && strstr(out, "--seeds"));
+    snprintf(args, sizeof args, "--jobs 0 %s/rope.json", cfgs);
+    CHECK(compare(args) != 0 && strstr(out, "--jobs"));
+    snprintf(args, sizeof args, "--jobs many %s/rope.json", cfgs);
+    CHECK(compare(args) != 0 && strstr(out, "--jobs"));
     CHECK(compare("--seeds 1 no/such/config.json") != 0 && strstr(out, "no/such/config.json"));
     CHECK(compare("--data no/such/data.json configs/small/rope.json") != 0 && strstr(out, "no/such/data.json"));
     CHECK(compare("--colour red configs/small/rope.json") != 0 && strstr(out, "--colour"));
@@ -218,6 +272,7 @@ int main(void) {
     RUN(test_runs_skips_and_resumes);
     RUN(test_report_and_extrapolation);
     RUN(test_archive_and_restore);
+    RUN(test_jobs);
     RUN(test_bad_arguments);
     return test_summary();
 }

@@ -1,7 +1,8 @@
 /* test_faults.c: nothing is lost under faults. A write that fails (a full disk, injected with
  * TINYROPE_FAIL_WRITE) stops `./train run` with one error line naming the file, the last
  * checkpoint intact, and --resume then gives the log.csv of an uninterrupted run; temporaries a
- * crash left are removed; a torn last row of log.csv is dropped on resume; a checkpoint past
+ * crash left are removed; a torn last row of log.csv is dropped on resume; a run directory
+ * another process is training in is refused; a checkpoint past
  * train.max_steps is refused; the ETA formatter does not overflow; errors say what is wrong. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -140,6 +141,26 @@ static void test_stale_temporaries_removed(void) {
     CHECKF(strstr(out_buf, said_dir) && strstr(out_buf, said_data), "not reported on stdout: %s", out_buf);
 }
 
+/* Two processes never write one run directory: while another process holds <dir>/.lock, a run
+ * into dir stops with one error line naming dir and writes nothing there; once the holder lets
+ * go (here: closes it; a killed process lets go the same way), the run proceeds. */
+static void test_busy_run_directory_refused(void) {
+    char dir[700], args[2048], lock_path[800];
+    run_dir_of(dir, sizeof dir, "locked");
+    CHECK(tr_mkdir_p(dir) == 0);
+    const int fd = tr_lock_dir(dir);
+    CHECKF(fd >= 0, "%s", tr_error());
+    snprintf(args, sizeof args, FAULT_RUN " --set out_dir=%s", dir);
+    CHECKF(run_train(args) != 0 && one_error_line() && strstr(err_buf, dir) && strstr(err_buf, "another process"),
+           "stderr: %s", err_buf);
+    CHECKF(!exists_in(dir, "config.json") && !exists_in(dir, "log.csv"), "the refused run wrote into %s", dir);
+    close(fd);
+    CHECKF(run_train(args) == 0, "after the lock is released: %s", err_buf);
+    CHECK(exists_in(dir, "final.json"));
+    snprintf(lock_path, sizeof lock_path, "%s/.lock", dir);
+    CHECK(tr_file_exists(lock_path));
+}
+
 /* A crash while appending the row of step 12 leaves "1" of "12,1536,..." without its newline;
  * the resume from the checkpoint of step 8 must drop it, not glue the next row onto it. */
 static void test_torn_last_line_dropped(void) {
@@ -227,6 +248,7 @@ int main(void) {
     RUN(test_checkpoint_write_failure);
     RUN(test_stale_temporaries_removed);
     RUN(test_torn_last_line_dropped);
+    RUN(test_busy_run_directory_refused);
     RUN(test_resume_past_the_end_refused);
     RUN(test_messages_say_why);
     return test_summary();
