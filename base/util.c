@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -189,6 +190,12 @@ int tr_mkdir_p(const char *dir) {
     }
     free(tmp);
     return 0;
+}
+
+double tr_peak_rss_bytes(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
+    return (double)usage.ru_maxrss * 1024.0; /* Linux reports kilobytes */
 }
 
 int tr_lock_dir(const char *dir) {

@@ -76,6 +76,8 @@ int tr_mkdir_p(const char *dir);
  * closed or the process ends, however it ends (kill -9 included), so a dead run never leaves its
  * directory locked. -1 with the error set when another process holds it or it cannot be taken. */
 int tr_lock_dir(const char *dir);
+/* The process's peak resident memory so far, in bytes (getrusage), or -1 if unknown. */
+double tr_peak_rss_bytes(void);
 
 /* Checked writes to f, opened for path (the name errors and the fault hook use): 0, or -1 with
  * the error "<path>: cannot write: <reason>" set. A full disk shows up here or at the flush, so

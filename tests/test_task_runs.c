@@ -1,5 +1,6 @@
 /* test_task_runs.c: `./train run` on a synthetic task (cli/task_run.h): a tiny model learns
- * flip-flop at length 8 to >= 99% validation accuracy; log.csv has val_acc (val_bpb nan); a
+ * flip-flop at length 8 to >= 99% validation accuracy (and reports a peak resident memory no
+ * smaller than its buffers); log.csv has val_acc (val_bpb nan); a
  * resumed task run writes the rows of an uninterrupted one; `eval --out` writes the accuracy per
  * position that a direct computation gives; `sample` and bad task specs are refused with one error
  * line. */
@@ -45,6 +46,12 @@ static void test_flipflop_learns(void) {
     snprintf(args, sizeof args, TASK_RUN " --set data=%s --set out_dir=%s --set train.max_steps=200 "
              "--set train.eval_every=50", spec, learned_dir);
     CHECKF(run_train(args) == 0, "%s", err_buf);
+    /* the peak resident memory it reports holds at least the buffers it allocated and wrote */
+    double peak = 0, buffers = 0;
+    const char *mem = strstr(out_buf, "memory: peak resident ");
+    CHECKF(mem && sscanf(mem, "memory: peak resident %lf MB (the model's buffers: %lf MB)", &peak, &buffers) == 2 &&
+               buffers > 1 && peak >= buffers,
+           "peak %g MB, buffers %g MB:\n%s", peak, buffers, out_buf);
     char path[700];
     snprintf(path, sizeof path, "%s/log.csv", learned_dir);
     char *log = tr_read_file(path, NULL);
