@@ -107,9 +107,11 @@ static double measure_micro_step(TrainingRun *run, double *forward_s) {
     return t_micro;
 }
 
-/* The model's buffers as print_summary lists them, in bytes: what the peak RSS is compared with. */
-static double model_buffer_bytes(const GPT *model) {
-    return 4.0 * (4.0 * (double)model->num_params + (double)model->num_acts + (double)model->num_grad_acts);
+/* Everything a training step holds, as the memory check before the run counts it (gpt.h): what
+ * the peak resident memory is compared with. */
+static double training_bytes(const TrainingRun *run) {
+    const GPT *model = &run->dir.model;
+    return (double)gpt_training_bytes(&model->config, &model->posenc, run->batch.B, run->batch.T);
 }
 
 static void print_summary(const TrainingRun *run) {
@@ -121,7 +123,7 @@ static void print_summary(const TrainingRun *run) {
     printf("memory: parameters %.1f MB, gradients %.1f MB, AdamW %.1f MB, activations (B=%d) %.1f MB, "
            "their gradients %.1f MB; %.1f MB in all\n", model->num_params * 4e-6, model->num_params * 4e-6,
            model->num_params * 8e-6, run->batch.B, model->num_acts * 4e-6, model->num_grad_acts * 4e-6,
-           model_buffer_bytes(model) * 1e-6);
+           training_bytes(run) * 1e-6);
     if (run->dir.task)
         printf("data: task %s (vocabulary %d, length %d), fresh sequences every step, val %ld sequences; %ld tokens "
                "per step\n", cfg->data, task_vocab_size(run->dir.task->task), run->batch.T,
@@ -375,7 +377,7 @@ void run_finish(TrainingRun *run) {
                     0.9f, (uint64_t)cfg->seed, stdout);
     }
     printf("memory: peak resident %.1f MB (the model's buffers: %.1f MB)\n", tr_peak_rss_bytes() * 1e-6,
-           model_buffer_bytes(&run->dir.model) * 1e-6);
+           training_bytes(run) * 1e-6);
     printf("done: %s (log.csv, config.json, checkpoint.bin%s)\n", run->dir.dir,
            finished ? ", final.json" : "; interrupted: --resume continues");
 }

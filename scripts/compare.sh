@@ -53,6 +53,11 @@ for cfg in "$@"; do
 done
 [ -n "$out" ] || out=runs/$(basename "$(dirname "$1")")
 
+# The trainer's options for the run in DIR with seed K: each "--set key=value" is two words.
+run_args() { # DIR K
+    printf '%s' "$sets --set out_dir=$1 --set seed=$2${data:+ --set data=$data}"
+}
+
 # One run: skipped when finished, resumed when interrupted, else started. Prints its lines; with
 # more than one job the trainer's output goes to <dir>.log and a failure is recorded in $failed.
 run_one() { # N NAME K CFG DIR ARGS
@@ -90,10 +95,8 @@ for cfg in "$@"; do
     k=1
     while [ "$k" -le "$seeds" ]; do
         dir=$out/$name/seed$k
-        # $args is split into words on purpose: each "--set key=value" is two arguments.
-        args="$sets --set out_dir=$dir --set seed=$k"
-        [ -z "$data" ] || args="$args --set data=$data"
-        # shellcheck disable=SC2086
+        args=$(run_args "$dir" "$k")
+        # shellcheck disable=SC2086   ($args is split into words on purpose)
         want=$("$train" config "$cfg" $args)
         if [ -f "$dir/config.json" ] && [ "$want" != "$(cat "$dir/config.json")" ]; then
             die "$dir holds a run of a different config than $cfg with these options; remove it or choose another --out"
@@ -121,8 +124,7 @@ for cfg in "$@"; do
     while [ "$k" -le "$seeds" ]; do
         n=$((n + 1))
         dir=$out/$name/seed$k
-        args="$sets --set out_dir=$dir --set seed=$k"
-        [ -z "$data" ] || args="$args --set data=$data"
+        args=$(run_args "$dir" "$k")
         if [ "$jobs" = 1 ]; then
             run_one "$n" "$name" "$k" "$cfg" "$dir" "$args"
         else

@@ -180,11 +180,10 @@ int series_aggregate(const Series *s, const char *xcol, const char *ycol, Series
 }
 
 /* Point i of seed k, averaged over rows [i*bin, min((i+1)*bin, nrows)). A row with no value (nan:
- * a position nothing supervises) is left out of a bin of several rows; a bin of only such rows
- * stays nan, a gap in the line. */
+ * a position nothing supervises) is left out; a bin of only such rows stays nan, a gap in the
+ * line. */
 static double bin_mean(const double *v, int nrows, int bin, int i) {
     int r0 = i * bin, r1 = r0 + bin < nrows ? r0 + bin : nrows;
-    if (r1 - r0 == 1) return v[r0];
     double sum = 0;
     int n = 0;
     for (int r = r0; r < r1; r++)

@@ -24,7 +24,7 @@ cp "$runs/summary.csv" "$out/$name-summary.csv"
 kinds=$(awk -F, 'NR > 1 && !seen[$1]++ { printf "%s ", $1 }' "$runs/summary.csv")
 depths=$(awk -F, 'NR > 1 && !seen[$2]++ { printf "%s ", $2 }' "$runs/summary.csv")
 bin=1
-grep -q '^[^,]*,[^,]*,[^,]*,.*,.*,.*,.*,.*,.*,' "$runs/summary.csv" && bin=8 # the flip-flop columns
+head -1 "$runs/summary.csv" | grep -q acc_sparse && bin=8 # a flip-flop grid
 
 # the evaluation at 4x: block size from the run's own training length
 for dir in "$runs"/*-L*-s*/; do
