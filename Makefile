@@ -112,20 +112,14 @@ bench-train: $(BUILD)/tests/bench_train
 	OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train
 	OMP_NUM_THREADS=1 $(BUILD)/tests/bench_train rope 768 4 16 512 4096 4
 
-# HDD-RoPE against RoPE on the author's shape (C=768, L=4, NH=16, T=512), 2 threads: chunk 2, 4
-# and 8, dynamic and static. Each row first prints the kind's own step (ms per phase, the share of
-# W_g's FLOPs), then its cost against RoPE with the steps of the two alternated in one process
-# (bench_train --pair, 6 rounds: the machine's drift hits both alike), then the posenc's forward
-# + backward alone (bench_posenc, one layer, x 4 layers). The targets: dynamic c = 4 at
-# most 1.15x RoPE's step, static c = 4 at most 1.03x.
-HDD_SHAPE := 768 4 16 512 4096 4
+# HDD-RoPE against RoPE: for c = 2, 3, 4, 8, 16, dynamic expm, dynamic Cayley and static, each
+# paired with RoPE in one process (bench_train --pair), at the small shape on 1 thread and the
+# author's on 2; prints the Markdown table of docs/performance.md (scripts/bench_hdd.sh; ROUNDS,
+# SHAPES and CHUNKS pick a part of it). Then the kind's forward + backward alone (bench_posenc).
 bench-hdd: $(BUILD)/tests/bench_train $(BUILD)/tests/bench_posenc
-	@for pe in '{"kind":"hddrope","chunk":2}' '{"kind":"hddrope","chunk":2,"dynamic":false}' \
-	           '{"kind":"hddrope","chunk":4}' '{"kind":"hddrope","chunk":4,"dynamic":false}' \
-	           '{"kind":"hddrope","chunk":8}' '{"kind":"hddrope","chunk":8,"dynamic":false}'; do \
-	    OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train "$$pe" $(HDD_SHAPE) | tail -3; \
-	    OMP_NUM_THREADS=2 $(BUILD)/tests/bench_train --pair rope "$$pe" $(HDD_SHAPE) 6 | tail -3; \
-	    OMP_NUM_THREADS=2 $(BUILD)/tests/bench_posenc "$$pe" 4 512 768 16; done
+	sh scripts/bench_hdd.sh $(BUILD)/tests/bench_train
+	@for c in 2 3 4 8 16; do \
+	    OMP_NUM_THREADS=1 $(BUILD)/tests/bench_posenc "{\"kind\":\"hddrope\",\"chunk\":$$c}" 16 256 128 4; done
 
 bench:
 	$(MAKE) --no-print-directory bench-tokenizer

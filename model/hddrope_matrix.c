@@ -4,9 +4,9 @@
  *
  * Reading order: the products; the reference exponential (a Taylor series with scaling and
  * squaring) and two reference adjoints (a series, and the block formula); Cayley and its adjoint;
- * the closed forms for c = 2, 3 and 4; the Paterson-Stockmeyer exponential the model uses for
- * other c, with the exact reverse-mode adjoint of its own computation; last, the two entry points
- * the scan calls (hddrope_step_expm, hddrope_step_expm_adjoint), which pick among them.
+ * the closed forms for c = 2, 3 and 4; last, the two entry points the scan calls at those c
+ * (hddrope_step_expm, hddrope_step_expm_adjoint). Other chunk sizes take the exponential of
+ * model/hddrope_expm_lanes.c (several matrices at once in vector lanes).
  * tests/test_hddrope_matrix.c checks every fast form against the references and against finite
  * differences.
  *
@@ -19,10 +19,7 @@
 #include <math.h>
 #include <string.h>
 
-/* Where the series are cut in the model's own step matrices and gradients: they are rounded to
- * float (relative 6e-8) right after, so terms below 1e-12 of the result cannot matter; the
- * references (hddrope_expm, hddrope_expm_adjoint) go to double precision. */
-#define HDD_SERIES_TOLERANCE 1e-12
+/* The references (hddrope_expm, hddrope_expm_adjoint) go to double precision. */
 #define HDD_REFERENCE_TOLERANCE 1e-17
 
 #define HDD_INLINE static inline __attribute__((always_inline))
@@ -32,53 +29,29 @@ static inline double max_d(double a, double b) { return a > b ? a : b; }
 
 /* ---- products (n <= 2*HDD_MAX_C) ---- */
 
-/* out = X b with X(i, r) = a[i*si + r*sr] (X = a: si = n, sr = 1; X = a^T: si = 1, sr = n), n <= 2*HDD_MAX_C.
- * One row at a time, accumulated in registers over r; for large n four rows at a time, r outermost
- * (four independent chains of multiply-adds per vector of k). Each sum runs over r in order either
- * way, so the bits do not depend on the blocking. out must not alias a or b. */
-HDD_INLINE void mm_rows_inline(const double *restrict a, int si, int sr, const double *restrict b,
-                               double *restrict out, int n) {
-    int i0 = 0;
-    /* (blocks measured faster from c = 16 on, slower at c = 4 and 8, where one row is short) */
-    for (; n >= 12 && i0 + 4 <= n; i0 += 4) {
-        double acc[4][2 * HDD_MAX_C];
-        for (int ii = 0; ii < 4; ii++)
-            for (int k = 0; k < n; k++) acc[ii][k] = 0;
-        for (int r = 0; r < n; r++)
-            for (int ii = 0; ii < 4; ii++) {
-                const double x = a[(i0 + ii) * si + r * sr];
-                for (int k = 0; k < n; k++) acc[ii][k] += x * b[r * n + k];
-            }
-        for (int ii = 0; ii < 4; ii++)
-            for (int k = 0; k < n; k++) out[(i0 + ii) * n + k] = acc[ii][k];
-    }
-    for (; i0 < n; i0++) {
+/* out = a b, one row at a time, accumulated in registers over r in order. out must not alias a or b. */
+HDD_INLINE void mm_rows_inline(const double *restrict a, const double *restrict b, double *restrict out, int n) {
+    for (int i = 0; i < n; i++) {
         double acc[2 * HDD_MAX_C];
         for (int k = 0; k < n; k++) acc[k] = 0;
         for (int r = 0; r < n; r++) {
-            const double x = a[i0 * si + r * sr];
+            const double x = a[i * n + r];
             for (int k = 0; k < n; k++) acc[k] += x * b[r * n + k];
         }
-        for (int k = 0; k < n; k++) out[i0 * n + k] = acc[k];
+        for (int k = 0; k < n; k++) out[i * n + k] = acc[k];
     }
 }
 
 /* mm_rows_inline for a run-time n, compiled once (a copy at every call would only cost build time) */
-static void mm_rows_any(const double *restrict a, int si, int sr, const double *restrict b, double *restrict out,
-                        int n) {
-    mm_rows_inline(a, si, sr, b, out, n);
-}
-/* Inline where the kernels run with n a constant (the copies of the entry points), else one call. */
-HDD_INLINE void mm_rows(const double *restrict a, int si, int sr, const double *restrict b, double *restrict out,
-                        int n) {
-    if (__builtin_constant_p(n)) mm_rows_inline(a, si, sr, b, out, n);
-    else mm_rows_any(a, si, sr, b, out, n);
+static void mm_rows_any(const double *restrict a, const double *restrict b, double *restrict out, int n) {
+    mm_rows_inline(a, b, out, n);
 }
 
-/* out = a b; out may alias a or b */
+/* out = a b; out may alias a or b. Inline where n is a constant (the c = 4 closed form), else one call. */
 HDD_INLINE void mat_mul(const double *a, const double *b, double *out, int n) {
     double tmp[4 * HDD_MAX_C * HDD_MAX_C];
-    mm_rows(a, n, 1, b, tmp, n);
+    if (__builtin_constant_p(n)) mm_rows_inline(a, b, tmp, n);
+    else mm_rows_any(a, b, tmp, n);
     memcpy(out, tmp, sizeof(double) * (size_t)(n * n));
 }
 
@@ -458,171 +431,19 @@ void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) { expm
 
 /* ---- general c: Paterson-Stockmeyer Taylor and its reverse-mode adjoint ---- */
 
-/* out = a^T b and out = a b^T (c x c, out distinct from a and b) */
-HDD_INLINE void mul_tn(const double *restrict a, const double *restrict b, double *restrict out, int c) {
-    mm_rows(a, 1, c, b, out, c);
-}
-HDD_INLINE void mul_nt(const double *restrict a, const double *restrict b, double *restrict out, int c) {
-    double bt[HDD_MAX_C * HDD_MAX_C]; /* transpose first so that the inner loop runs along rows */
-    for (int i = 0; i < c; i++)
-        for (int k = 0; k < c; k++) bt[k * c + i] = b[i * c + k];
-    mm_rows(a, c, 1, bt, out, c);
-}
-
-/* How the fast exponential evaluates exp(A): X = A / 2^s, the Taylor polynomial of degree q
- * (last term x^q/q! <= tolerance, x a norm of X) by Paterson-Stockmeyer with the powers
- * X^1..X^r and a Horner scheme in X^r over J + 1 blocks of r coefficients, then s squarings.
- * The norm is the smaller of the infinity and Frobenius norms (both bound every power); of the
- * scalings with x <= 2 and up to three more halvings it takes the one with the fewest products. */
-#define HDD_PS_MAX 8    /* r and J: at most sqrt(30)-ish in practice */
-#define HDD_PS_MAX_SQ 24 /* squarings the adjoint keeps; beyond (|A| > 2^25) it uses the series */
-typedef struct {
-    int s, q, r, J;
-    double scale, inv_fact[31]; /* 1/k!, k <= q */
-} ExpPlan;
-
-HDD_INLINE ExpPlan exp_plan(const double *A, int c, double tolerance) {
-    double inf = 0, fro = 0;
-    for (int i = 0; i < c; i++) {
-        double row = 0;
-        for (int k = 0; k < c; k++) row += fabs(A[i * c + k]), fro += A[i * c + k] * A[i * c + k];
-        inf = max_d(inf, row);
-    }
-    double norm = sqrt(fro) < inf ? sqrt(fro) : inf, scale = 1.0;
-    int s = 0;
-    while (norm * scale > 2.0 && s < 1000) scale *= 0.5, s++;
-    ExpPlan best = {.q = 1, .r = 1, .J = 1, .scale = 1.0};
-    int best_cost = 1 << 30;
-    for (int extra = 0; extra < 4; extra++, s++, scale *= 0.5) {
-        const double x = norm * scale;
-        int q = 0;
-        for (double bound = 1.0; bound > tolerance && q < 30;) q++, bound *= x / q;
-        for (int r = 1; r <= HDD_PS_MAX && r <= q; r++) {
-            const int J = q / r, cost = s + (r - 1) + J;
-            if (J <= HDD_PS_MAX && cost < best_cost)
-                best_cost = cost, best.s = s, best.q = q, best.r = r, best.J = J, best.scale = scale;
-        }
-    }
-    double f = 1;
-    for (int k = 0; k <= best.q; k++) best.inv_fact[k] = 1.0 / f, f *= k + 1;
-    return best;
-}
-
-/* B_j = sum_{i<r} X^i / (jr+i)! (terms past q dropped) from the powers pw[i] = X^i, i >= 1 */
-HDD_INLINE void ps_block(const ExpPlan *p, const double (*pw)[HDD_MAX_C * HDD_MAX_C], int j, double *Bj, int c) {
-    for (int i = 0; i < c * c; i++) Bj[i] = 0; /* (a plain fill and a diagonal: both vectorise) */
-    for (int i = 0; i < c; i++) Bj[i * (c + 1)] = p->inv_fact[j * p->r];
-    for (int i = 1; i < p->r && j * p->r + i <= p->q; i++) {
-        const double a = p->inv_fact[j * p->r + i];
-        for (int e = 0; e < c * c; e++) Bj[e] += a * pw[i][e];
-    }
-}
-
-/* The forward of the plan: pw[1..r] = X^i, Q[J..0] the Horner values (Q[0] = the polynomial),
- * E[0..s-1] the squarands (E[0] = Q[0]); the result in out. Q (HDD_PS_MAX + 1 matrices) and E
- * (HDD_PS_MAX_SQ) are written only when keep is set (the adjoint reads them); else they may be NULL. */
-HDD_INLINE void ps_forward(const double *A, const ExpPlan *p, double (*pw)[HDD_MAX_C * HDD_MAX_C],
-                           double (*Q)[HDD_MAX_C * HDD_MAX_C], double (*E)[HDD_MAX_C * HDD_MAX_C], int keep,
-                           double *out, int c) {
-    const int cc = c * c;
-    for (int i = 0; i < cc; i++) pw[1][i] = A[i] * p->scale;
-    for (int k = 2; k <= p->r; k++) mat_mul(pw[k - 1], pw[1], pw[k], c);
-    double Bj[HDD_MAX_C * HDD_MAX_C], cur[HDD_MAX_C * HDD_MAX_C];
-    ps_block(p, (const double (*)[HDD_MAX_C * HDD_MAX_C])pw, p->J, cur, c);
-    for (int j = p->J - 1; j >= 0; j--) {
-        if (keep) memcpy(Q[j + 1], cur, sizeof(double) * (size_t)cc);
-        ps_block(p, (const double (*)[HDD_MAX_C * HDD_MAX_C])pw, j, Bj, c);
-        mat_mul(pw[p->r], cur, cur, c);
-        for (int i = 0; i < cc; i++) cur[i] += Bj[i];
-    }
-    for (int s = 0; s < p->s; s++) {
-        if (keep) memcpy(E[s], cur, sizeof(double) * (size_t)cc);
-        mat_mul(cur, cur, cur, c);
-    }
-    memcpy(out, cur, sizeof(double) * (size_t)cc);
-}
-
-HDD_INLINE void expm_fast_kernel(const double *A, double *E, int c, double tolerance) {
-    const ExpPlan p = exp_plan(A, c, tolerance);
-    double pw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
-    ps_forward(A, &p, pw, NULL, NULL, 0, E, c);
-}
-
-/* GA = the gradient w.r.t. A of <G_M, F(A)>, F the function expm_fast_kernel computes (the exact
- * adjoint of its products, so it agrees with L_exp(A^T, G_M) to the series' tolerance):
- * squarings E_{i+1} = E_i E_i give dE_i = dE_{i+1} E_i^T + E_i^T dE_{i+1}; Horner steps
- * Q_j = B_j + X^r Q_{j+1} give dB_j = dQ_j, d(X^r) += dQ_j Q_{j+1}^T, dQ_{j+1} = (X^r)^T dQ_j;
- * the powers X^k = X^(k-1) X give d(X^(k-1)) += d(X^k) X^T, dX += (X^(k-1))^T d(X^k). */
-HDD_INLINE void expm_fast_adjoint_kernel(const double *A, const double *GM, double *GA, double *E_out, int c,
-                                         double tolerance) {
-    const int cc = c * c;
-    const ExpPlan p = exp_plan(A, c, tolerance);
-    if (p.s > HDD_PS_MAX_SQ) { /* |A| > 2^25: not worth the stack; the series adjoint is the same */
-        if (E_out) expm_fast_kernel(A, E_out, c, tolerance);
-        expm_adjoint_kernel(A, GM, GA, c, tolerance);
-        return;
-    }
-    double pw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C], Q[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
-    double E[HDD_PS_MAX_SQ][HDD_MAX_C * HDD_MAX_C], dpw[HDD_PS_MAX + 1][HDD_MAX_C * HDD_MAX_C];
-    double out[HDD_MAX_C * HDD_MAX_C], dcur[HDD_MAX_C * HDD_MAX_C], t1[HDD_MAX_C * HDD_MAX_C],
-        t2[HDD_MAX_C * HDD_MAX_C];
-    ps_forward(A, &p, pw, Q, E, 1, out, c); /* expm_fast_kernel's computation: its bits */
-    if (E_out) memcpy(E_out, out, sizeof(double) * (size_t)cc);
-    memcpy(dcur, GM, sizeof(double) * (size_t)cc);
-    for (int s = p.s - 1; s >= 0; s--) {
-        mul_nt(dcur, E[s], t1, c);
-        mul_tn(E[s], dcur, t2, c);
-        for (int i = 0; i < cc; i++) dcur[i] = t1[i] + t2[i];
-    }
-    for (int k = 1; k <= p.r; k++) memset(dpw[k], 0, sizeof(double) * (size_t)cc);
-    for (int j = 0; j <= p.J; j++) {
-        /* dcur = dQ_j: through B_j to the powers */
-        for (int i = 1; i < p.r && j * p.r + i <= p.q; i++) {
-            const double a = p.inv_fact[j * p.r + i];
-            for (int e = 0; e < cc; e++) dpw[i][e] += a * dcur[e];
-        }
-        if (j == p.J) break;
-        mul_nt(dcur, Q[j + 1], t1, c);
-        for (int e = 0; e < cc; e++) dpw[p.r][e] += t1[e];
-        mul_tn(pw[p.r], dcur, t2, c);
-        memcpy(dcur, t2, sizeof(double) * (size_t)cc);
-    }
-    for (int k = p.r; k >= 2; k--) {
-        mul_nt(dpw[k], pw[1], t1, c);
-        mul_tn(pw[k - 1], dpw[k], t2, c);
-        for (int e = 0; e < cc; e++) dpw[k - 1][e] += t1[e], dpw[1][e] += t2[e];
-    }
-    for (int i = 0; i < cc; i++) GA[i] = dpw[1][i] * p.scale;
-}
-
-void hddrope_expm_fast(const double *A, double *E, int c) {
-    if (c < 1 || c > HDD_MAX_C) return;
-    expm_fast_kernel(A, E, c, HDD_SERIES_TOLERANCE);
-}
-
-void hddrope_expm_adjoint_fast(const double *A, const double *GM, double *GA, int c) {
-    if (c < 1 || c > HDD_MAX_C) return;
-    expm_fast_adjoint_kernel(A, GM, GA, NULL, c, HDD_SERIES_TOLERANCE);
-}
-
 /* ---- what the scan calls ---- */
 
-/* The model's exp(A): the closed forms at c = 2, 3 and 4, Paterson-Stockmeyer otherwise (a copy with
- * c a constant at c = 8; c = 16 runs slower unrolled, the code shuffles). */
+/* The model's exp(A) at c = 2, 3 and 4 (other c: hddrope_expm_lanes). */
 void hddrope_step_expm(const double *A, double *E, int c) {
     if (c == 2) expm2_kernel(A, E);
     else if (c == 3) expm3_kernel(A, E);
     else if (c == 4) expm4_kernel(A, E);
-    else if (c == 8) expm_fast_kernel(A, E, 8, HDD_SERIES_TOLERANCE);
-    else if (c >= 1 && c <= HDD_MAX_C) expm_fast_kernel(A, E, c, HDD_SERIES_TOLERANCE);
 }
 
-/* Its adjoint (at c = 2, 3 and 4 the skew part only, all the generators' gradient reads), and
- * E = hddrope_step_expm(A) with the same bits when E is not NULL (the backward need not save it). */
+/* Its adjoint (the skew part only, all the generators' gradient reads), and E =
+ * hddrope_step_expm(A) with the same bits when E is not NULL (the backward need not save it). */
 void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, double *E, int c) {
     if (c == 2) expm2_adjoint_kernel(A, GM, GA, E);
     else if (c == 3) expm3_adjoint_kernel(A, GM, GA, E);
     else if (c == 4) expm4_adjoint_kernel(A, GM, GA, E);
-    else if (c == 8) expm_fast_adjoint_kernel(A, GM, GA, E, 8, HDD_SERIES_TOLERANCE);
-    else if (c >= 1 && c <= HDD_MAX_C) expm_fast_adjoint_kernel(A, GM, GA, E, c, HDD_SERIES_TOLERANCE);
 }

@@ -44,7 +44,8 @@
  * extra columns 3C + index. Activations, layer l: (B, T, NH) blocks of hdd_acts_per_head floats,
  * P_t of each chunk (c*c floats per chunk; for the lane kernels in their (group, entry, lane)
  * order); static generators, (1, T, NH) blocks: P_t is then the same for every b (scan_rows).
- * M is not saved: the backward rebuilds it with the forward's bits inside the adjoint.
+ * M is not saved: the backward rebuilds it with the forward's bits (inside the adjoint, or, for
+ * c >= 5, in the adjoint's forward half before the block's positions).
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  * Parallel units: one (b, h) with all its chunks, forward and backward (the backward's d g_base
@@ -53,7 +54,10 @@
  * row; the backward sums G_t over the rows before its one scan back).
  * The scan runs in copies with c a constant for c = 2, 4, 8 (unrolled, vectorised; forced inline
  * and called with a literal, the same operations in the same order, so every copy gives the same
- * bits).
+ * bits). For c >= 5 with expm, the step matrices of 8 consecutive positions of a chunk are
+ * computed together, one per vector lane (model/hddrope_expm_lanes.c), so each scan walks blocks
+ * of 8 positions and, inside a block, one chunk at a time; a matrix's bits do not depend on its
+ * block, so cached generation (one position) still matches the full forward.
  */
 #include "model/posenc_hddrope.h"
 
@@ -179,6 +183,13 @@ static void hdd_init(const PosEnc *pe, float *params, float *extra_w, size_t ext
 
 /* ---- forward ---- */
 
+/* The generator values of (layer l, row n, head h, chunk j) into g (double). */
+static void generators(const Hdd *d, int l, const float *params, const float *row, int h, int j, double *g) {
+    size_t index = ((size_t)h * d->nc + j) * d->m;
+    const float *base = params + (size_t)l * d->G + index;
+    for (int a = 0; a < d->m; a++) g[a] = base[a] + (d->dynamic ? (double)row[3 * d->C + index + a] : 0.0);
+}
+
 /* A = L - L^T from the m generator values g (double, c x c). */
 HDD_INLINE void fill_skew(const Hdd *d, const double *g, double *A, int c) {
     memset(A, 0, sizeof(double) * (size_t)(c * c));
@@ -188,21 +199,66 @@ HDD_INLINE void fill_skew(const Hdd *d, const double *g, double *A, int c) {
     }
 }
 
-/* The float step matrix of generator values g (m of them) and, for the backward, A in double. */
-HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, int c) {
+/* Whether the exponential runs in blocks of HDD_EXP_LANES matrices (hddrope_expm_lanes: the chunk
+ * sizes without a closed form). */
+static int use_exp_lanes(const Hdd *d) { return d->map == MAP_EXPM && d->c >= 5 && !hdd_reference_kernels; }
+
+/* The float step matrix of generator values g (m of them) and, for the backward, A in double.
+ * work: hddrope_expm_lanes_bytes(c) where use_exp_lanes, else unused. */
+HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, void *work, int c) {
     double Md[HDD_MAX_C * HDD_MAX_C];
     fill_skew(d, g, A, c);
     if (d->map == MAP_CAYLEY) hddrope_cayley(A, Md, NULL, c);
     else if (hdd_reference_kernels) hddrope_expm(A, Md, c);
+    else if (use_exp_lanes(d)) hddrope_expm_lanes(A, Md, 1, c, work);
     else hddrope_step_expm(A, Md, c);
     for (int i = 0; i < c * c; i++) M[i] = (float)Md[i];
 }
 
-/* The generator values of (layer l, row n, head h, chunk j) into g (double). */
-static void generators(const Hdd *d, int l, const float *params, const float *row, int h, int j, double *g) {
-    size_t index = ((size_t)h * d->nc + j) * d->m;
-    const float *base = params + (size_t)l * d->G + index;
-    for (int a = 0; a < d->m; a++) g[a] = base[a] + (d->dynamic ? (double)row[3 * d->C + index + a] : 0.0);
+/* Where use_exp_lanes, the scans take the step matrices of up to HDD_EXP_LANES consecutive
+ * positions of a chunk at once: positions t0 .. t0 + n - 1, t0 a multiple of HDD_EXP_LANES, lane
+ * v = position t0 + v. Buffers of one unit, carved from its scratch before the scan's own part:
+ * the exponential's work, then (lanes, c, c) each of A, dM (the backward's gradients for the
+ * block's adjoints), the adjoints, in double, and of M in float. */
+typedef struct {
+    void *work;
+    double *A, *dM, *out;
+    float *M;
+} ExpBlock;
+
+static size_t exp_block_bytes(const Hdd *d) {
+    if (!use_exp_lanes(d)) return 0;
+    const size_t block = (size_t)HDD_EXP_LANES * d->c * d->c;
+    const size_t bytes = hddrope_expm_lanes_bytes(d->c) + block * (3 * sizeof(double) + sizeof(float));
+    return (bytes + HDD_SCRATCH_ALIGN - 1) / HDD_SCRATCH_ALIGN * HDD_SCRATCH_ALIGN;
+}
+
+/* The ExpBlock at `at` (aligned to HDD_SCRATCH_ALIGN, exp_block_bytes long). */
+static ExpBlock exp_block_at(const Hdd *d, void *at) {
+    const size_t block = (size_t)HDD_EXP_LANES * d->c * d->c;
+    ExpBlock e;
+    e.work = at;
+    e.A = (double *)((char *)at + hddrope_expm_lanes_bytes(d->c));
+    e.dM = e.A + block;
+    e.out = e.dM + block;
+    e.M = (float *)(e.out + block);
+    return e;
+}
+
+/* Chunk j's step matrices at positions t0 .. t0 + n - 1 of unit (b, h) (b_rows: row b's first
+ * position): A, and M rounded to float; keep: the backward's (the adjoint's forward half, which
+ * keeps what hddrope_expm_lanes_reverse needs). */
+HDD_INLINE void exp_block_forward(const Hdd *d, const ExpBlock *e, int l, const float *params, const float *b_rows,
+                                  long S, int h, int j, int t0, int n, int keep, int c) {
+    const int cc = c * c;
+    double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+    for (int v = 0; v < n; v++) {
+        generators(d, l, params, b_rows + (size_t)(t0 + v) * S, h, j, g);
+        fill_skew(d, g, e->A + (size_t)v * cc, c);
+    }
+    if (keep) hddrope_expm_lanes_keep(e->A, e->out, n, c, e->work);
+    else hddrope_expm_lanes(e->A, e->out, n, c, e->work);
+    for (int i = 0; i < n * cc; i++) e->M[i] = (float)e->out[i];
 }
 
 /* v <- P v (float in, double accumulate) for a chunk of c channels. */
@@ -223,12 +279,14 @@ static float *static_step_matrices(const Hdd *d, int l, const float *params, dou
     if (d->dynamic) return NULL;
     const int cc = d->c * d->c, heads_chunks = d->NH * d->nc;
     float *M = xmalloc(sizeof(float) * (size_t)heads_chunks * cc);
+    void *work = use_exp_lanes(d) ? xaligned_alloc(HDD_SCRATCH_ALIGN, hddrope_expm_lanes_bytes(d->c)) : NULL;
     for (int hj = 0; hj < heads_chunks; hj++) {
         double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C];
         generators(d, l, params, NULL, hj / d->nc, hj % d->nc, g);
-        step_matrix(d, g, A, M + (size_t)hj * cc, d->c);
+        step_matrix(d, g, A, M + (size_t)hj * cc, work, d->c);
         if (A_out) memcpy(A_out + (size_t)hj * cc, A, sizeof(double) * (size_t)cc);
     }
+    free(work);
     return M;
 }
 
@@ -236,14 +294,17 @@ static float *static_step_matrices(const Hdd *d, int l, const float *params, dou
  * row's q, k and generator columns of the head are read once, in order), applied to the rows of
  * b .. b + rows - 1 (static generators: the whole batch shares the scan; else rows = 1). M_head:
  * static generators, the head's step matrices (n_c, c, c), the same at every position (see
- * static_step_matrices); else NULL. scratch: n_c c^2 floats (the running products). */
+ * static_step_matrices); else NULL. scratch: exp_block_bytes, then n_c c^2 floats (the running
+ * products). */
 HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, const float *params,
-                             const float *M_head, float *layer_acts, float *layer_state, float *scratch, int T,
+                             const float *M_head, float *layer_acts, float *layer_state, void *scratch, int T,
                              int pos0, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = hdd_acts_per_head(d);
-    float *P_all = scratch; /* (n_c, c, c) */
+    const int blocks = d->dynamic && use_exp_lanes(d);
+    const ExpBlock eb = exp_block_at(d, scratch);
+    float *P_all = (float *)((char *)scratch + exp_block_bytes(d)); /* (n_c, c, c) */
     float M[HDD_MAX_C * HDD_MAX_C];
     double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
     float *st = layer_state ? layer_state + (size_t)u * nc * cc : NULL;
@@ -255,49 +316,58 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, 
             for (int i = 0; i < cc; i++) from_state |= st_j[i] != 0.0f;
         for (int i = 0; i < cc; i++) P[i] = from_state ? st_j[i] : (float)(i % (c + 1) == 0);
     }
-    for (int t = 0; t < T; t++) {
-        float *row = qkv + ((size_t)b * T + t) * S;
-        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
-        const long p = (long)pos0 + t;
-        const int reortho_here = d->reortho > 0 && (p + 1) % d->reortho == 0;
+    /* Blocks of positions (one position each without use_exp_lanes), and in a block each chunk
+     * through all its positions: a chunk's scan is its own, so the order of chunks cannot change a bit. */
+    const int block = blocks ? HDD_EXP_LANES : 1;
+    for (int t0 = 0; t0 < T; t0 += block) {
+        const int n = T - t0 < block ? T - t0 : block;
         for (int j = 0; j < nc; j++) {
-            float *P = P_all + (size_t)j * cc;
-            const float *Mj = M_head ? M_head + (size_t)j * cc : NULL;
-            if (d->dynamic) {
-                generators(d, l, params, row, h, j, g);
-                step_matrix(d, g, A, M, c);
-                Mj = M;
-            }
-            /* P <- P M, in double, rounded to float */
-            double next[HDD_MAX_C * HDD_MAX_C];
-            for (int i = 0; i < c; i++) {
-                for (int k = 0; k < c; k++) next[i * c + k] = 0;
-                for (int r = 0; r < c; r++)
-                    for (int k = 0; k < c; k++) next[i * c + k] += (double)P[i * c + r] * Mj[r * c + k];
-            }
-            if (reortho_here) {
-                /* P <- P (3I - P^T P) / 2 */
-                double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
-                for (int i = 0; i < c; i++)
-                    for (int k = 0; k < c; k++) {
-                        double s = 0;
-                        for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
-                        PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
-                    }
-                for (int i = 0; i < c; i++)
-                    for (int k = 0; k < c; k++) {
-                        double s = 0;
-                        for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
-                        fixed[i * c + k] = 0.5 * s;
-                    }
-                memcpy(next, fixed, sizeof(double) * (size_t)cc);
-            }
-            for (int i = 0; i < cc; i++) P[i] = (float)next[i];
-            if (saved) memcpy(saved + (size_t)j * cc, P, sizeof(float) * (size_t)cc);
-            for (int r = 0; r < rows; r++) {
-                float *q = row + (size_t)r * T * S + (size_t)h * d->hs + (size_t)j * c;
-                apply(P, q, c);
-                apply(P, q + C, c);
+            if (blocks) exp_block_forward(d, &eb, l, params, qkv + (size_t)b * T * S, S, h, j, t0, n, 0, c);
+            for (int t = t0; t < t0 + n; t++) {
+                float *row = qkv + ((size_t)b * T + t) * S;
+                float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
+                const long p = (long)pos0 + t;
+                const int reortho_here = d->reortho > 0 && (p + 1) % d->reortho == 0;
+                float *P = P_all + (size_t)j * cc;
+                const float *Mj = M_head ? M_head + (size_t)j * cc : NULL;
+                if (blocks) {
+                    Mj = eb.M + (size_t)(t - t0) * cc;
+                } else if (d->dynamic) {
+                    generators(d, l, params, row, h, j, g);
+                    step_matrix(d, g, A, M, NULL, c);
+                    Mj = M;
+                }
+                /* P <- P M, in double, rounded to float */
+                double next[HDD_MAX_C * HDD_MAX_C];
+                for (int i = 0; i < c; i++) {
+                    for (int k = 0; k < c; k++) next[i * c + k] = 0;
+                    for (int r = 0; r < c; r++)
+                        for (int k = 0; k < c; k++) next[i * c + k] += (double)P[i * c + r] * Mj[r * c + k];
+                }
+                if (reortho_here) {
+                    /* P <- P (3I - P^T P) / 2 */
+                    double PtP[HDD_MAX_C * HDD_MAX_C], fixed[HDD_MAX_C * HDD_MAX_C];
+                    for (int i = 0; i < c; i++)
+                        for (int k = 0; k < c; k++) {
+                            double s = 0;
+                            for (int r = 0; r < c; r++) s += next[r * c + i] * next[r * c + k];
+                            PtP[i * c + k] = ((i == k) ? 3.0 : 0.0) - s;
+                        }
+                    for (int i = 0; i < c; i++)
+                        for (int k = 0; k < c; k++) {
+                            double s = 0;
+                            for (int r = 0; r < c; r++) s += next[i * c + r] * PtP[r * c + k];
+                            fixed[i * c + k] = 0.5 * s;
+                        }
+                    memcpy(next, fixed, sizeof(double) * (size_t)cc);
+                }
+                for (int i = 0; i < cc; i++) P[i] = (float)next[i];
+                if (saved) memcpy(saved + (size_t)j * cc, P, sizeof(float) * (size_t)cc);
+                for (int r = 0; r < rows; r++) {
+                    float *q = row + (size_t)r * T * S + (size_t)h * d->hs + (size_t)j * c;
+                    apply(P, q, c);
+                    apply(P, q + C, c);
+                }
             }
         }
     }
@@ -322,7 +392,8 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const int lanes = use_lanes(d);
     float *M_static = static_step_matrices(d, l, params, NULL);
     /* (the lane kernels' vectors need their alignment) */
-    const size_t scratch_bytes = lanes ? hdd_lanes_scratch_bytes(d) : sizeof(float) * (size_t)nc * cc;
+    const size_t scratch_bytes =
+        lanes ? hdd_lanes_scratch_bytes(d) : exp_block_bytes(d) + sizeof(float) * (size_t)nc * cc;
 #pragma omp parallel if (units * rows * nc * T >= 256)
     {
         void *scratch = xaligned_alloc(HDD_SCRATCH_ALIGN, scratch_bytes);
@@ -347,12 +418,15 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
 
 /* dA from dM for the step matrix of A (double, c x c); Md gets the step matrix itself in double,
  * computed as step_matrix computes it (the same bits: the backward need not save M). */
-HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA, double *Md, int c) {
+HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA, double *Md,
+                                     void *work, int c) {
     if (d->map == MAP_CAYLEY) {
         hddrope_cayley_adjoint(A, dM, dA, Md, c);
     } else if (hdd_reference_kernels) {
         hddrope_expm(A, Md, c);
         hddrope_expm_adjoint(A, dM, dA, c);
+    } else if (use_exp_lanes(d)) {
+        hddrope_expm_adjoint_lanes(A, dM, dA, Md, 1, c, work);
     } else {
         hddrope_step_expm_adjoint(A, dM, dA, Md, c); /* c = 2, 4: the skew part, all generator_grad reads */
     }
@@ -368,100 +442,129 @@ HDD_INLINE double generator_grad(const Hdd *d, const double *dA, int a, int c) {
  * This unit's share of d g_base goes to its own slot of `partial`, which the caller sums over the
  * units in a fixed order: dynamic, dg (n_c, m); static, where the step matrix is the same at every
  * position and its adjoint is linear in dM, the summed dM (n_c, c, c), sent through the map once
- * by the caller. scratch: n_c c^2 doubles. */
+ * by the caller. scratch: exp_block_bytes, then n_c c^2 doubles.
+ * In blocks (use_exp_lanes): at a block's last position the step matrices of all its positions,
+ * and at its first the adjoints of all of them (dM_t kept meanwhile), in the same order of t for
+ * each sum as without blocks. */
 HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv, const float *qkv,
-                              const float *params, const float *layer_acts, const float *M_static, double *scratch,
+                              const float *params, const float *layer_acts, const float *M_static, void *scratch,
                               double *partial, int T, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = hdd_acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
-    double *Bnext_all = scratch;                   /* per chunk: B_{t+1} M_{t+1}^T, 0 past the end */
+    const int blocks = d->dynamic && use_exp_lanes(d);
+    const ExpBlock eb = exp_block_at(d, scratch);
+    /* per chunk: B_{t+1} M_{t+1}^T, 0 past the end */
+    double *Bnext_all = (double *)((char *)scratch + exp_block_bytes(d));
     memset(Bnext_all, 0, sizeof(double) * (size_t)nc * cc);
     memset(partial, 0, sizeof(double) * (size_t)nc * (d->dynamic ? m : cc));
-    for (int t = T - 1; t >= 0; t--) {
-        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
-        const float *row = qkv + ((size_t)b * T + t) * S;
-        float *drow = dqkv + ((size_t)b * T + t) * S;
+    /* The forward's blocks, last first, and in a block each chunk through its positions, last
+     * first: every sum below runs over t downwards as with one position per block. */
+    const int block = blocks ? HDD_EXP_LANES : 1;
+    for (int t0 = (T - 1) / block * block; t0 >= 0; t0 -= block) {
+        const int n = T - t0 < block ? T - t0 : block;
         for (int j = 0; j < nc; j++) {
-            const float *P = saved + (size_t)j * cc;
-            const size_t q_off = (size_t)h * d->hs + (size_t)j * c, index = ((size_t)h * nc + j) * m;
-            if (t >= HDD_PREFETCH) {
-                /* the rows are far apart (a stride the hardware prefetcher does not follow) */
-                const size_t ahead = (size_t)HDD_PREFETCH * S;
-                __builtin_prefetch(P - HDD_PREFETCH * head_rows);
-                __builtin_prefetch(P - HDD_PREFETCH * head_rows + cc - 1);
-                for (int r = 0; r < rows; r++) {
-                    /* signed: HDD_PREFETCH positions back may lie before row + q_off */
-                    const ptrdiff_t at = (ptrdiff_t)((size_t)r * T * S + q_off) - (ptrdiff_t)ahead;
-                    __builtin_prefetch(row + at);
-                    __builtin_prefetch(row + C + at);
-                    __builtin_prefetch(drow + at, 1);
-                    __builtin_prefetch(drow + C + at, 1);
-                }
-                if (d->dynamic) {
-                    __builtin_prefetch(row - ahead + 3 * C + index);
-                    __builtin_prefetch(drow - ahead + 3 * C + index, 1);
-                }
-            }
-            double *Bnext = Bnext_all + (size_t)j * cc, Bt[HDD_MAX_C * HDD_MAX_C];
-            memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
-            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed
-             * over the rows sharing the scan: B_t and dM_t are linear in G_t) */
-            for (int which = 0; which < 2 * rows; which++) {
-                const size_t off = (size_t)(which / 2) * T * S + (size_t)(which % 2) * C + q_off;
-                const float *rotated = row + off;
-                float *grad = drow + off;
-                double un[HDD_MAX_C], dun[HDD_MAX_C];
-                for (int i = 0; i < c; i++) un[i] = 0, dun[i] = 0;
-                for (int r = 0; r < c; r++)
-                    for (int i = 0; i < c; i++) {
-                        un[i] += (double)P[r * c + i] * rotated[r];
-                        dun[i] += (double)P[r * c + i] * grad[r];
+            if (blocks) exp_block_forward(d, &eb, l, params, qkv + (size_t)b * T * S, S, h, j, t0, n, 1, c);
+            for (int t = t0 + n - 1; t >= t0; t--) {
+                const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
+                const float *row = qkv + ((size_t)b * T + t) * S;
+                float *drow = dqkv + ((size_t)b * T + t) * S;
+                const float *P = saved + (size_t)j * cc;
+                const size_t q_off = (size_t)h * d->hs + (size_t)j * c, index = ((size_t)h * nc + j) * m;
+                if (t >= HDD_PREFETCH) {
+                    /* the rows are far apart (a stride the hardware prefetcher does not follow) */
+                    const size_t ahead = (size_t)HDD_PREFETCH * S;
+                    __builtin_prefetch(P - HDD_PREFETCH * head_rows);
+                    __builtin_prefetch(P - HDD_PREFETCH * head_rows + cc - 1);
+                    for (int r = 0; r < rows; r++) {
+                        /* signed: HDD_PREFETCH positions back may lie before row + q_off */
+                        const ptrdiff_t at = (ptrdiff_t)((size_t)r * T * S + q_off) - (ptrdiff_t)ahead;
+                        __builtin_prefetch(row + at);
+                        __builtin_prefetch(row + C + at);
+                        __builtin_prefetch(drow + at, 1);
+                        __builtin_prefetch(drow + C + at, 1);
                     }
-                for (int i = 0; i < c; i++)
-                    for (int k = 0; k < c; k++) Bt[i * c + k] += (double)grad[i] * un[k];
-                for (int i = 0; i < c; i++) grad[i] = (float)dun[i];
-            }
-            /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
-            double dM[HDD_MAX_C * HDD_MAX_C];
-            if (t == 0) {
-                memcpy(dM, Bt, sizeof(double) * (size_t)cc);
-            } else {
-                const float *Pprev = P - head_rows;
-                for (int i = 0; i < c; i++) {
-                    for (int k = 0; k < c; k++) dM[i * c + k] = 0;
+                    if (d->dynamic) {
+                        __builtin_prefetch(row - ahead + 3 * C + index);
+                        __builtin_prefetch(drow - ahead + 3 * C + index, 1);
+                    }
+                }
+                double *Bnext = Bnext_all + (size_t)j * cc, Bt[HDD_MAX_C * HDD_MAX_C];
+                memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
+                /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed
+                 * over the rows sharing the scan: B_t and dM_t are linear in G_t) */
+                for (int which = 0; which < 2 * rows; which++) {
+                    const size_t off = (size_t)(which / 2) * T * S + (size_t)(which % 2) * C + q_off;
+                    const float *rotated = row + off;
+                    float *grad = drow + off;
+                    double un[HDD_MAX_C], dun[HDD_MAX_C];
+                    for (int i = 0; i < c; i++) un[i] = 0, dun[i] = 0;
                     for (int r = 0; r < c; r++)
-                        for (int k = 0; k < c; k++) dM[i * c + k] += (double)Pprev[r * c + i] * Bt[r * c + k];
+                        for (int i = 0; i < c; i++) {
+                            un[i] += (double)P[r * c + i] * rotated[r];
+                            dun[i] += (double)P[r * c + i] * grad[r];
+                        }
+                    for (int i = 0; i < c; i++)
+                        for (int k = 0; k < c; k++) Bt[i * c + k] += (double)grad[i] * un[k];
+                    for (int i = 0; i < c; i++) grad[i] = (float)dun[i];
                 }
-            }
-            const float *M;
-            float M_here[HDD_MAX_C * HDD_MAX_C];
-            if (!d->dynamic) {
-                M = M_static + (size_t)j * cc;
-                for (int i = 0; i < cc; i++) partial[(size_t)j * cc + i] += dM[i];
-            } else {
-                /* M_t = map(A_t), A_t from g_t: through the map to the generators, and M_t rebuilt */
-                double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C],
-                    Md[HDD_MAX_C * HDD_MAX_C];
-                generators(d, l, params, row, h, j, g);
-                fill_skew(d, g, A, c);
-                step_matrix_backward(d, A, dM, dA, Md, c);
-                for (int i = 0; i < cc; i++) M_here[i] = (float)Md[i];
-                M = M_here;
-                for (int a = 0; a < m; a++) {
-                    double dg = generator_grad(d, dA, a, c);
-                    partial[(size_t)j * m + a] += dg;
-                    drow[3 * C + index + a] += (float)dg;
+                /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
+                double dM[HDD_MAX_C * HDD_MAX_C];
+                if (t == 0) {
+                    memcpy(dM, Bt, sizeof(double) * (size_t)cc);
+                } else {
+                    const float *Pprev = P - head_rows;
+                    for (int i = 0; i < c; i++) {
+                        for (int k = 0; k < c; k++) dM[i * c + k] = 0;
+                        for (int r = 0; r < c; r++)
+                            for (int k = 0; k < c; k++) dM[i * c + k] += (double)Pprev[r * c + i] * Bt[r * c + k];
+                    }
                 }
-            }
-            /* for t-1: B_t M_t^T */
-            double Mt[HDD_MAX_C * HDD_MAX_C];
-            for (int r = 0; r < c; r++)
-                for (int k = 0; k < c; k++) Mt[r * c + k] = M[k * c + r];
-            for (int i = 0; i < c; i++) {
-                for (int k = 0; k < c; k++) Bnext[i * c + k] = 0;
+                const float *M;
+                float M_here[HDD_MAX_C * HDD_MAX_C];
+                if (!d->dynamic) {
+                    M = M_static + (size_t)j * cc;
+                    for (int i = 0; i < cc; i++) partial[(size_t)j * cc + i] += dM[i];
+                } else if (blocks) {
+                    /* the adjoint waits for the block's first position */
+                    memcpy(eb.dM + (size_t)(t - t0) * cc, dM, sizeof(double) * (size_t)cc);
+                    M = eb.M + (size_t)(t - t0) * cc;
+                } else {
+                    /* M_t = map(A_t), A_t from g_t: through the map to the generators, and M_t rebuilt */
+                    double g[HDD_MAX_C * (HDD_MAX_C - 1) / 2], A[HDD_MAX_C * HDD_MAX_C], dA[HDD_MAX_C * HDD_MAX_C],
+                        Md[HDD_MAX_C * HDD_MAX_C];
+                    generators(d, l, params, row, h, j, g);
+                    fill_skew(d, g, A, c);
+                    step_matrix_backward(d, A, dM, dA, Md, NULL, c);
+                    for (int i = 0; i < cc; i++) M_here[i] = (float)Md[i];
+                    M = M_here;
+                    for (int a = 0; a < m; a++) {
+                        double dg = generator_grad(d, dA, a, c);
+                        partial[(size_t)j * m + a] += dg;
+                        drow[3 * C + index + a] += (float)dg;
+                    }
+                }
+                /* for t-1: B_t M_t^T */
+                double Mt[HDD_MAX_C * HDD_MAX_C];
                 for (int r = 0; r < c; r++)
-                    for (int k = 0; k < c; k++) Bnext[i * c + k] += Bt[i * c + r] * Mt[r * c + k];
+                    for (int k = 0; k < c; k++) Mt[r * c + k] = M[k * c + r];
+                for (int i = 0; i < c; i++) {
+                    for (int k = 0; k < c; k++) Bnext[i * c + k] = 0;
+                    for (int r = 0; r < c; r++)
+                        for (int k = 0; k < c; k++) Bnext[i * c + k] += Bt[i * c + r] * Mt[r * c + k];
+                }
+            }
+            if (blocks) { /* the block's adjoints, then its dg over t downwards */
+                const size_t index = ((size_t)h * nc + j) * m;
+                hddrope_expm_lanes_reverse(eb.A, eb.dM, eb.out, n, c, eb.work);
+                for (int t = t0 + n - 1; t >= t0; t--) {
+                    float *dgen = dqkv + ((size_t)b * T + t) * S + 3 * C + index;
+                    for (int a = 0; a < m; a++) {
+                        double dg = generator_grad(d, eb.out + (size_t)(t - t0) * cc, a, c);
+                        partial[(size_t)j * m + a] += dg;
+                        dgen[a] += (float)dg;
+                    }
+                }
             }
         }
     }
@@ -481,7 +584,8 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     double *A_static = d->dynamic ? NULL : xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
     float *M_static = static_step_matrices(d, l, params, A_static);
     const int lanes = use_lanes(d);
-    const size_t scratch_bytes = lanes ? hdd_lanes_scratch_bytes(d) : sizeof(double) * (size_t)nc * cc;
+    const size_t scratch_bytes =
+        lanes ? hdd_lanes_scratch_bytes(d) : exp_block_bytes(d) + sizeof(double) * (size_t)nc * cc;
 #pragma omp parallel if (units * rows * nc * T >= 256)
     {
         void *scratch = xaligned_alloc(HDD_SCRATCH_ALIGN, scratch_bytes);
@@ -500,6 +604,8 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     }
     /* d g_base: the units' shares summed over their b in order (the same bits for any thread count) */
     if (dparams) {
+        void *work = !d->dynamic && use_exp_lanes(d) ? xaligned_alloc(HDD_SCRATCH_ALIGN, hddrope_expm_lanes_bytes(c))
+                                                     : NULL;
         for (int hj = 0; hj < heads_chunks; hj++) {
             const size_t at = (size_t)hj * (d->dynamic ? m : cc); /* offset of (h, j) inside a b block */
             const size_t b_stride = (size_t)heads_chunks * (d->dynamic ? m : cc);
@@ -514,10 +620,11 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
                 double dM[HDD_MAX_C * HDD_MAX_C] = {0}, dA[HDD_MAX_C * HDD_MAX_C], Md[HDD_MAX_C * HDD_MAX_C];
                 for (int b = 0; b < scans; b++)
                     for (int i = 0; i < cc; i++) dM[i] += partial[(size_t)b * b_stride + at + i];
-                step_matrix_backward(d, A_static + (size_t)hj * cc, dM, dA, Md, c);
+                step_matrix_backward(d, A_static + (size_t)hj * cc, dM, dA, Md, work, c);
                 for (int a = 0; a < m; a++) dbase[a] += (float)generator_grad(d, dA, a, c);
             }
         }
+        free(work);
     }
     free(partial);
     free(M_static);

@@ -2,6 +2,7 @@
  *   model/posenc_hddrope.c   the kind: options, sizes, init, and the plain scalar scan
  *                            (forward and backward) for every chunk size c
  *   model/hddrope_matrix.c   the small-matrix maths: exponential, Cayley and their adjoints
+ *   model/hddrope_expm_lanes.c  the exponential and its adjoint for c >= 5, 8 matrices at once
  *   model/hddrope_lanes.c    the fast twin of the scan for the default setup (c = 4, expm, no
  *                            re-orthonormalisation): 8 chunks of a head side by side in vector lanes
  * The model reaches the kind through its registry entry (posenc_hddrope in model/posenc.h). */

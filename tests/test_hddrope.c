@@ -513,9 +513,10 @@ static void test_backward_vs_finite_differences(void) {
 static void test_cached_step_equals_full_forward(void) {
     /* hs = 24: 6 chunks of 4, 3 of 8 per head */
     const int B = 2, C = 48, NH = 2, T = 12;
+    /* (c = 8 expm: the step matrices in blocks of 8 positions, T = 12 ends in a part block) */
     const char *jsons[] = {"{\"kind\": \"hddrope\"}", "{\"kind\": \"hddrope\", \"map\": \"cayley\", \"chunk\": 8}",
-                           "{\"kind\": \"hddrope\", \"reorthonormalize\": 3}"};
-    for (int v = 0; v < 3; v++) {
+                           "{\"kind\": \"hddrope\", \"reorthonormalize\": 3}", "{\"kind\": \"hddrope\", \"chunk\": 8}"};
+    for (int v = 0; v < 4; v++) {
         PosEnc pe;
         if (create_json(&pe, jsons[v], make_dims(C, NH, T)) != 0) {
             CHECKF(0, "%s: %s", jsons[v], tr_error());

@@ -1,8 +1,9 @@
 /* test_hddrope_matrix.c: tests for HDD-RoPE's small-matrix maths (model/hddrope_matrix.c,
  * docs/hdd-rope.md §3, §4): the exponential against a long Taylor series and Cayley against a
  * direct solve, the closed forms for c = 2, 3 and 4 against the series, the adjoints against
- * the block formula and central finite differences, and the general-c fast kernels against the
- * references, from A = 0 through norms that need several squarings.
+ * the block formula and central finite differences, and the lane kernels for c >= 5
+ * (model/hddrope_expm_lanes.c) against the references, from A = 0 through norms that need many
+ * squarings, and for their lane independence.
  */
 #include <math.h>
 #include <stdint.h>
@@ -231,45 +232,98 @@ static void test_chunk3_closed_forms(void) {
     for (int i = 0; i < 9; i++) CHECK(E[i] == (i % 4 == 0));
 }
 
-/* The model's general-c kernels (Paterson-Stockmeyer Taylor at the model's tolerance and the
- * reverse-mode adjoint of that computation) against the series exponential and the block-matrix
- * adjoint, for skew and general A, from A = 0 through norms that need several squarings. */
-static void test_expm_fast_vs_references(void) {
+/* n random matrices (n, c, c) for the lane kernels: skew (the model's case) or general, of norm
+ * sigma (matrix v gets sigma * scale_of[v % 5] so that the lanes need different squarings), and
+ * gradients GM of scale 1 or 1e3. */
+static void lane_inputs(double *A, double *GM, int n, int c, double sigma, int skew_only, uint64_t *rng) {
+    const double scale_of[] = {1.0, 0.0, 40.0, 1e-3, 7.0};
+    for (int v = 0; v < n; v++) {
+        double *Av = A + (size_t)v * c * c, s = sigma * scale_of[v % 5] / sqrt((double)c);
+        if (skew_only) {
+            double g[MAXC * MAXC];
+            for (int a = 0; a < c * (c - 1) / 2; a++) g[a] = s * tr_rng_normal(rng);
+            skew(g, c, Av);
+        } else {
+            for (int i = 0; i < c * c; i++) Av[i] = s * tr_rng_normal(rng);
+        }
+        for (int i = 0; i < c * c; i++) GM[(size_t)v * c * c + i] = (v % 2 ? 1e3 : 1.0) * tr_rng_normal(rng);
+    }
+}
+
+/* The model's exponential for c >= 5 (hddrope_expm_lanes, 8 matrices in vector lanes) and the
+ * reverse-mode adjoint of its computation, against the series exponential and the block-matrix
+ * adjoint, for skew and general A, from A = 0 through norms that need many squarings (up to
+ * |A| ~ 2^20, past the squarands the adjoint keeps), with every lane count. */
+static void test_expm_lanes_vs_references(void) {
     uint64_t rng = 41;
     const int sizes[] = {3, 5, 8, 16};
-    double worst_exp = 0, worst_adj = 0;
+    double worst_exp = 0, worst_adj = 0, worst_E = 0, worst_huge = 0;
+    void *work = xaligned_alloc(64, hddrope_expm_lanes_bytes(MAXC));
     for (int si = 0; si < 4; si++) {
-        int c = sizes[si];
-        for (int trial = 0; trial < 10; trial++) {
-            const double sigmas[] = {0.0, 1e-6, 0.05, 0.5, 2.0};
-            double sigma = sigmas[trial % 5] / sqrt((double)c);
-            double A[MAXC * MAXC], GM[MAXC * MAXC], E[MAXC * MAXC], S[MAXC * MAXC], fast[MAXC * MAXC],
-                block[MAXC * MAXC];
-            if (trial < 5) { /* skew, the model's case */
-                double g[MAXC * MAXC];
-                for (int a = 0; a < c * (c - 1) / 2; a++) g[a] = sigma * tr_rng_normal(&rng);
-                skew(g, c, A);
-            } else {
-                for (int i = 0; i < c * c; i++) A[i] = sigma * tr_rng_normal(&rng);
-            }
-            for (int i = 0; i < c * c; i++) GM[i] = (trial % 2 ? 1e3 : 1.0) * tr_rng_normal(&rng);
-            hddrope_expm_fast(A, E, c);
-            hddrope_expm(A, S, c);
-            double bigE = 0, big = 0;
-            for (int i = 0; i < c * c; i++) bigE = fmax(bigE, fabs(S[i]));
-            for (int i = 0; i < c * c; i++) worst_exp = fmax(worst_exp, fabs(E[i] - S[i]) / bigE);
-            hddrope_expm_adjoint_fast(A, GM, fast, c);
-            hddrope_expm_adjoint_block(A, GM, block, c);
-            for (int i = 0; i < c * c; i++) big = fmax(big, fabs(block[i]));
-            for (int i = 0; i < c * c; i++) {
-                worst_adj = fmax(worst_adj, fabs(fast[i] - block[i]) / big);
-                if (!isfinite(fast[i]) || !isfinite(E[i])) worst_adj = INFINITY;
+        const int c = sizes[si], cc = c * c;
+        for (int trial = 0; trial < 8; trial++) {
+            /* the last skew one needs up to ~21 squarings (general A: exp would overflow) */
+            const double sigmas[] = {0.05, 0.5, 2.0, trial < 4 ? 3e4 : 2.0};
+            const int n = 1 + (trial * 3 + si) % HDD_EXP_LANES, huge = trial == 3;
+            double A[HDD_EXP_LANES * MAXC * MAXC], GM[HDD_EXP_LANES * MAXC * MAXC], E[HDD_EXP_LANES * MAXC * MAXC],
+                E2[HDD_EXP_LANES * MAXC * MAXC], GA[HDD_EXP_LANES * MAXC * MAXC];
+            lane_inputs(A, GM, n, c, sigmas[trial % 4], trial < 4, &rng);
+            hddrope_expm_lanes(A, E, n, c, work);
+            hddrope_expm_adjoint_lanes(A, GM, GA, E2, n, c, work);
+            for (int v = 0; v < n; v++) {
+                const double *Av = A + (size_t)v * cc;
+                double S[MAXC * MAXC], block[MAXC * MAXC], bigE = 0, big = 0;
+                hddrope_expm(Av, S, c);
+                hddrope_expm_adjoint_block(Av, GM + (size_t)v * cc, block, c);
+                for (int i = 0; i < cc; i++) bigE = fmax(bigE, fabs(S[i])), big = fmax(big, fabs(block[i]));
+                for (int i = 0; i < cc; i++) {
+                    const double e = E[(size_t)v * cc + i], g = GA[(size_t)v * cc + i];
+                    const double err_e = isfinite(e) ? fabs(e - S[i]) / bigE : INFINITY;
+                    const double err_g = isfinite(g) ? fabs(g - block[i]) / big : INFINITY;
+                    if (huge) worst_huge = fmax(worst_huge, fmax(err_e, err_g));
+                    else worst_exp = fmax(worst_exp, err_e), worst_adj = fmax(worst_adj, err_g);
+                    worst_E = fmax(worst_E, fabs(e - E2[(size_t)v * cc + i]));
+                }
             }
         }
     }
-    /* the model's tolerance is 1e-12 per series (its results are rounded to float) */
-    CHECKF(worst_exp < 1e-10, "fast expm vs series: %g (relative)", worst_exp);
-    CHECKF(worst_adj < 1e-10, "fast adjoint vs block reference: %g (relative)", worst_adj);
+    free(work);
+    /* the model's series stops at terms of 1e-12 (its results are rounded to float); the
+     * squarings and the adjoint's products add some rounding over that */
+    CHECKF(worst_exp < 1e-10, "lanes expm vs series: %g (relative)", worst_exp);
+    CHECKF(worst_adj < 1e-10, "lanes adjoint vs block reference: %g (relative)", worst_adj);
+    /* rotations by ~1e6 rad: an angle is known to 1e6 * 1e-16 in double, and the squarings
+     * multiply that by their count */
+    CHECKF(worst_huge < 1e-6, "lanes expm and adjoint vs the references at |A| ~ 1e6: %g (relative)", worst_huge);
+    CHECKF(worst_E == 0, "the adjoint's E differs from the forward's by %g", worst_E);
+}
+
+/* A matrix's bits do not depend on the lanes beside it or on its lane: each of 8 matrices (with
+ * different squarings) alone in lane 0, against all 8 together, forward and adjoint. The scans
+ * group positions into lanes freely and rely on this (a cached generation step, one position,
+ * must reproduce the full forward). */
+static void test_expm_lanes_independent(void) {
+    uint64_t rng = 43;
+    const int sizes[] = {5, 8, 16};
+    int same = 1;
+    void *work = xaligned_alloc(64, hddrope_expm_lanes_bytes(MAXC));
+    for (int si = 0; si < 3; si++) {
+        const int c = sizes[si], cc = c * c, n = HDD_EXP_LANES;
+        double A[HDD_EXP_LANES * MAXC * MAXC], GM[HDD_EXP_LANES * MAXC * MAXC], E[HDD_EXP_LANES * MAXC * MAXC],
+            GA[HDD_EXP_LANES * MAXC * MAXC];
+        lane_inputs(A, GM, n, c, 1.5, 1, &rng);
+        hddrope_expm_lanes(A, E, n, c, work);
+        hddrope_expm_adjoint_lanes(A, GM, GA, NULL, n, c, work);
+        for (int v = 0; v < n; v++) {
+            double E1[MAXC * MAXC], GA1[MAXC * MAXC];
+            hddrope_expm_lanes(A + (size_t)v * cc, E1, 1, c, work);
+            hddrope_expm_adjoint_lanes(A + (size_t)v * cc, GM + (size_t)v * cc, GA1, NULL, 1, c, work);
+            same &= memcmp(E1, E + (size_t)v * cc, sizeof(double) * (size_t)cc) == 0;
+            same &= memcmp(GA1, GA + (size_t)v * cc, sizeof(double) * (size_t)cc) == 0;
+        }
+    }
+    free(work);
+    CHECKF(same, "a matrix alone in the lanes gives other bits than among 8");
 }
 
 int main(void) {
@@ -279,6 +333,7 @@ int main(void) {
     RUN(test_expm_adjoint4_closed_form);
     RUN(test_chunk2_closed_forms);
     RUN(test_chunk3_closed_forms);
-    RUN(test_expm_fast_vs_references);
+    RUN(test_expm_lanes_vs_references);
+    RUN(test_expm_lanes_independent);
     return test_summary();
 }
