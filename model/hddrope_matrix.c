@@ -4,8 +4,10 @@
  *
  * Reading order: the products; the reference exponential (a Taylor series with scaling and
  * squaring) and two reference adjoints (a series, and the block formula); Cayley and its adjoint;
- * the closed forms for c = 2, 3 and 4; last, the two entry points the scan calls at those c
- * (hddrope_step_expm, hddrope_step_expm_adjoint). Other chunk sizes take the exponential of
+ * Cayley's closed forms for c = 2, 3 and 4 and the entry points the scan calls for Cayley
+ * (hddrope_step_cayley, hddrope_step_cayley_adjoint); the exponential's closed forms for c = 2, 3
+ * and 4; last, the two entry points the scan calls for those (hddrope_step_expm,
+ * hddrope_step_expm_adjoint). Other chunk sizes take the exponential of
  * model/hddrope_expm_lanes.c (several matrices at once in vector lanes).
  * tests/test_hddrope_matrix.c checks every fast form against the references and against finite
  * differences.
@@ -224,6 +226,117 @@ void hddrope_cayley_adjoint(const double *A, const double *GM, double *GA, doubl
     mat_mul(Wt, GM, tmp, c);
     mat_mul(tmp, Wt, GA, c);
     for (int i = 0; i < c * c; i++) GA[i] *= 2.0;
+}
+
+/* Cayley in closed form for c = 3 and 4 (c = 2 below). A skew matrix of size c <= 4 satisfies
+ * A^4 = -p A^2 - q^2 I with p = |A|_F^2 / 2 and q its Pfaffian (c = 4: a01 a23 - a02 a13 + a03 a12;
+ * 0 for c = 2, 3), since its eigenvalues are +-i alpha, +-i beta with p = alpha^2 + beta^2 and
+ * q^2 = alpha^2 beta^2. Multiplying out with that identity,
+ *     W = (I - A)^-1 = k S,  S = (1 + p)(I + A) + A^2 + A^3,  k = 1 / (1 + p + q^2) = 1/det(I - A),
+ * and M = 2W - I. Along a skew direction dA, p moves by <A, dA>, q by <Q, dA> (Q: the Pfaffian's
+ * partial derivatives on the upper triangle), k by -k^2 (dp + 2q dq); with G_W = 2 G_M the
+ * gradient's skew part is that of
+ *     -k^2 <G_W, S> (A + 2q Q) + k (<G_W, I + A> A + (1 + p) G_W + G_W A^T + A^T G_W
+ *                                   + G_W A^2^T + A^T G_W A^T + A^2^T G_W).
+ * CayleySmall holds what the map and its adjoint share (the backward rebuilds M with the
+ * forward's bits). */
+typedef struct {
+    double A2[16], A3[16], S[16], p, q, k;
+} CayleySmall;
+
+HDD_INLINE void cayley_small_factors(const double *A, CayleySmall *f, int c) {
+    double sum = 0;
+    for (int i = 0; i < c * c; i++) sum += A[i] * A[i];
+    f->p = 0.5 * sum;
+    f->q = c == 4 ? A[1] * A[11] - A[2] * A[7] + A[3] * A[6] : 0.0;
+    f->k = 1.0 / (1.0 + f->p + f->q * f->q);
+    mat_mul(A, A, f->A2, c);
+    mat_mul(f->A2, A, f->A3, c);
+    for (int i = 0; i < c * c; i++) f->S[i] = (1.0 + f->p) * ((i % (c + 1) == 0) + A[i]) + f->A2[i] + f->A3[i];
+}
+
+HDD_INLINE void cayley_small_map(const CayleySmall *f, double *M, int c) {
+    for (int i = 0; i < c * c; i++) M[i] = 2.0 * f->k * f->S[i] - (i % (c + 1) == 0);
+}
+
+HDD_INLINE void cayley_small_kernel(const double *A, double *M, int c) {
+    CayleySmall f;
+    cayley_small_factors(A, &f, c);
+    cayley_small_map(&f, M, c);
+}
+
+/* The skew part of the adjoint (as hddrope_expm_adjoint4 returns it); M, when not NULL, gets the
+ * map as cayley_small_kernel computes it. */
+HDD_INLINE void cayley_small_adjoint_kernel(const double *A, const double *GM, double *GA, double *M, int c) {
+    CayleySmall f;
+    cayley_small_factors(A, &f, c);
+    if (M) cayley_small_map(&f, M, c);
+    const int cc = c * c;
+    double GW[16], Q[16] = {0}, on_S = 0, on_IA = 0;
+    for (int i = 0; i < cc; i++) {
+        GW[i] = 2.0 * GM[i];
+        on_S += GW[i] * f.S[i];
+        on_IA += GW[i] * ((i % (c + 1) == 0) + A[i]);
+    }
+    if (c == 4) /* d q / d a_ik on the upper triangle */
+        Q[1] = A[11], Q[11] = A[1], Q[2] = -A[7], Q[7] = -A[2], Q[3] = A[6], Q[6] = A[3];
+    double full[16];
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            /* (1 + p) G_W + G_W A^T + A^T G_W + G_W A^2^T + A^2^T G_W, then A^T G_W A^T below */
+            double s = (1.0 + f.p) * GW[i * c + k];
+            for (int r = 0; r < c; r++)
+                s += GW[i * c + r] * A[k * c + r] + A[r * c + i] * GW[r * c + k] + GW[i * c + r] * f.A2[k * c + r] +
+                     f.A2[r * c + i] * GW[r * c + k];
+            full[i * c + k] = s;
+        }
+    double AtG[16];
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            double s = 0;
+            for (int r = 0; r < c; r++) s += A[r * c + i] * GW[r * c + k];
+            AtG[i * c + k] = s;
+        }
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            double s = 0;
+            for (int r = 0; r < c; r++) s += AtG[i * c + r] * A[k * c + r];
+            full[i * c + k] = f.k * (full[i * c + k] + s + on_IA * A[i * c + k]) -
+                              f.k * f.k * on_S * (A[i * c + k] + 2.0 * f.q * Q[i * c + k]);
+        }
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) GA[i * c + k] = 0.5 * (full[i * c + k] - full[k * c + i]);
+}
+
+/* c = 2 on its own: with A = [[0, -g], [g, 0]] and k = 1/(1 + g^2), M = k [[1 - g^2, -2g], [2g, 1 - g^2]]
+ * and dL/dg = k^2 (-4g (G00 + G11) + 2 (1 - g^2)(G10 - G01)), half on each side of the skew GA.
+ * (The general form above reaches this gradient, of size 1/g^2, through terms of size 1, so
+ * loses g^2 ulps of it.) */
+HDD_INLINE void cayley2_kernel(const double *A, double *M) {
+    const double g = A[2], k = 1.0 / (1.0 + g * g);
+    M[0] = M[3] = k * (1.0 - g * g), M[1] = -2.0 * g * k, M[2] = 2.0 * g * k;
+}
+HDD_INLINE void cayley2_adjoint_kernel(const double *A, const double *GM, double *GA, double *M) {
+    const double g = A[2], k = 1.0 / (1.0 + g * g);
+    if (M) cayley2_kernel(A, M);
+    const double dg = k * k * (-4.0 * g * (GM[0] + GM[3]) + 2.0 * (1.0 - g * g) * (GM[2] - GM[1]));
+    GA[0] = GA[3] = 0, GA[1] = -0.5 * dg, GA[2] = 0.5 * dg;
+}
+
+/* The model's Cayley map and its adjoint: closed forms at c = 2, 3 and 4 (adjoint: skew part
+ * only), the inverse by elimination otherwise. */
+void hddrope_step_cayley(const double *A, double *M, int c) {
+    if (c == 2) cayley2_kernel(A, M);
+    else if (c == 3) cayley_small_kernel(A, M, 3);
+    else if (c == 4) cayley_small_kernel(A, M, 4);
+    else hddrope_cayley(A, M, NULL, c);
+}
+
+void hddrope_step_cayley_adjoint(const double *A, const double *GM, double *GA, double *M, int c) {
+    if (c == 2) cayley2_adjoint_kernel(A, GM, GA, M);
+    else if (c == 3) cayley_small_adjoint_kernel(A, GM, GA, M, 3);
+    else if (c == 4) cayley_small_adjoint_kernel(A, GM, GA, M, 4);
+    else hddrope_cayley_adjoint(A, GM, GA, M, c);
 }
 
 /* ---- c = 2: closed forms ---- */

@@ -19,6 +19,10 @@ void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, do
  * M = the map as hddrope_cayley computes it. */
 void hddrope_cayley(const double *A, double *M, double *W_out, int n);
 void hddrope_cayley_adjoint(const double *A, const double *GM, double *GA, double *M, int c);
+/* What the scan calls for Cayley: closed forms at c = 2, 3 and 4 (the adjoint: skew part only, and
+ * M with the map's bits when not NULL), the two above otherwise. */
+void hddrope_step_cayley(const double *A, double *M, int c);
+void hddrope_step_cayley_adjoint(const double *A, const double *GM, double *GA, double *M, int c);
 
 /* References, to double precision: exp by a Taylor series with scaling and squaring (n <= 2
  * HDD_MAX_C), its adjoint by a series with doublings, and by the block formula. */

@@ -52,7 +52,7 @@
  * shares are summed over b in a fixed order afterwards, so no thread count changes the bits).
  * Static generators: one unit per h, whose scan serves every b (the forward applies P_t to each
  * row; the backward sums G_t over the rows before its one scan back).
- * The scan runs in copies with c a constant for c = 2, 4, 8 (unrolled, vectorised; forced inline
+ * The scan runs in copies with c a constant for c = 2, 3, 4, 8 (unrolled, vectorised; forced inline
  * and called with a literal, the same operations in the same order, so every copy gives the same
  * bits). For c >= 5 with expm, the step matrices of 8 consecutive positions of a chunk are
  * computed together, one per vector lane (model/hddrope_expm_lanes.c), so each scan walks blocks
@@ -208,7 +208,8 @@ static int use_exp_lanes(const Hdd *d) { return d->map == MAP_EXPM && d->c >= 5 
 HDD_INLINE void step_matrix(const Hdd *d, const double *g, double *A, float *M, void *work, int c) {
     double Md[HDD_MAX_C * HDD_MAX_C];
     fill_skew(d, g, A, c);
-    if (d->map == MAP_CAYLEY) hddrope_cayley(A, Md, NULL, c);
+    if (d->map == MAP_CAYLEY && hdd_reference_kernels) hddrope_cayley(A, Md, NULL, c);
+    else if (d->map == MAP_CAYLEY) hddrope_step_cayley(A, Md, c);
     else if (hdd_reference_kernels) hddrope_expm(A, Md, c);
     else if (use_exp_lanes(d)) hddrope_expm_lanes(A, Md, 1, c, work);
     else hddrope_step_expm(A, Md, c);
@@ -405,6 +406,7 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
             float *la = layer_acts, *ls = layer_state;
             if (lanes) hdd_forward_unit_lanes(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S);
             else if (cs == 2) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 2);
+            else if (cs == 3) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 3);
             else if (cs == 4) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 4);
             else if (cs == 8) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 8);
             else forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, c);
@@ -420,8 +422,10 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
  * computed as step_matrix computes it (the same bits: the backward need not save M). */
 HDD_INLINE void step_matrix_backward(const Hdd *d, const double *A, const double *dM, double *dA, double *Md,
                                      void *work, int c) {
-    if (d->map == MAP_CAYLEY) {
+    if (d->map == MAP_CAYLEY && hdd_reference_kernels) {
         hddrope_cayley_adjoint(A, dM, dA, Md, c);
+    } else if (d->map == MAP_CAYLEY) {
+        hddrope_step_cayley_adjoint(A, dM, dA, Md, c); /* c <= 4: the skew part, all generator_grad reads */
     } else if (hdd_reference_kernels) {
         hddrope_expm(A, Md, c);
         hddrope_expm_adjoint(A, dM, dA, c);
@@ -596,6 +600,7 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
             double *mine = partial + (size_t)u * per_unit;
             if (lanes) hdd_backward_unit_lanes(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S);
             else if (cs == 2) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 2);
+            else if (cs == 3) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 3);
             else if (cs == 4) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 4);
             else if (cs == 8) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 8);
             else backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, c);

@@ -6,7 +6,8 @@
 # For c in 2, 3, 4, 8, 16: dynamic expm, dynamic Cayley and static expm, each paired with RoPE in
 # one process (bench_train --pair: the two models' steps alternate, so the machine's drift hits
 # both), at the small shape (configs/small: C=128 L=4 NH=4 T=256 B=16, 1 thread) and at the
-# author's (C=768 L=4 NH=16 T=512 B=4, 2 threads). Prints one Markdown table, a row per pair: the
+# author's (C=768 L=4 NH=16 T=512 B=4, 2 threads); c = 3 at the small shape runs at C = 96, a
+# width it divides. Prints one Markdown table, a row per pair: the
 # ratio of median step times, the range of the per-round ratios, the kind's own time inside its
 # step, the model FLOPs ratio, and the target for that row. Environment: ROUNDS (default 4),
 # SHAPES ("small author", or one of them), CHUNKS (default "2 3 4 8 16").
@@ -35,6 +36,9 @@ for shape in $shapes; do
         *) echo "bench_hdd.sh: unknown shape '$shape' (small, author)" >&2; exit 1 ;;
     esac
     for c in $chunks; do
+        # c = 3 needs a head size it divides: at the small shape, C = 96 (hs = 24) instead
+        cdims=$dims label=$shape
+        if [ "$c" = 3 ] && [ "$shape" = small ]; then cdims="96 4 4 256 4096 16" label="small, C = 96"; fi
         for kind in dynamic cayley static; do
             case "$kind" in
                 dynamic) json="{\"kind\":\"hddrope\",\"chunk\":$c}" ;;
@@ -42,11 +46,11 @@ for shape in $shapes; do
                 static) json="{\"kind\":\"hddrope\",\"chunk\":$c,\"dynamic\":false}" ;;
             esac
             # shellcheck disable=SC2086 # dims: six numbers
-            out=$(OMP_NUM_THREADS=$threads "$bench" --pair rope "$json" $dims "$rounds") || {
-                echo "bench_hdd.sh: bench_train --pair rope '$json' $dims failed" >&2
+            out=$(OMP_NUM_THREADS=$threads "$bench" --pair rope "$json" $cdims "$rounds") || {
+                echo "bench_hdd.sh: bench_train --pair rope '$json' $cdims failed" >&2
                 exit 1
             }
-            printf '%s\n' "$out" | awk -v shape="$shape" -v threads="$threads" -v kind="$kind" -v c="$c" \
+            printf '%s\n' "$out" | awk -v shape="$label" -v threads="$threads" -v kind="$kind" -v c="$c" \
                 -v target="$(target "$kind" "$c" "$shape")" '
                 / B .*median/ { for (i = 1; i <= NF; i++) if ($i == "posenc") { posenc = $(i + 1); sub(/,$/, "", posenc) } }
                 /ratio of medians/ {

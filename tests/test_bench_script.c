@@ -34,13 +34,15 @@ static void test_rows_columns_and_targets(void) {
     for (const char *p = out; (p = strstr(p, "| 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 |")); p++) rows++;
     CHECKF(rows == 12, "%d rows with the report's numbers in place, want 2 shapes x 2 chunks x 3 kinds:\n%s", rows,
            out);
-    CHECK(strstr(out, "| small | 1 | c = 3 dynamic expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.15 |"));
+    CHECK(strstr(out, "| small, C = 96 | 1 | c = 3 dynamic expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.15 |"));
     CHECK(strstr(out, "| small | 1 | c = 8 dynamic Cayley | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.5 |"));
-    CHECK(strstr(out, "| small | 1 | c = 3 static expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.05 |"));
+    CHECK(strstr(out, "| small, C = 96 | 1 | c = 3 static expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.05 |"));
     CHECK(strstr(out, "| author | 2 | c = 8 dynamic expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.3 |"));
     CHECK(strstr(out, "| author | 2 | c = 3 dynamic expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | – |"));
     char *log = tr_read_file(calls, NULL);
-    CHECKF(log && strstr(log, "1 --pair rope {\"kind\":\"hddrope\",\"chunk\":3} 128 4 4 256 4096 16 2\n"),
+    CHECKF(log && strstr(log, "1 --pair rope {\"kind\":\"hddrope\",\"chunk\":3} 96 4 4 256 4096 16 2\n"),
+           "small-shape call: %s", log ? log : "(no calls)");
+    CHECKF(log && strstr(log, "1 --pair rope {\"kind\":\"hddrope\",\"chunk\":8,\"map\":\"cayley\"} 128 4 4 256 4096 16 2\n"),
            "small-shape call: %s", log ? log : "(no calls)");
     CHECKF(log && strstr(log, "2 --pair rope {\"kind\":\"hddrope\",\"chunk\":8,\"dynamic\":false} 768 4 16 512 4096 4 2\n"),
            "author-shape call: %s", log ? log : "(no calls)");

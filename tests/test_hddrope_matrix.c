@@ -232,6 +232,52 @@ static void test_chunk3_closed_forms(void) {
     for (int i = 0; i < 9; i++) CHECK(E[i] == (i % 4 == 0));
 }
 
+/* Cayley's closed forms (c = 2, 3, 4) against the inverse by elimination, their adjoints against
+ * the reference adjoint's skew part and against central differences of <G_M, M> in each
+ * generator, and the M the adjoint rebuilds against the map's own bits. */
+static void test_cayley_closed_forms(void) {
+    uint64_t rng = 47;
+    double worst_map = 0, worst_adj = 0, worst_fd = 0;
+    int skew_ok = 1, same_bits = 1;
+    for (int c = 2; c <= 4; c++)
+        for (int trial = 0; trial < 120; trial++) {
+            const double sigmas[] = {0.0, 1e-6, 0.1, 1.0, 10.0, 1e3};
+            const int m = c * (c - 1) / 2;
+            double g[6], A[16], M[16], R[16], M2[16], GM[16], fast[16], ref[16], W[16];
+            for (int a = 0; a < m; a++) g[a] = sigmas[trial % 6] * tr_rng_normal(&rng);
+            skew(g, c, A);
+            for (int i = 0; i < c * c; i++) GM[i] = tr_rng_normal(&rng);
+            hddrope_step_cayley(A, M, c);
+            hddrope_cayley(A, R, W, c);
+            for (int i = 0; i < c * c; i++) worst_map = fmax(worst_map, fabs(M[i] - R[i]));
+            hddrope_step_cayley_adjoint(A, GM, fast, M2, c);
+            hddrope_cayley_adjoint(A, GM, ref, R, c);
+            worst_adj = fmax(worst_adj, skew_adjoint_error(fast, ref, c));
+            skew_ok &= exactly_skew(fast, c);
+            same_bits &= memcmp(M, M2, sizeof(double) * (size_t)(c * c)) == 0;
+            if (trial % 6 == 3) /* generator a sits at A[i][k] and -A[k][i]: dL/dg = 2 GA[i][k] */
+                for (int a = 0; a < m; a++) {
+                    const double h = 1e-5;
+                    double gp[6], gm[6], Ap[16], Am[16], Mp[16], Mm[16], lp = 0, lm = 0;
+                    memcpy(gp, g, sizeof g), memcpy(gm, g, sizeof g);
+                    gp[a] += h, gm[a] -= h;
+                    skew(gp, c, Ap), skew(gm, c, Am);
+                    hddrope_cayley(Ap, Mp, NULL, c), hddrope_cayley(Am, Mm, NULL, c);
+                    for (int i = 0; i < c * c; i++) lp += GM[i] * Mp[i], lm += GM[i] * Mm[i];
+                    /* row and column of generator a in skew()'s order: (1,0), (2,0), (2,1), (3,0), ... */
+                    const int rows_of[] = {1, 2, 2, 3, 3, 3}, cols_of[] = {0, 0, 1, 0, 1, 2};
+                    const int ri = rows_of[a], rk = cols_of[a];
+                    worst_fd = fmax(worst_fd, fabs(2.0 * fast[ri * c + rk] - (lp - lm) / (2 * h)));
+                }
+        }
+    /* (at |g| ~ 1e3, M = I + 2k A^2 + ... cancels terms of 1e6 k: 1e-13 of rounding) */
+    CHECKF(worst_map < 1e-12, "Cayley closed forms vs elimination: %g", worst_map);
+    CHECKF(worst_adj < 1e-12, "Cayley closed-form adjoints vs the reference (skew part): %g (relative)", worst_adj);
+    CHECKF(worst_fd < 1e-7, "Cayley closed-form adjoints vs central differences: %g", worst_fd);
+    CHECK(skew_ok);
+    CHECK(same_bits);
+}
+
 /* n random matrices (n, c, c) for the lane kernels: skew (the model's case) or general, of norm
  * sigma (matrix v gets sigma * scale_of[v % 5] so that the lanes need different squarings), and
  * gradients GM of scale 1 or 1e3. */
@@ -333,6 +379,7 @@ int main(void) {
     RUN(test_expm_adjoint4_closed_form);
     RUN(test_chunk2_closed_forms);
     RUN(test_chunk3_closed_forms);
+    RUN(test_cayley_closed_forms);
     RUN(test_expm_lanes_vs_references);
     RUN(test_expm_lanes_independent);
     return test_summary();
