@@ -268,6 +268,8 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
 
 /* ---- backward: the forward above, undone line by line from the bottom ---- */
 
+static void zero_floats(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
 void gpt_zero_grad(GPT *m) { memset(m->grads_memory, 0, m->num_params * sizeof(float)); }
 
 void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
@@ -278,17 +280,23 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
     const ParameterTensors *p = &m->params;
     ParameterTensors *g = &m->grads;
     ActivationTensors *a = &m->acts, *ga = &m->grad_acts;
-    memset(m->grad_acts_memory, 0, m->num_grad_acts * sizeof(float));   /* the layers accumulate */
+    /* The layers accumulate, so each activation gradient is zeroed just before the first layer
+     * that adds into it: zeroed there rather than all at the start, a buffer is still in cache
+     * when that layer reads it back. */
 
-    /* loss = mean over targets of crossentropy(softmax(logits)): dlogits replaces probs. */
+    /* loss = mean over targets of crossentropy(softmax(logits)): dlogits replaces probs, as
+     * probs - onehot; its factor loss_scale / n_targets is applied in the product below, which
+     * saves a pass over the (N,V) buffer. */
     float *dlogits = a->probs;
-    crossentropy_backward(dlogits, a->probs, m->targets, (int)N, V,
-                          m->n_targets ? loss_scale / (float)m->n_targets : 0.0f);
+    crossentropy_backward_unscaled(dlogits, m->targets, (int)N, V);
     /* logits = lnf @ wte^T */
-    matmul_backward(ga->lnf, g->wte, dlogits, a->lnf, p->wte, (int)N, C, V);
+    zero_floats(ga->lnf, N * C);
+    matmul_backward_scaled(ga->lnf, g->wte, dlogits, a->lnf, p->wte, (int)N, C, V,
+                           m->n_targets ? loss_scale / (float)m->n_targets : 0.0f);
     /* lnf = layernorm(res_L) */
     const float *res_last = a->res3 + (size_t)(L - 1) * N * C;
     float *dres_last = ga->res3 + (size_t)(L - 1) * N * C;
+    zero_floats(dres_last, N * C);
     layernorm_backward(dres_last, g->lnfw, ga->lnf, res_last, p->lnfw, a->lnf_mean, a->lnf_rstd, (int)N, C);
 
     for (int l = L - 1; l >= 0; l--) {
@@ -314,22 +322,29 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
         float *dl_res3 = ga->res3 + (size_t)l * N * C;
 
         /* res3 = res2 + fch_gelu @ fcprojw^T */
+        zero_floats(dl_res2, N * C);
         residual_backward(dl_res2, NULL, dl_res3, (long)(N * C));
+        zero_floats(dl_fch_gelu, N * 4 * C);
         matmul_backward(dl_fch_gelu, g->fcprojw + (size_t)l * C * 4 * C, dl_res3, l_fch_gelu,
                         p->fcprojw + (size_t)l * C * 4 * C, (int)N, 4 * C, C);
         /* fch_gelu = gelu(fch) */
+        zero_floats(dl_fch, N * 4 * C);
         gelu_backward(dl_fch, l_fch, dl_fch_gelu, (long)(N * 4 * C));
         /* fch = ln2 @ fcw^T */
+        zero_floats(dl_ln2, N * C);
         matmul_backward(dl_ln2, g->fcw + (size_t)l * 4 * C * C, dl_fch, l_ln2, p->fcw + (size_t)l * 4 * C * C,
                         (int)N, C, 4 * C);
         /* ln2 = layernorm(res2) */
         layernorm_backward(dl_res2, g->ln2w + (size_t)l * C, dl_ln2, l_res2, p->ln2w + (size_t)l * C, l_ln2_mean,
                            l_ln2_rstd, (int)N, C);
         /* res2 = res + atty @ attprojw^T */
+        zero_floats(dres, N * C);
         residual_backward(dres, NULL, dl_res2, (long)(N * C));
+        zero_floats(dl_atty, N * C);
         matmul_backward(dl_atty, g->attprojw + (size_t)l * C * C, dl_res2, l_atty, p->attprojw + (size_t)l * C * C,
                         (int)N, C, C);
         /* atty = attention(qkv) */
+        zero_floats(dl_qkv, N * S);
         attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S);
         /* posenc.qk_forward(qkv, ln1): from rotated to un-rotated q, k, and the extra columns */
         if (pe->kind->qk_backward) {
@@ -339,6 +354,7 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
             layer_profile_stop(&layer_profile.posenc_s, profile_t0);
         }
         /* qkv = ln1 @ qkvw^T */
+        zero_floats(dl_ln1, N * C);
         matmul_backward(dl_ln1, g->qkvw + (size_t)l * S * C, dl_qkv, l_ln1, p->qkvw + (size_t)l * S * C, (int)N, C,
                         S);
         /* ln1 = layernorm(res) */

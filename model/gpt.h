@@ -65,7 +65,7 @@ typedef struct {
     float *lnf;       /* (B, T, C) */
     float *lnf_mean;  /* (B, T) */
     float *lnf_rstd;  /* (B, T) */
-    float *probs;     /* (B, T, V) softmax of the logits; the backward overwrites it with dlogits */
+    float *probs;     /* (B, T, V) softmax of the logits; the backward overwrites it with probs - onehot(target) */
 } ActivationTensors;
 
 typedef struct {

@@ -1,12 +1,14 @@
-/* layers.c: the transformer's layers, each forward next to its backward (shapes: layers.h).
+/* layers.c: the transformer's layers, each forward next to its backward (shapes: layers.h):
+ * embedding, LayerNorm, the linear layers and attention. GELU, the residual and softmax +
+ * cross-entropy are in layers_pointwise.c.
  *
  * Written in the manner of llm.c's train_gpt2.c: the forward saves what the backward needs, and
  * each backward step says which forward line it undoes. Every backward ACCUMULATES (+=) into its
- * gradients (crossentropy_backward, which the header says overwrites, is the one exception).
+ * gradients (the cross-entropy backwards, which the header says overwrite, are the exception).
  *
  * Speed: the linear layers and attention's products are OpenBLAS sgemm calls; every other layer
  * is a loop over rows parallelised with OpenMP, written so that GCC vectorises it (hence
- * fast_expf and the `omp simd` reductions). Attention runs one (batch, head) per OpenMP
+ * fast_math.h and the `omp simd` reductions). Attention runs one (batch, head) per OpenMP
  * iteration; OpenBLAS's OpenMP build runs an sgemm called inside a parallel region on the calling
  * thread only, so the two levels of parallelism do not fight. Where a layer has a fast version,
  * its *_reference functions come first: the plain loops the tests hold the fast version to.
@@ -23,6 +25,7 @@
 #endif
 
 #include "base/util.h"
+#include "model/fast_math.h"
 
 /* ---- profiling for the benchmark (off unless layer_profile.enabled) ---- */
 LayerProfile layer_profile;
@@ -53,27 +56,6 @@ static int num_threads(void) {
 #else
     return 1;
 #endif
-}
-
-/* exp for the hot loops (softmax, GELU, cross-entropy). glibc's expf is an opaque call per
- * element that the compiler cannot vectorise, and it made those layers cost as much as the
- * matmuls around them; this branch-free version vectorises. exp(x) = 2^k exp(r) with
- * k = round(x / ln 2) and r = x - k ln 2 in [-ln2/2, ln2/2], where the Taylor series to degree 7
- * is accurate to 1e-8. Measured against double exp over every float in [-87, 88]: relative
- * error < 8e-8 (1.3 ulp; glibc's expf: 6e-8). Below -87.3 (2^k would leave the normal range) it
- * returns 0, above 88 it saturates at exp(88) ~ 1.7e38 instead of going to inf; NaN stays NaN. */
-static inline float fast_expf(float x) {
-    const float log2e = 1.44269504f, ln2_hi = 0.693145752f, ln2_lo = 1.42860677e-6f;
-    float xc = x < -87.3f ? -87.3f : x > 88.0f ? 88.0f : x;  // (fminf/fmaxf would block vectorising)
-    xc = xc == xc ? xc : 0.0f;   // NaN: compute on 0 (converting NaN to int is undefined), return x below
-    // round to nearest integer: adding 1.5 * 2^23 pushes the fraction bits out of the float
-    const float round_magic = 12582912.0f;
-    float k = (xc * log2e + round_magic) - round_magic;
-    float r = (xc - k * ln2_hi) - k * ln2_lo;          // two steps keep r exact to ~1 ulp
-    float p = 1.0f + r * (1.0f + r * (1.0f / 2 + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-              r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    union { uint32_t i; float f; } two_k = {.i = (uint32_t)((int32_t)k + 127) << 23};
-    return x < -87.3f ? 0.0f : x == x ? p * two_k.f : x;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -214,8 +196,8 @@ void matmul_backward_reference(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/,
     }
 }
 
-/* The fast twin of the loops above: one sgemm per product. tests/test_layers.c
- * (test_matmul_fast_vs_reference) holds it to them. */
+/* The fast twin of the loops above: one sgemm per product. tests/test_layers.c holds it to them
+ * (test_matmul_fast_vs_reference; matmul_backward_scaled: test_crossentropy_unscaled_vs_backward). */
 void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/,
                     int N, int C, int OC) {
     double profile_t0 = layer_profile_start();
@@ -224,19 +206,25 @@ void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const flo
     layer_profile_stop(&layer_profile.matmul_s, profile_t0);
 }
 
-void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
-                     const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
+void matmul_backward_scaled(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
+                            const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC,
+                            float dout_scale) {
     double profile_t0 = layer_profile_start();
-    // out = inp . weight^T, so (beta = 1: accumulate)
+    // out = inp . weight^T, so (beta = 1: accumulate; alpha carries the scale of dout)
     // dinp (N,C) += dout (N,OC) . weight (OC,C)
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, dout_scale, dout, OC, weight, C, 1.0f,
                     dinp, C);
     // dweight (OC,C) += dout^T (OC,N) . inp (N,C)
     if (dweight)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, dout_scale, dout, OC, inp, C, 1.0f,
                     dweight, C);
     layer_profile_stop(&layer_profile.matmul_s, profile_t0);
+}
+
+void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
+                     const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC) {
+    matmul_backward_scaled(dinp, dweight, dout, inp, weight, N, C, OC, 1.0f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -366,38 +354,23 @@ enum { ATTENTION_TILE = 64 };
 
 static int min_int(int a, int b) { return a < b ? a : b; }
 
-/* The row loops of the softmax and its backward live in their own functions, kept out of line:
- * inlined into the loop over rows, whose length t+1 changes from row to row, GCC 12 leaves their
- * reductions scalar (the attention forward took 2x as long); on their own they vectorise. */
+/* The row loops of the softmax (softmax_row, model/fast_math.h) and its backward live in their
+ * own functions, kept out of line: inlined into the loop over rows, whose length t+1 changes from
+ * row to row, GCC 12 leaves their reductions scalar (the attention forward took 2x as long); on
+ * their own they vectorise. */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
 #else
 #define NOINLINE
 #endif
 
-/* x[0..n) = softmax(x[0..n)), in place. */
-NOINLINE static void softmax_inplace(float *x, int n, float *max_out, float *sum_out) {
-    float maxval = x[0];                       // subtracting the max keeps exp from overflowing
-#pragma omp simd reduction(max : maxval)
-    for (int j = 1; j < n; j++) maxval = x[j] > maxval ? x[j] : maxval;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < n; j++) {
-        x[j] = fast_expf(x[j] - maxval);
-        sum += x[j];
-    }
-    float inv = 1.0f / sum;
-    for (int j = 0; j < n; j++) x[j] *= inv;
-    if (max_out) *max_out = maxval;
-    if (sum_out) *sum_out = sum;
-}
-
 /* Given p = softmax(s) and dp = dL/dp over [0, n), replaces dp by dL/ds:
  * ds_j = sum_i dp_i p_i ([i == j] - p_j) = p_j (dp_j - sum_i p_i dp_i). */
 NOINLINE static void softmax_backward_inplace(float *dp, const float *p, int n) {
     float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-    for (int j = 0; j < n; j++) dot += p[j] * dp[j];
+#pragma omp simd simdlen(SIMD_LANES) reduction(+ : dot)
+    for (int j = 0; j < n; j++) dot = MADD(p[j], dp[j], dot);
+#pragma omp simd simdlen(SIMD_LANES)
     for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dot);
 }
 
@@ -420,12 +393,17 @@ static void attention_head_forward(float *out, float *att, const float *q, const
         // (1) S[r0:r1, k0:r1] = Q[r0:r1] . K[k0:r1]^T * scale
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1 - k0, hs, scale, q + (size_t)r0 * ld_qkv,
                     ld_qkv, k + (size_t)k0 * ld_qkv, ld_qkv, 0.0f, p + k0, T);
-        // (2) causal softmax of each row, in place: row t over keys first..t, the rest exactly 0
+        // (2) causal softmax of each row, in place: row t over keys first..t, the rest exactly 0.
+        // The row is padded with -inf (exp gives exact zeros, which leave the max and the sum as
+        // they are) to a whole number of SIMD_LANES where the row has room: the vector loops then
+        // have no scalar remainder, which would cost as much as the rest of a short row.
         for (int t = r0; t < r1; t++) {
             float *row = att + (size_t)t * T;
-            int first = blockwise_first_key(t, block);
+            int first = blockwise_first_key(t, block), n = t + 1 - first;
+            int n_padded = min_int((n + SIMD_LANES - 1) / SIMD_LANES * SIMD_LANES, T - first);
             if (first > 0) memset(row, 0, (size_t)first * sizeof(float));
-            softmax_inplace(row + first, t + 1 - first, NULL, NULL);
+            for (int j = first + n; j < first + n_padded; j++) row[j] = -INFINITY;
+            softmax_row(row + first, n_padded, NULL, NULL);
             memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
         }
         // (3) O[r0:r1] = P[r0:r1, k0:r1] . V[k0:r1]
@@ -474,9 +452,12 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, p, T, dO, ld_out, 1.0f, dv,
                     ld_qkv);
         // undo (2) P = softmax(S), row by row. Above the diagonal P is 0, so dS is 0 there too.
+        // Each row runs to a whole number of SIMD_LANES where dP's columns (up to r1, finite) allow:
+        // the zero probabilities there add nothing to the dot product (see the forward's padding).
         for (int t = r0; t < r1; t++) {
             float *drow = dS + (size_t)(t - r0) * T;
-            softmax_backward_inplace(drow, att + (size_t)t * T, t + 1);
+            int n_padded = min_int((t + SIMD_LANES) / SIMD_LANES * SIMD_LANES, r1);
+            softmax_backward_inplace(drow, att + (size_t)t * T, n_padded);
             for (int j = t + 1; j < r1; j++) drow[j] = 0.0f;
         }
         // undo (1) S = Q K^T * scale:
@@ -513,109 +494,4 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
         free(scratch);
     }
     layer_profile_stop(&layer_profile.attention_s, profile_t0);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* GELU, tanh approximation (GPT-2's): gelu(x) = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
- * Computed through the identity 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), which needs
- * one (vectorised) exp instead of a tanhf call and does not cancel near u = 0. */
-
-#define GELU_SCALING_FACTOR 0.7978845608028654f /* sqrt(2/pi) */
-
-void gelu_forward(float *out, const float *inp, long n) {
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);  // (1)
-        float s = 1.0f / (1.0f + fast_expf(-2.0f * u));              // (2) s = 0.5 (1 + tanh u)
-        out[i] = x * s;                                               // (3)
-    }
-}
-
-void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_SCALING_FACTOR * (x + 0.044715f * x * x * x);
-        float s = 1.0f / (1.0f + fast_expf(-2.0f * u));
-        // undo (3) out = x s: d/dx = s + x ds/dx
-        // undo (2): ds/du = 2 s (1 - s)  (the sigmoid's derivative, at 2u)
-        // undo (1): du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-        float du_dx = GELU_SCALING_FACTOR * (1.0f + 3.0f * 0.044715f * x * x);
-        float grad = s + x * 2.0f * s * (1.0f - s) * du_dx;
-        dinp[i] += grad * dout[i];
-    }
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* residual */
-
-/* out may be the same buffer as a or b (elementwise). */
-void residual_forward(float *out, const float *a, const float *b, long n) {
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-/* undoes out = a + b: the gradient passes unchanged to both. Either of da, db may be NULL to skip
- * it (the model can read one branch's gradient straight from dout instead of copying it). */
-void residual_backward(float *da, float *db, const float *dout, long n) {
-    if (da) {
-#pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) da[i] += dout[i];
-    }
-    if (db) {
-#pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++) db[i] += dout[i];
-    }
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* softmax + cross-entropy */
-
-double crossentropy_forward(float *probs_inout /*(N,V)*/, float *losses /*(N) or NULL*/,
-                            const int32_t *targets /*(N)*/, int N, int V) {
-    // The total is summed per thread in double and the per-thread sums added in thread order,
-    // so it is the same from run to run (for a given thread count).
-    int nth = max_threads();
-    double *thread_sum = xcalloc((size_t)nth, sizeof(double));
-#pragma omp parallel
-    {
-        double my_sum = 0.0;
-#pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *row = probs_inout + (size_t)n * V;
-            // the target's loss, -log p = log(sum exp(logit - max)) - (logit_target - max), is
-            // computed from the logit (read before the softmax overwrites it), which stays
-            // accurate where p itself underflows
-            int32_t target = targets[n];
-            float target_logit = target >= 0 ? row[target] : 0.0f;
-            float maxval, sum;
-            softmax_inplace(row, V, &maxval, &sum);
-            float loss = target >= 0 ? logf(sum) - (target_logit - maxval) : 0.0f;
-            if (losses) losses[n] = loss;
-            my_sum += loss;
-        }
-        thread_sum[thread_id()] = my_sum;
-    }
-    double total = 0.0;
-    for (int t = 0; t < nth; t++) total += thread_sum[t];
-    free(thread_sum);
-    return total;
-}
-
-void crossentropy_backward(float *dlogits /*(N,V)*/, const float *probs /*(N,V)*/, const int32_t *targets /*(N)*/,
-                           int N, int V, float scale) {
-    // Each element is read before it is written, at the same index, so dlogits may alias probs.
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *p = probs + (size_t)n * V;
-        float *d = dlogits + (size_t)n * V;
-        int32_t target = targets[n];
-        if (target < 0) {                      // no target: no loss, no gradient
-            for (int v = 0; v < V; v++) d[v] = 0.0f;
-            continue;
-        }
-        // undoes loss = -log softmax(logits)[target]: d loss / d logit_v = p_v - [v == target]
-        for (int v = 0; v < V; v++) d[v] = scale * (p[v] - (v == target ? 1.0f : 0.0f));
-    }
 }

@@ -1,4 +1,5 @@
-/* layers.h: every layer of the transformer, forward and backward side by side (layers.c).
+/* layers.h: every layer of the transformer, forward and backward side by side (layers.c; GELU,
+ * the residual and softmax + cross-entropy in layers_pointwise.c).
  *
  * Shape legend, used everywhere in model/:
  *   B batch, T sequence length, C channels, NH heads, hs = C/NH head size, V vocabulary,
@@ -7,10 +8,11 @@
  * No layer has a bias (the architecture has none).
  *
  * Conventions (as llm.c): every backward ACCUMULATES into its gradient outputs (+=), so the
- * caller zeroes gradients once per step (the one exception, crossentropy_backward, overwrites:
- * it starts the chain); forwards overwrite their outputs. Token ids and targets must be < V and
- * C divisible by NH: the model checks them before calling, these void functions cannot report. Fast kernels
- * (OpenBLAS sgemm, OpenMP) each have a plain *_reference twin that the tests compare against.
+ * caller zeroes gradients once per step (the exceptions, crossentropy_backward and
+ * crossentropy_backward_unscaled, overwrite: they start the chain); forwards overwrite their
+ * outputs. Token ids and targets must be < V and C divisible by NH: the model checks them before
+ * calling, these void functions cannot report. Fast kernels (OpenBLAS sgemm, OpenMP, vectorised
+ * loops) each have a plain *_reference twin that the tests compare against.
  */
 #ifndef TINYROPE_LAYERS_H
 #define TINYROPE_LAYERS_H
@@ -37,6 +39,11 @@ void matmul_forward(float *out /*(N,OC)*/, const float *inp /*(N,C)*/, const flo
 /* dinp += dout @ weight; dweight += dout^T @ inp. Either output may be NULL to skip it. */
 void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
                      const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC);
+/* matmul_backward with dout multiplied by dout_scale (folded into the products, so dout itself
+ * need not be scaled first). */
+void matmul_backward_scaled(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const float *dout /*(N,OC)*/,
+                            const float *inp /*(N,C)*/, const float *weight /*(OC,C)*/, int N, int C, int OC,
+                            float dout_scale);
 void matmul_forward_reference(float *out, const float *inp, const float *weight, int N, int C, int OC);
 void matmul_backward_reference(float *dinp, float *dweight, const float *dout, const float *inp,
                                const float *weight, int N, int C, int OC);
@@ -69,6 +76,8 @@ void attention_backward_reference(float *dqkv, const float *dout, const float *q
 /* ---- GELU, tanh approximation, elementwise over n values ---- */
 void gelu_forward(float *out, const float *inp, long n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+void gelu_forward_reference(float *out, const float *inp, long n);
+void gelu_backward_reference(float *dinp, const float *inp, const float *dout, long n);
 
 /* ---- residual: out = a + b (out may alias a or b) ---- */
 void residual_forward(float *out, const float *a, const float *b, long n);
@@ -87,6 +96,11 @@ double crossentropy_forward(float *probs_inout /*(N,V)*/, float *losses /*(N) or
  * probs: the logits gradient then replaces the probabilities, saving an (N,V) buffer. */
 void crossentropy_backward(float *dlogits /*(N,V)*/, const float *probs /*(N,V)*/, const int32_t *targets /*(N)*/,
                            int N, int V, float scale);
+/* crossentropy_backward with scale 1, in place: probs becomes probs - onehot(target) for
+ * positions with a target, 0 elsewhere. The caller applies the scale in the product that reads
+ * the gradient (matmul_backward_scaled). */
+void crossentropy_backward_unscaled(float *probs_inout /*(N,V)*/, const int32_t *targets /*(N)*/, int N, int V);
+double crossentropy_forward_reference(float *probs_inout, float *losses, const int32_t *targets, int N, int V);
 
 /* ---- profiling: seconds spent in the matmuls, in attention and in the positional encoding's q/k
  * hooks (forward + backward), summed while layer_profile.enabled is set; the benchmark's phase

@@ -1,4 +1,4 @@
-/* test_layers.c: every layer of model/layers.c.
+/* test_layers.c: every layer of model/layers.c and model/layers_pointwise.c.
  *
  * - Gradients: each backward against central finite differences of L = sum(out * R) (R a fixed
  *   random tensor, which the backward gets as dout). The differences are taken on forwards
@@ -6,7 +6,9 @@
  *   only have to absorb the float arithmetic of the layer under test. The float forwards are
  *   checked against the same double forwards.
  * - Fast against reference: the sgemm matmul and tiled sgemm attention against the plain loops,
- *   on odd sizes and on sizes that cross the attention tile boundary.
+ *   on odd sizes and on sizes that cross the attention tile boundary; the vectorised GELU and
+ *   softmax + cross-entropy against their plain loops; the in-place unscaled cross-entropy
+ *   backward with the scaled matmul backward against the scaled backward with the plain one.
  * The layers' properties (backwards accumulate, causality, probability rows, cross-entropy
  * identities) are tested in tests/test_layer_properties.c.
  *
@@ -392,6 +394,89 @@ static void test_attention_fast_vs_reference(void) {
     check_attention_fast_vs_reference(1, test_small() ? 70 : 150, 32, 2, 2); // crosses tile boundaries
 }
 
+/* The vectorised GELU against the plain tanhf loops, over the range where it bends (|x| < 8, on a
+ * length that leaves a remainder after whole vectors) and far out where it is x or 0; the
+ * backwards accumulate onto the same non-zero start. */
+static void test_gelu_fast_vs_reference(void) {
+    rng_seed(15);
+    enum { N = 1000 + 13 };
+    float *inp = random_floats(N, 8.0f), *dout = random_floats(N, 1.0f);
+    inp[0] = 0.0f; inp[1] = 40.0f; inp[2] = -40.0f; inp[3] = 1e-20f;
+    float *out = xmalloc(N * sizeof(float)), *out_ref = xmalloc(N * sizeof(float));
+    gelu_forward(out, inp, N);
+    gelu_forward_reference(out_ref, inp, N);
+    double err = rel_err(out, out_ref, N);
+    CHECKF(err < 1e-6, "forward rel err %g", err);
+    // the reference on its own, against the double formula
+    double *inp_d = to_double(inp, N), worst = 0, scale = 0;
+    for (int i = 0; i < N; i++) {
+        worst = fmax(worst, fabs(out_ref[i] - gelu_d(inp_d[i])));
+        scale = fmax(scale, fabs(gelu_d(inp_d[i])));
+    }
+    CHECKF(worst / scale < 1e-6, "reference forward rel err %g", worst / scale);
+    float *dinp = random_floats(N, 1.0f), *dinp_ref = copy_floats(dinp, N);
+    gelu_backward(dinp, inp, dout, N);
+    gelu_backward_reference(dinp_ref, inp, dout, N);
+    err = rel_err(dinp, dinp_ref, N);
+    CHECKF(err < 1e-6, "backward rel err %g", err);
+    free(inp); free(dout); free(out); free(out_ref); free(inp_d); free(dinp); free(dinp_ref);
+}
+
+/* The vectorised softmax + cross-entropy against the plain expf/logf loops, on a row length with
+ * a remainder after whole vectors and on one of the model's size, with rows that have no target. */
+static void check_crossentropy_fast_vs_reference(int N, int V) {
+    int32_t *targets = xmalloc((size_t)N * sizeof *targets);
+    for (int n = 0; n < N; n++) targets[n] = n % 3 == 1 ? -1 : (int32_t)((n * 7919) % V);
+    float *probs = random_floats((size_t)N * V, 6.0f), *probs_ref = copy_floats(probs, (size_t)N * V);
+    float *losses = xmalloc((size_t)N * sizeof(float)), *losses_ref = xmalloc((size_t)N * sizeof(float));
+    double total = crossentropy_forward(probs, losses, targets, N, V);
+    double total_ref = crossentropy_forward_reference(probs_ref, losses_ref, targets, N, V);
+    CHECKF(fabs(total - total_ref) < 1e-6 * total_ref, "N=%d V=%d total %.9g, reference %.9g", N, V, total,
+           total_ref);
+    double err = rel_err(losses, losses_ref, (size_t)N);
+    CHECKF(err < 1e-6, "N=%d V=%d losses rel err %g", N, V, err);
+    err = rel_err(probs, probs_ref, (size_t)N * V);
+    CHECKF(err < 1e-6, "N=%d V=%d probs rel err %g", N, V, err);
+    free(targets); free(probs); free(probs_ref); free(losses); free(losses_ref);
+}
+
+static void test_crossentropy_fast_vs_reference(void) {
+    rng_seed(16);
+    check_crossentropy_fast_vs_reference(7, 37);
+    check_crossentropy_fast_vs_reference(5, 4096);
+}
+
+/* crossentropy_backward_unscaled equals crossentropy_backward at scale 1 bit for bit (rows without
+ * a target included), and the scale applied afterwards by matmul_backward_scaled gives the
+ * gradients of matmul_backward on the scaled dlogits. */
+static void test_crossentropy_unscaled_vs_backward(void) {
+    rng_seed(17);
+    enum { N = 6, V = 29, C = 5 };
+    const int32_t targets[N] = {3, -1, 0, 28, -1, 3};
+    float *probs = random_floats(N * V, 3.0f);
+    crossentropy_forward(probs, NULL, targets, N, V);
+    float *d_scaled1 = random_floats(N * V, 1.0f), *d_unscaled = copy_floats(probs, N * V);
+    crossentropy_backward(d_scaled1, probs, targets, N, V, 1.0f);
+    crossentropy_backward_unscaled(d_unscaled, targets, N, V);
+    CHECK(memcmp(d_scaled1, d_unscaled, N * V * sizeof(float)) == 0);
+    for (int v = 0; v < V; v++) CHECK(d_unscaled[1 * V + v] == 0.0f && d_unscaled[4 * V + v] == 0.0f);
+
+    const float scale = 0.25f;                           // 1 / number of targets
+    float *d_scaled = xmalloc(N * V * sizeof(float));
+    crossentropy_backward(d_scaled, probs, targets, N, V, scale);
+    float *inp = random_floats(N * C, 1.0f), *weight = random_floats(V * C, 1.0f);
+    float *dinp = random_floats(N * C, 1.0f), *dweight = random_floats(V * C, 1.0f);
+    float *dinp_ref = copy_floats(dinp, N * C), *dweight_ref = copy_floats(dweight, V * C);
+    matmul_backward_scaled(dinp, dweight, d_unscaled, inp, weight, N, C, V, scale);
+    matmul_backward_reference(dinp_ref, dweight_ref, d_scaled, inp, weight, N, C, V);
+    double err = rel_err(dinp, dinp_ref, N * C);
+    CHECKF(err < 1e-6, "dinp rel err %g", err);
+    err = rel_err(dweight, dweight_ref, V * C);
+    CHECKF(err < 1e-6, "dweight rel err %g", err);
+    free(probs); free(d_scaled1); free(d_unscaled); free(d_scaled); free(inp); free(weight); free(dinp);
+    free(dweight); free(dinp_ref); free(dweight_ref);
+}
+
 int main(void) {
     RUN(test_embedding_grad);
     RUN(test_embedding_backward_repeats);
@@ -403,5 +488,8 @@ int main(void) {
     RUN(test_crossentropy_grad);
     RUN(test_matmul_fast_vs_reference);
     RUN(test_attention_fast_vs_reference);
+    RUN(test_gelu_fast_vs_reference);
+    RUN(test_crossentropy_fast_vs_reference);
+    RUN(test_crossentropy_unscaled_vs_backward);
     return test_summary();
 }
