@@ -326,11 +326,14 @@ HDD_INLINE void expm4_adjoint_lanes(const Expm4Lanes *f, const vlane *GM, vlane 
     vlane dsi[2]; /* d(sin a / a)/da / a: the series below a = 1, where the closed form cancels in float */
     for (int half = 0; half < 2; half++) {
         const vlane a2 = f->a2[half], alpha = f->alpha[half];
-        vlane term = splat(1.0f / 6.0f), sum = splat(0);
-        for (int n = 1; n <= 8; n++) {
-            sum += (n % 2 ? -2.0f : 2.0f) * n * term;
-            term *= a2 / (float)((2 * n + 2) * (2 * n + 3));
-        }
+        /* sum_{n=1..8} (-1)^n 2n t_n a2^(n-1), t_1 = 1/6, t_{n+1} = t_n / ((2n+2)(2n+3)), by Horner in
+         * a2: the terms one by one would fall into subnormal floats (very slow) for small angles.
+         * Below a2 = 1e-20 the a2 terms are far under an ulp of the first, and are dropped. */
+        float coef[8], t = 1.0f / 6.0f;
+        for (int n = 1; n <= 8; n++) coef[n - 1] = (n % 2 ? -2.0f : 2.0f) * n * t, t /= (float)((2 * n + 2) * (2 * n + 3));
+        const vlane a2s = pick(a2 < splat(1e-20f), splat(0), a2);
+        vlane sum = splat(coef[7]);
+        for (int n = 6; n >= 0; n--) sum = coef[n] + a2s * sum;
         const vlane closed = (alpha * f->co[half] - f->sn[half]) / (a2 * alpha);
         dsi[half] = pick(alpha < splat(1.0f), sum, closed);
     }
