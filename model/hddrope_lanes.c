@@ -1,11 +1,12 @@
-/* hddrope_lanes.c: the fast twin of HDD-RoPE's scan for the default setup (c = 4, expm, no
+/* hddrope_lanes.c: the fast twin of HDD-RoPE's scan for c = 4 (either map, no
  * re-orthonormalisation): forward_unit and backward_unit of model/posenc_hddrope.c, with 8 chunks
  * of a head side by side in vector lanes. tests/test_hddrope.c compares the two
  * (test_lane_kernels_vs_scalar, through hddrope_use_lane_kernels(0)) and tests this file's sin/cos
  * (test_lane_sincos).
  *
  * The same maths as the scalar c = 4 path (the closed forms hddrope_expm4 and
- * hddrope_expm_adjoint4 of model/hddrope_matrix.c, and the scan), with every quantity a vector of
+ * hddrope_expm_adjoint4, or Cayley's hddrope_step_cayley and its adjoint, of
+ * model/hddrope_matrix.c, and the scan), with every quantity a vector of
  * 8 floats over consecutive chunks j of one head (GCC vector extensions; AVX/FMA intrinsics where
  * the machine has them), so that each step is one instruction across chunks instead of shuffles
  * inside one 4 x 4 matrix. It runs in float (the precision of the scan's state and step
@@ -155,6 +156,74 @@ HDD_INLINE void mat4_mul_lanes(const vlane *X, const vlane *Y, vlane *out) {
         }
 }
 
+/* Cayley for c = 4 over lanes: hddrope_step_cayley's closed form (model/hddrope_matrix.c) in
+ * float. With p = |A|_F^2 / 2 and q the Pfaffian, W = (I - A)^-1 = k S, S = (1 + p)(I + A) + A^2 + A^3,
+ * k = 1 / (1 + p + q^2), M = 2W - I; Cayley4Lanes keeps what the adjoint needs. */
+typedef struct {
+    vlane A[16], A2[16], S[16], p, q, k;
+} Cayley4Lanes;
+
+HDD_INLINE void cayley4_lanes(const vlane *g, Cayley4Lanes *f, vlane *M) {
+    static const int row_of[6] = {1, 2, 2, 3, 3, 3}, col_of[6] = {0, 0, 1, 0, 1, 2};
+    vlane A3[16];
+    for (int i = 0; i < 16; i++) f->A[i] = splat(0);
+    for (int a = 0; a < 6; a++) f->A[row_of[a] * 4 + col_of[a]] = g[a], f->A[col_of[a] * 4 + row_of[a]] = -g[a];
+    mat4_mul_lanes(f->A, f->A, f->A2);
+    mat4_mul_lanes(f->A2, f->A, A3);
+    vlane sum = splat(0);
+    for (int a = 0; a < 6; a++) sum = fmadd(g[a], g[a], sum);
+    f->p = sum; /* |A|_F^2 / 2 */
+    f->q = f->A[1] * f->A[11] - f->A[2] * f->A[7] + f->A[3] * f->A[6];
+    f->k = 1.0f / (1.0f + f->p + f->q * f->q);
+    for (int i = 0; i < 16; i++) {
+        f->S[i] = (1.0f + f->p) * ((i % 5 == 0 ? splat(1.0f) : splat(0)) + f->A[i]) + f->A2[i] + A3[i];
+        M[i] = 2.0f * f->k * f->S[i] - (i % 5 == 0 ? splat(1.0f) : splat(0));
+    }
+}
+
+/* hddrope_step_cayley_adjoint over lanes: dg[a] = full[i][k] - full[k][i] for generator a at
+ * (i, k), full = k (<G_W, I + A> A + (1 + p) G_W + G_W A^T + A^T G_W + G_W A^2^T + A^T G_W A^T
+ * + A^2^T G_W) - k^2 <G_W, S> (A + 2q Q), G_W = 2 G_M, Q the Pfaffian's partial derivatives. */
+HDD_INLINE void cayley4_adjoint_lanes(const Cayley4Lanes *f, const vlane *GM, vlane *dg) {
+    static const int row_of[6] = {1, 2, 2, 3, 3, 3}, col_of[6] = {0, 0, 1, 0, 1, 2};
+    const vlane *A = f->A, *A2 = f->A2;
+    vlane GW[16], Q[16], AtG[16], full[16], on_S = splat(0), on_IA = splat(0);
+    for (int i = 0; i < 16; i++) {
+        GW[i] = 2.0f * GM[i];
+        on_S = fmadd(GW[i], f->S[i], on_S);
+        on_IA = fmadd(GW[i], (i % 5 == 0 ? splat(1.0f) : splat(0)) + A[i], on_IA);
+        Q[i] = splat(0);
+    }
+    Q[1] = A[11], Q[11] = A[1], Q[2] = -A[7], Q[7] = -A[2], Q[3] = A[6], Q[6] = A[3];
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            vlane s = (1.0f + f->p) * GW[i * 4 + k], at = splat(0);
+            for (int r = 0; r < 4; r++) {
+                s = fmadd(GW[i * 4 + r], A[k * 4 + r], s);
+                s = fmadd(A[r * 4 + i], GW[r * 4 + k], s);
+                s = fmadd(GW[i * 4 + r], A2[k * 4 + r], s);
+                s = fmadd(A2[r * 4 + i], GW[r * 4 + k], s);
+                at = fmadd(A[r * 4 + i], GW[r * 4 + k], at);
+            }
+            full[i * 4 + k] = s, AtG[i * 4 + k] = at;
+        }
+    const vlane k2S = f->k * f->k * on_S;
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++) {
+            vlane s = splat(0);
+            for (int r = 0; r < 4; r++) s = fmadd(AtG[i * 4 + r], A[k * 4 + r], s);
+            full[i * 4 + k] = f->k * (full[i * 4 + k] + s + on_IA * A[i * 4 + k]) -
+                              k2S * (A[i * 4 + k] + 2.0f * f->q * Q[i * 4 + k]);
+        }
+    for (int a = 0; a < 6; a++) dg[a] = full[row_of[a] * 4 + col_of[a]] - full[col_of[a] * 4 + row_of[a]];
+}
+
+/* What a step's map keeps for its adjoint, for either map. */
+typedef struct {
+    Expm4Lanes expm;
+    Cayley4Lanes cayley;
+} StepLanes;
+
 /* The 4 channels of chunks j0.. (x = their first channel; live of them) as 4 vectors over lanes,
  * and back. */
 HDD_INLINE void gather_chunks(const float *x, int live, vlane *out) {
@@ -250,12 +319,16 @@ static void lanes_setup(const Hdd *d, int l, int h, const float *params, const f
 
 /* M_t of a group from its generators at this row (dynamic): g = g_base + the row's extra columns. */
 HDD_INLINE void step_matrices_lanes(const Hdd *d, const LaneGroup *grp, const float *row, int h, int j0, int live,
-                                    Expm4Lanes *f, vlane *M) {
+                                    StepLanes *f, vlane *M) {
     const float *extra = row + 3 * d->C + ((size_t)h * d->nc + j0) * 6;
     vlane g[6];
     for (int a = 0; a < 6; a++) g[a] = grp->base[a] + gather_lanes(extra + a, 6, live);
-    expm4_factors_lanes(g, f);
-    mat4_mul_lanes(f->F[0], f->F[1], M); /* M = F+ F- */
+    if (d->map == MAP_CAYLEY) {
+        cayley4_lanes(g, &f->cayley, M);
+    } else {
+        expm4_factors_lanes(g, &f->expm);
+        mat4_mul_lanes(f->expm.F[0], f->expm.F[1], M); /* M = F+ F- */
+    }
 }
 
 /* The forward scan of one (b, h) (forward_unit's steps, chunk groups in lanes), applied to the
@@ -282,7 +355,7 @@ void hdd_forward_unit_lanes(const Hdd *d, long u, int rows, int l, float *qkv, c
                 for (int i = 0; i < 16; i++) grp[gi].P[i][v] = st_j[i];
         }
     }
-    Expm4Lanes f;
+    StepLanes f;
     for (int t = 0; t < T; t++) {
         float *row = qkv + ((size_t)b * T + t) * S;
         float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
@@ -448,10 +521,11 @@ void hdd_backward_unit_lanes(const Hdd *d, long u, int rows, int l, float *dqkv,
                 /* M_t rebuilt from g_t (the forward's bits), and through the map to the generators */
                 vlane dg[6];
                 float dg_lanes[6][HDD_LANES];
-                Expm4Lanes f;
+                StepLanes f;
                 step_matrices_lanes(d, G, row, h, j0, live, &f, M_dyn);
                 M = M_dyn;
-                expm4_adjoint_lanes(&f, dM, dg);
+                if (d->map == MAP_CAYLEY) cayley4_adjoint_lanes(&f.cayley, dM, dg);
+                else expm4_adjoint_lanes(&f.expm, dM, dg);
                 memcpy(dg_lanes, dg, sizeof dg_lanes);
                 float *dextra = drow + 3 * C + ((size_t)h * nc + j0) * 6;
                 for (int a = 0; a < 6; a++) G->share[a] += __builtin_convertvector(dg[a], vlane_d);

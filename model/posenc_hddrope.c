@@ -2,7 +2,7 @@
  * (docs/hdd-rope.md: §1 the method, §3 the step matrix, §4 the backward, §6 the cost).
  * This file is the kind: its options, sizes and init, and the plain scalar scan, forward and
  * backward, for every chunk size. The small-matrix maths it calls is model/hddrope_matrix.c; the
- * default setup (c = 4, expm, no re-orthonormalisation) runs the scan's fast twin in
+ * c = 4 setups (either map, no re-orthonormalisation) run the scan's fast twin in
  * model/hddrope_lanes.c (the same steps with 8 chunks in vector lanes).
  *
  * Maths, per layer l, head h, chunk j (c consecutive channels of the head, c | hs, n_c = hs/c
@@ -77,7 +77,7 @@
  * constant, so that the two can be compared end to end. */
 static int hdd_reference_kernels;
 void hddrope_use_reference_kernels(int on) { hdd_reference_kernels = on; }
-/* Tests only: 0 sends the default setup (c = 4, expm, no re-orthonormalisation) through the scalar
+/* Tests only: 0 sends the c = 4 setups (either map, no re-orthonormalisation) through the scalar
  * c = 4 path instead of the lane kernels, so that the two can be compared. */
 static int hdd_lane_kernels = 1;
 void hddrope_use_lane_kernels(int on) { hdd_lane_kernels = on; }
@@ -378,7 +378,7 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, 
 
 /* Whether the c = 4 lane kernels run this kind's forward and backward. */
 static int use_lanes(const Hdd *d) {
-    return d->c == 4 && d->map == MAP_EXPM && d->reortho == 0 && !hdd_reference_kernels && hdd_lane_kernels;
+    return d->c == 4 && d->reortho == 0 && !hdd_reference_kernels && hdd_lane_kernels;
 }
 
 static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,

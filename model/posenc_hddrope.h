@@ -3,7 +3,7 @@
  *                            (forward and backward) for every chunk size c
  *   model/hddrope_matrix.c   the small-matrix maths: exponential, Cayley and their adjoints
  *   model/hddrope_expm_lanes.c  the exponential and its adjoint for c >= 5, 8 matrices at once
- *   model/hddrope_lanes.c    the fast twin of the scan for the default setup (c = 4, expm, no
+ *   model/hddrope_lanes.c    the fast twin of the scan for c = 4 (either map, no
  *                            re-orthonormalisation): 8 chunks of a head side by side in vector lanes
  * The model reaches the kind through its registry entry (posenc_hddrope in model/posenc.h). */
 #ifndef TINYROPE_POSENC_HDDROPE_H
@@ -54,7 +54,7 @@ size_t hdd_lanes_saved_at(const Hdd *d, int j, int i);
 /* Tests only. */
 /* 1 = run the model through the reference kernels (series exponential and adjoint, c not a constant) */
 void hddrope_use_reference_kernels(int on);
-/* 0 = run c = 4 (expm, no re-orthonormalisation) through the scalar path, not the lanes */
+/* 0 = run c = 4 (either map, no re-orthonormalisation) through the scalar path, not the lanes */
 void hddrope_use_lane_kernels(int on);
 /* P_t of (layer l, b, t, head h, chunk j) from the acts of a forward over (B, T) */
 struct PosEnc;

@@ -8,6 +8,13 @@
  * qk_forward rotates it in place; the saved activations are swept out of the cache before the
  * backward, as a training step's other layers do. Prints the best of several runs, in ms per
  * layer, and the same for all L = 4 layers of a step (x 4), to set against bench_train's step.
+ *
+ * For HDD-RoPE with the exponential at c >= 5, whose work runs in double, it also prints that
+ * work's FLOP floor and the rate the measured time gives against this machine's dgemm peak (the
+ * best 2048^3 cblas_dgemm). The floor counts, per chunk, position and layer, the c x c products
+ * of the exponential with no squarings (6 in the forward, 6 + 12 in the backward's forward half
+ * and reverse), the scan's 3 and the products with q and k, as docs/performance.md derives:
+ * C (54 c^2 + 88 c) FLOPs per token and layer.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +23,38 @@
 #include <omp.h>
 #endif
 
+#include <cblas.h>
+
 #include "base/util.h"
 #include "cli/args.h"
 #include "model/posenc.h"
+
+static double dgemm_peak_gflops(void) {
+    const int n = 2048;
+    double *a = xmalloc((size_t)n * n * sizeof *a), *b = xmalloc((size_t)n * n * sizeof *b),
+           *c = xmalloc((size_t)n * n * sizeof *c);
+    uint64_t rng = 1;
+    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = tr_rng_uniform(&rng), b[i] = tr_rng_uniform(&rng);
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = tr_now_seconds();
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0, a, n, b, n, 0.0, c, n);
+        double dt = tr_now_seconds() - t0;
+        if (r > 0 && dt < best) best = dt; /* the first run warms up */
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * (double)n * n / best / 1e9;
+}
+
+/* The chunk size when the options are HDD-RoPE with the exponential and dynamic generators, else 0. */
+static int hdd_expm_chunk(const cJSON *json) {
+    const cJSON *kind = cJSON_GetObjectItem(json, "kind"), *chunk = cJSON_GetObjectItem(json, "chunk");
+    const cJSON *map = cJSON_GetObjectItem(json, "map"), *dynamic = cJSON_GetObjectItem(json, "dynamic");
+    if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "hddrope") != 0) return 0;
+    if (cJSON_IsString(map) && strcmp(map->valuestring, "expm") != 0) return 0;
+    if (cJSON_IsFalse(dynamic)) return 0;
+    return cJSON_IsNumber(chunk) ? chunk->valueint : 4;
+}
 
 int main(int argc, char **argv) {
     const char *kind = argc > 1 ? argv[1] : "{\"kind\": \"hddrope\", \"chunk\": 4}";
@@ -34,6 +70,7 @@ int main(int argc, char **argv) {
     PosEnc pe;
     if (posenc_create(&pe, json, (ModelDims){.L = L, .C = C, .NH = NH, .hs = C / NH, .max_T = T}) != 0)
         tr_die_with_error();
+    const int expm_chunk = hdd_expm_chunk(json);
     cJSON_Delete(json);
 
     const long S = posenc_qkv_stride(&pe);
@@ -81,6 +118,12 @@ int main(int argc, char **argv) {
     printf("%s B=%d T=%d C=%d NH=%d, %d thread(s): forward %.2f ms, backward %.2f ms per layer; "
            "%d layers: %.1f ms per step\n", kind, B, T, C, NH, threads, best_fwd * 1e3, best_bwd * 1e3, L,
            L * (best_fwd + best_bwd) * 1e3);
+    if (expm_chunk >= 5) {
+        const double c = expm_chunk, floor_flops = (double)L * B * T * C * (54 * c * c + 88 * c);
+        const double rate = floor_flops / (L * (best_fwd + best_bwd)) / 1e9, peak = dgemm_peak_gflops();
+        printf("  FLOP floor %.2f GFLOP per step; at the measured time %.1f GFLOP/s = %.0f%% of the dgemm peak "
+               "(%.1f GFLOP/s)\n", floor_flops / 1e9, rate, 100 * rate / peak, peak);
+    }
     free(params), free(dparams), free(acts), free(x), free(qkv0), free(qkv), free(dqkv0), free(dqkv);
     posenc_destroy(&pe);
     return 0;

@@ -124,21 +124,22 @@ static void test_fast_kernels_vs_reference_kernels(void) {
         }
 }
 
-/* The c = 4 lane kernels against the scalar c = 4 path: heads of 1, 2, 5, 8 and 12 chunks (one
- * group of 8 lanes partly filled, one full, one full and one half), and generators up to ~20 rad
- * (every quadrant of the lanes' sin/cos). */
+/* The c = 4 lane kernels against the scalar c = 4 path, static, dynamic with the exponential and
+ * dynamic with Cayley: heads of 1, 2, 5, 8 and 12 chunks (one group of 8 lanes partly filled, one
+ * full, one full and one half), and generators up to ~20 rad (every quadrant of the lanes'
+ * sin/cos). */
 static void test_lane_kernels_vs_scalar(void) {
     const int B = 2, T = test_small() ? 6 : 12;
     const int shapes[][2] = {{8, 2}, {16, 2}, {40, 2}, {64, 2}, {96, 2}}; /* C, NH: hs = 4, 8, 20, 32, 48 */
     const float scales[] = {0.3f, 6.0f};
+    const char *jsons[] = {"{\"kind\": \"hddrope\", \"dynamic\": false}", "{\"kind\": \"hddrope\"}",
+                           "{\"kind\": \"hddrope\", \"map\": \"cayley\"}"};
     for (int si = 0; si < 5; si++)
-        for (int dynamic = 0; dynamic < 2; dynamic++)
+        for (int kind = 0; kind < 3; kind++)
             for (int sc = 0; sc < 2; sc++)
-                compare_kernel_paths(dynamic ? "{\"kind\": \"hddrope\"}" : "{\"kind\": \"hddrope\", \"dynamic\": false}",
-                                     lanes_or_scalar, B, T, shapes[si][0], shapes[si][1], scales[sc],
+                compare_kernel_paths(jsons[kind], lanes_or_scalar, B, T, shapes[si][0], shapes[si][1], scales[sc],
                                      /* float angles of ~20 rad: an ulp (2e-6) per step, over T steps */
-                                     sc == 0 ? 1e-5 : 3e-5,
-                                     40 + (uint64_t)(si * 4 + dynamic * 2 + sc));
+                                     sc == 0 ? 1e-5 : 3e-5, 40 + (uint64_t)(si * 6 + kind * 2 + sc));
 }
 
 /* The lanes' float sin/cos against libm (double) at the same float argument: every quadrant, tiny
