@@ -175,9 +175,13 @@ HDD_INLINE void cayley4_lanes(const vlane *g, Cayley4Lanes *f, vlane *M) {
     f->p = sum; /* |A|_F^2 / 2 */
     f->q = f->A[1] * f->A[11] - f->A[2] * f->A[7] + f->A[3] * f->A[6];
     f->k = 1.0f / (1.0f + f->p + f->q * f->q);
+    /* M = 2kS - I as I + 2k ((1 + p) A + A^2 + A^3 - q^2 I) (the same, since 2k(1 + p) - 1 = k(1 + p - q^2)):
+     * in float, 2kS - I would subtract 1 from about 2 on the diagonal and lose an ulp of M there */
     for (int i = 0; i < 16; i++) {
-        f->S[i] = (1.0f + f->p) * ((i % 5 == 0 ? splat(1.0f) : splat(0)) + f->A[i]) + f->A2[i] + A3[i];
-        M[i] = 2.0f * f->k * f->S[i] - (i % 5 == 0 ? splat(1.0f) : splat(0));
+        const vlane identity = i % 5 == 0 ? splat(1.0f) : splat(0);
+        const vlane D = (1.0f + f->p) * f->A[i] + f->A2[i] + A3[i] - f->q * f->q * identity;
+        f->S[i] = (1.0f + f->p) * identity + (1.0f + f->p) * f->A[i] + f->A2[i] + A3[i];
+        M[i] = identity + 2.0f * f->k * D;
     }
 }
 
