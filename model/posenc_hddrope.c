@@ -273,6 +273,46 @@ HDD_INLINE void apply(const float *P, float *v, int c) {
     for (int i = 0; i < c; i++) v[i] = (float)tmp[i];
 }
 
+/* Static generators: one scan serves every batch row, so each step of the backward goes back
+ * through 2B vectors (q and k of each row). unapply_rows does it HDD_ROW_TILE vectors at a time,
+ * side by side, so the products run across vectors; each sum has the terms and order of
+ * backward_unit's one-vector loop, so the bits are those of one vector at a time. Vector w of a
+ * tile is q (w even) or k (w odd) of batch row r0 + w/2: at base + (r0 + w/2) stride + (w % 2) C. */
+#define HDD_ROW_TILE 16
+
+HDD_INLINE int tile_vectors(int rows, int r0) {
+    return 2 * (rows - r0) < HDD_ROW_TILE ? 2 * (rows - r0) : HDD_ROW_TILE;
+}
+
+/* Going back through q~ = P q for the rows' q and k: grad <- P^T grad (dq from dq~), and
+ * B += grad~ q^T, q = P^T q~ recovered from the rotated vector, over the vectors in order. */
+HDD_INLINE void unapply_rows(const float *P, const float *rot_base, float *grad_base, int rows, size_t stride, int C,
+                             double *B, int c) {
+    for (int r0 = 0; r0 < rows; r0 += HDD_ROW_TILE / 2) {
+        const int nv = tile_vectors(rows, r0);
+        double rot[HDD_MAX_C][HDD_ROW_TILE], grad[HDD_MAX_C][HDD_ROW_TILE];
+        double un[HDD_MAX_C][HDD_ROW_TILE], dun[HDD_MAX_C][HDD_ROW_TILE];
+        for (int w = 0; w < nv; w++) {
+            const size_t at = (size_t)(r0 + w / 2) * stride + (size_t)(w % 2) * C;
+            for (int k = 0; k < c; k++) rot[k][w] = rot_base[at + k], grad[k][w] = grad_base[at + k];
+        }
+        for (int i = 0; i < c; i++)
+            for (int w = 0; w < nv; w++) un[i][w] = 0, dun[i][w] = 0;
+        for (int r = 0; r < c; r++)
+            for (int i = 0; i < c; i++) {
+                const double p = P[r * c + i];
+                for (int w = 0; w < nv; w++) un[i][w] += p * rot[r][w], dun[i][w] += p * grad[r][w];
+            }
+        for (int w = 0; w < nv; w++)
+            for (int i = 0; i < c; i++)
+                for (int k = 0; k < c; k++) B[i * c + k] += grad[i][w] * un[k][w];
+        for (int w = 0; w < nv; w++) {
+            const size_t at = (size_t)(r0 + w / 2) * stride + (size_t)(w % 2) * C;
+            for (int i = 0; i < c; i++) grad_base[at + i] = (float)dun[i][w];
+        }
+    }
+}
+
 /* Static generators: layer l's step matrices, one per (h, j), (NH, n_c, c, c) floats (xmalloc'd,
  * the caller frees), and their A into A_out (same shape, double) when not NULL; NULL when the
  * generators are dynamic. Forward and backward both read these, so they agree bit for bit. */
@@ -497,8 +537,9 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv
                 memcpy(Bt, Bnext, sizeof(double) * (size_t)cc);
                 /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed
                  * over the rows sharing the scan: B_t and dM_t are linear in G_t) */
-                for (int which = 0; which < 2 * rows; which++) {
-                    const size_t off = (size_t)(which / 2) * T * S + (size_t)(which % 2) * C + q_off;
+                if (rows > 1) unapply_rows(P, row + q_off, drow + q_off, rows, (size_t)T * S, C, Bt, c);
+                for (int which = 0; rows == 1 && which < 2; which++) {
+                    const size_t off = (size_t)(which % 2) * C + q_off;
                     const float *rotated = row + off;
                     float *grad = drow + off;
                     double un[HDD_MAX_C], dun[HDD_MAX_C];

@@ -140,6 +140,8 @@ static void test_lane_kernels_vs_scalar(void) {
                 compare_kernel_paths(jsons[kind], lanes_or_scalar, B, T, shapes[si][0], shapes[si][1], scales[sc],
                                      /* float angles of ~20 rad: an ulp (2e-6) per step, over T steps */
                                      sc == 0 ? 1e-5 : 3e-5, 40 + (uint64_t)(si * 6 + kind * 2 + sc));
+    /* static over 9 batch rows: the scalar backward takes them in tiles of 8 rows and 1 */
+    compare_kernel_paths(jsons[0], lanes_or_scalar, 9, T, 40, 2, 0.3f, 1e-5, 99);
 }
 
 /* The lanes' float sin/cos against libm (double) at the same float argument: every quadrant, tiny
