@@ -7,7 +7,7 @@
  * compares them (test_expm_lanes_vs_references) and checks that a matrix's bits do not depend on
  * the lanes beside it (test_expm_lanes_independent).
  *
- * The computation, per lane (docs/hdd-rope.md §6):
+ * The computation, per lane (docs/hdd-rope.md §3; its backward §4):
  *     s = the fewest halvings with |A 2^-s| <= 1, |.| = min(infinity norm, Frobenius norm)
  *     X = A 2^-s (exact)
  *     T(X) = sum_{k <= 15} X^k / k!      (last term <= 1/15! = 7.6e-13 at |X| = 1)
