@@ -1,12 +1,32 @@
 /* fast_math.h: what the layer files (model/layers.c, model/layers_pointwise.c) share for their
- * vectorised loops: a multiply-add, an exp that vectorises, and the softmax of one row. Internal
- * to those files; the model's interface is layers.h.
+ * vectorised and parallel loops: a multiply-add, an exp that vectorises, the softmax of one row,
+ * and the OpenMP thread count and index (1 and 0 without OpenMP). Internal to those files; the
+ * model's interface is layers.h.
  */
 #ifndef TINYROPE_FAST_MATH_H
 #define TINYROPE_FAST_MATH_H
 
 #include <math.h>
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static inline int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* a * b + c, fused where the target has a fast fma. -std=c11 turns off GCC's contraction of
  * a * b + c, so without this the hot loops run separate multiplies and adds; fmaf is one

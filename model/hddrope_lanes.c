@@ -175,13 +175,14 @@ HDD_INLINE void cayley4_lanes(const vlane *g, Cayley4Lanes *f, vlane *M) {
     f->p = sum; /* |A|_F^2 / 2 */
     f->q = f->A[1] * f->A[11] - f->A[2] * f->A[7] + f->A[3] * f->A[6];
     f->k = 1.0f / (1.0f + f->p + f->q * f->q);
-    /* M = 2kS - I as I + 2k ((1 + p) A + A^2 + A^3 - q^2 I) (the same, since 2k(1 + p) - 1 = k(1 + p - q^2)):
-     * in float, 2kS - I would subtract 1 from about 2 on the diagonal and lose an ulp of M there */
+    /* With R = (1 + p) A + A^2 + A^3: S = (1 + p) I + R, and M = 2kS - I = I + 2k (R - q^2 I) (since
+     * 2k(1 + p) - 1 = k(1 + p - q^2)): in float, 2kS - I would subtract 1 from about 2 on the
+     * diagonal and lose an ulp of M there */
     for (int i = 0; i < 16; i++) {
         const vlane identity = i % 5 == 0 ? splat(1.0f) : splat(0);
-        const vlane D = (1.0f + f->p) * f->A[i] + f->A2[i] + A3[i] - f->q * f->q * identity;
-        f->S[i] = (1.0f + f->p) * identity + (1.0f + f->p) * f->A[i] + f->A2[i] + A3[i];
-        M[i] = identity + 2.0f * f->k * D;
+        const vlane R = (1.0f + f->p) * f->A[i] + f->A2[i] + A3[i];
+        f->S[i] = (1.0f + f->p) * identity + R;
+        M[i] = identity + 2.0f * f->k * (R - f->q * f->q * identity);
     }
 }
 
@@ -222,8 +223,8 @@ HDD_INLINE void cayley4_adjoint_lanes(const Cayley4Lanes *f, const vlane *GM, vl
     for (int a = 0; a < 6; a++) dg[a] = full[row_of[a] * 4 + col_of[a]] - full[col_of[a] * 4 + row_of[a]];
 }
 
-/* What a step's map keeps for its adjoint, for either map. */
-typedef struct {
+/* What a step's map keeps for its adjoint: the member of d->map. */
+typedef union {
     Expm4Lanes expm;
     Cayley4Lanes cayley;
 } StepLanes;

@@ -546,11 +546,13 @@ void hddrope_expm_adjoint4(const double *A, const double *GM, double *GA) { expm
 
 /* ---- what the scan calls ---- */
 
-/* The model's exp(A) at c = 2, 3 and 4 (other c: hddrope_expm_lanes). */
+/* The model's exp(A) at c = 2, 3 and 4 (the scan takes hddrope_expm_lanes for other c; here they
+ * get the series, so that no c leaves E unwritten). */
 void hddrope_step_expm(const double *A, double *E, int c) {
     if (c == 2) expm2_kernel(A, E);
     else if (c == 3) expm3_kernel(A, E);
     else if (c == 4) expm4_kernel(A, E);
+    else hddrope_expm(A, E, c);
 }
 
 /* Its adjoint (the skew part only, all the generators' gradient reads), and E =
@@ -559,4 +561,8 @@ void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, do
     if (c == 2) expm2_adjoint_kernel(A, GM, GA, E);
     else if (c == 3) expm3_adjoint_kernel(A, GM, GA, E);
     else if (c == 4) expm4_adjoint_kernel(A, GM, GA, E);
+    else {
+        if (E) hddrope_expm(A, E, c);
+        hddrope_expm_adjoint(A, GM, GA, c);
+    }
 }

@@ -11,7 +11,8 @@
 
 /* What the scan calls for c = 2, 3, 4: the model's exp(A) (closed forms) and its adjoint, which
  * also returns E = exp(A) with the forward's bits when E is not NULL (only the skew part of GA,
- * all that the generators' gradient reads). Other c: hddrope_expm_lanes below. */
+ * all that the generators' gradient reads). The scan takes hddrope_expm_lanes below for other c;
+ * given one, these fall back to the reference series (full GA). */
 void hddrope_step_expm(const double *A, double *E, int c);
 void hddrope_step_expm_adjoint(const double *A, const double *GM, double *GA, double *E, int c);
 

@@ -34,22 +34,6 @@ void layer_profile_stop(double *total, double t0) {
     if (layer_profile.enabled) *total += tr_now_seconds() - t0;
 }
 
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static int num_threads(void) {
 #ifdef _OPENMP
     return omp_get_num_threads();

@@ -344,7 +344,7 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, 
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = hdd_acts_per_head(d);
     const int blocks = d->dynamic && use_exp_lanes(d);
-    const ExpBlock eb = exp_block_at(d, scratch);
+    const ExpBlock eb = blocks ? exp_block_at(d, scratch) : (ExpBlock){0};
     float *P_all = (float *)((char *)scratch + exp_block_bytes(d)); /* (n_c, c, c) */
     float M[HDD_MAX_C * HDD_MAX_C];
     double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
@@ -497,7 +497,7 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv
     const int b = (int)(u / NH), h = (int)(u % NH);
     const size_t per_head = hdd_acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
     const int blocks = d->dynamic && use_exp_lanes(d);
-    const ExpBlock eb = exp_block_at(d, scratch);
+    const ExpBlock eb = blocks ? exp_block_at(d, scratch) : (ExpBlock){0};
     /* per chunk: B_{t+1} M_{t+1}^T, 0 past the end */
     double *Bnext_all = (double *)((char *)scratch + exp_block_bytes(d));
     memset(Bnext_all, 0, sizeof(double) * (size_t)nc * cc);

@@ -23,28 +23,10 @@
 #include <omp.h>
 #endif
 
-#include <cblas.h>
-
 #include "base/util.h"
 #include "cli/args.h"
 #include "model/posenc.h"
-
-static double dgemm_peak_gflops(void) {
-    const int n = 2048;
-    double *a = xmalloc((size_t)n * n * sizeof *a), *b = xmalloc((size_t)n * n * sizeof *b),
-           *c = xmalloc((size_t)n * n * sizeof *c);
-    uint64_t rng = 1;
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = tr_rng_uniform(&rng), b[i] = tr_rng_uniform(&rng);
-    double best = 1e30;
-    for (int r = 0; r < 4; r++) {
-        double t0 = tr_now_seconds();
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0, a, n, b, n, 0.0, c, n);
-        double dt = tr_now_seconds() - t0;
-        if (r > 0 && dt < best) best = dt; /* the first run warms up */
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * (double)n * n / best / 1e9;
-}
+#include "tests/bench_helpers.h"
 
 /* The chunk size when the options are HDD-RoPE with the exponential and dynamic generators, else 0. */
 static int hdd_expm_chunk(const cJSON *json) {
@@ -120,7 +102,7 @@ int main(int argc, char **argv) {
            L * (best_fwd + best_bwd) * 1e3);
     if (expm_chunk >= 5) {
         const double c = expm_chunk, floor_flops = (double)L * B * T * C * (54 * c * c + 88 * c);
-        const double rate = floor_flops / (L * (best_fwd + best_bwd)) / 1e9, peak = dgemm_peak_gflops();
+        const double rate = floor_flops / (L * (best_fwd + best_bwd)) / 1e9, peak = gemm_peak_gflops(1, 3);
         printf("  FLOP floor %.2f GFLOP per step; at the measured time %.1f GFLOP/s = %.0f%% of the dgemm peak "
                "(%.1f GFLOP/s)\n", floor_flops / 1e9, rate, 100 * rate / peak, peak);
     }

@@ -21,7 +21,6 @@
  * a slow minute hits both. It prints each kind's median step, the ratio of the medians, and the
  * spread of the per-round ratios B/A (each from two adjacent steps).
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,23 +34,7 @@
 #include "model/gpt.h"
 #include "model/layers.h"
 #include "model/optim.h"
-
-static double sgemm_peak_gflops(void) {
-    const int n = 2048;
-    float *a = xmalloc((size_t)n * n * sizeof *a), *b = xmalloc((size_t)n * n * sizeof *b),
-          *c = xmalloc((size_t)n * n * sizeof *c);
-    uint64_t rng = 1;
-    for (size_t i = 0; i < (size_t)n * n; i++) { a[i] = tr_rng_uniform(&rng); b[i] = tr_rng_uniform(&rng); }
-    double best = 1e30;
-    for (int r = 0; r < 6; r++) {
-        double t0 = tr_now_seconds();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double dt = tr_now_seconds() - t0;
-        if (r > 0 && dt < best) best = dt;   /* the first run warms up */
-    }
-    free(a); free(b); free(c);
-    return 2.0 * n * (double)n * n / best / 1e9;
-}
+#include "tests/bench_helpers.h"
 
 /* One model ready to train on random tokens: what a timed step needs. */
 typedef struct {
@@ -216,7 +199,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     const char *kind = argc > 1 ? argv[1] : "rope";
-    double peak = sgemm_peak_gflops();
+    double peak = gemm_peak_gflops(0, 5);
     printf("sgemm peak (2048^3, %d thread(s)): %.1f GFLOP/s\n", threads, peak);
     if (argc == 8) {
         bench_shape(kind, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]), peak);
