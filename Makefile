@@ -118,8 +118,10 @@ bench-train: $(BUILD)/tests/bench_train
 # SHAPES and CHUNKS pick a part of it). Then the kind's forward + backward alone (bench_posenc).
 bench-hdd: $(BUILD)/tests/bench_train $(BUILD)/tests/bench_posenc
 	sh scripts/bench_hdd.sh $(BUILD)/tests/bench_train
-	@for c in 2 3 4 8 16; do \
-	    OMP_NUM_THREADS=1 $(BUILD)/tests/bench_posenc "{\"kind\":\"hddrope\",\"chunk\":$$c}" 16 256 128 4; done
+	@for c in 2 3 4 8 16; do for map in expm cayley; do \
+	    if [ $$c = 3 ]; then C=96; else C=128; fi; \
+	    OMP_NUM_THREADS=1 $(BUILD)/tests/bench_posenc "{\"kind\":\"hddrope\",\"chunk\":$$c,\"map\":\"$$map\"}" 16 256 $$C 4; \
+	done; done
 
 bench:
 	$(MAKE) --no-print-directory bench-tokenizer

@@ -66,9 +66,15 @@ static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfi
     sizes[18] = g * n_posenc_acts;                  /* the posenc's saved activations */
 }
 
-static size_t sum_sizes(const size_t *sizes, int n) {
+/* Activation tensors start on 64-byte lines (ACT_ALIGN floats): vector loads, and the streaming
+ * stores of model/hddrope_wide_lanes.c, need it. Parameters stay packed (checkpoints hold them as
+ * one array). */
+#define ACT_ALIGN 16
+static size_t padded(size_t n, size_t align) { return align ? add_sat(n, align - 1) / align * align : n; }
+
+static size_t sum_sizes(const size_t *sizes, int n, size_t align) {
     size_t total = 0;
-    for (int i = 0; i < n; i++) total = add_sat(total, sizes[i]);
+    for (int i = 0; i < n; i++) total = add_sat(total, padded(sizes[i], align));
     return total;
 }
 
@@ -77,25 +83,27 @@ size_t gpt_training_bytes(const GPTConfig *cfg, const PosEnc *pe, int B, int T) 
     size_t S = 3 * (size_t)cfg->C + (size_t)(k && k->num_extra ? k->num_extra(pe) : 0);
     size_t sizes[GPT_NUM_ACT_TENSORS + 1];
     fill_param_sizes(sizes, cfg, S, k && k->num_params ? k->num_params(pe) : 0);
-    size_t floats = mul_sat(4, sum_sizes(sizes, GPT_NUM_PARAM_TENSORS + 1)); /* parameters, gradients, m, v */
+    size_t floats = mul_sat(4, sum_sizes(sizes, GPT_NUM_PARAM_TENSORS + 1, 0)); /* parameters, gradients, m, v */
     size_t n_posenc_acts = k && k->num_acts ? k->num_acts(pe, B, T) : 0;
     for (int want_grads = 0; want_grads <= 1; want_grads++) {
         fill_act_sizes(sizes, cfg, S, B, T, n_posenc_acts, want_grads);
-        floats = add_sat(floats, sum_sizes(sizes, GPT_NUM_ACT_TENSORS + 1));
+        floats = add_sat(floats, sum_sizes(sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN));
     }
     size_t per_position = sizeof(int32_t) + sizeof(float); /* targets and losses */
     return add_sat(mul_sat(floats, sizeof(float)), product((size_t)B, (size_t)T, per_position));
 }
 
-/* One allocation for all tensors; points each field (in struct order) into it. Zero-size
- * tensors get NULL. */
-static float *alloc_and_point(float **fields[], const size_t *sizes, int n, size_t *total_out) {
-    size_t total = sum_sizes(sizes, n);
-    float *memory = xcalloc(total ? total : 1, sizeof(float));
+/* One allocation for all tensors (zeroed); points each field (in struct order) into it, each
+ * start rounded up to `align` floats (0: packed). Zero-size tensors get NULL. */
+static float *alloc_and_point(float **fields[], const size_t *sizes, int n, size_t align, size_t *total_out) {
+    size_t total = sum_sizes(sizes, n, align);
+    float *memory = align ? xaligned_alloc(align * sizeof(float), (total ? total : 1) * sizeof(float))
+                          : xcalloc(total ? total : 1, sizeof(float));
+    if (align) memset(memory, 0, (total ? total : 1) * sizeof(float));
     float *p = memory;
     for (int i = 0; i < n; i++) {
         *fields[i] = sizes[i] ? p : NULL;
-        p += sizes[i];
+        p += padded(sizes[i], align);
     }
     *total_out = total;
     return memory;
@@ -134,10 +142,10 @@ int gpt_build(GPT *m, const GPTConfig *cfg, const cJSON *posenc_options, uint64_
 
     fill_param_sizes(m->param_sizes, cfg, (size_t)m->S, k->num_params ? k->num_params(&m->posenc) : 0);
     float **pf[] = PARAM_FIELDS(&m->params, &m->posenc_params);
-    m->params_memory = alloc_and_point(pf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, &m->num_params);
+    m->params_memory = alloc_and_point(pf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, 0, &m->num_params);
     float **gf[] = PARAM_FIELDS(&m->grads, &m->posenc_grads);
     size_t n_grads;
-    m->grads_memory = alloc_and_point(gf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, &n_grads);
+    m->grads_memory = alloc_and_point(gf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, 0, &n_grads);
 
     /* Init: the order of draws is fixed, so a seed gives the same model on every machine. */
     uint64_t rng = seed;
@@ -183,12 +191,12 @@ static void ensure_activations(GPT *m, int B, int T) {
     m->T = T;
     fill_act_sizes(m->act_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, 0);
     float **af[] = ACT_FIELDS(&m->acts, &m->posenc_acts);
-    m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_acts);
+    m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN, &m->num_acts);
     size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1];
     fill_act_sizes(grad_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, 1);
     float *unused_posenc_grad_acts;
     float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
-    m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, &m->num_grad_acts);
+    m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN, &m->num_grad_acts);
     m->targets = xmalloc((size_t)B * (size_t)T * sizeof *m->targets);
     m->losses = xmalloc((size_t)B * (size_t)T * sizeof *m->losses);
 }
@@ -422,7 +430,7 @@ void gpt_kv_init(KVCache *kv, const GPT *m) {
     float **fields[] = {&kv->k, &kv->v, &kv->posenc_state, &kv->posenc_acts, &kv->x, &kv->ln, &kv->qkv,
                         &kv->atty, &kv->att, &kv->fch, &kv->logits};
     size_t total;
-    kv->memory = alloc_and_point(fields, sizes, (int)(sizeof sizes / sizeof sizes[0]), &total);
+    kv->memory = alloc_and_point(fields, sizes, (int)(sizeof sizes / sizeof sizes[0]), 0, &total);
     kv->capacity = c->max_T;
     gpt_kv_reset(kv, m);
 }

@@ -1,553 +1,698 @@
-/* hddrope_lanes.c: the fast twin of HDD-RoPE's scan for c = 4 (either map, no
- * re-orthonormalisation): forward_unit and backward_unit of model/posenc_hddrope.c, with 8 chunks
- * of a head side by side in vector lanes. tests/test_hddrope.c compares the two
- * (test_lane_kernels_vs_scalar, through hddrope_use_lane_kernels(0)) and tests this file's sin/cos
- * (test_lane_sincos).
+/* hddrope_lanes.c: the fast twin of HDD-RoPE's scan, for every chunk size and both maps (without
+ * re-orthonormalisation): forward_unit and backward_unit of model/posenc_hddrope.c with 16 chunks
+ * side by side in vector lanes of floats. tests/test_hddrope.c compares the two
+ * (test_lane_kernels_vs_scalar, through hddrope_use_lane_kernels(0)) and checks that a chunk's bits
+ * do not depend on the chunks beside it (test_lanes_independent, test_cached_step_equals_full_forward).
  *
- * The same maths as the scalar c = 4 path (the closed forms hddrope_expm4 and
- * hddrope_expm_adjoint4, or Cayley's hddrope_step_cayley and its adjoint, of
- * model/hddrope_matrix.c, and the scan), with every quantity a vector of
- * 8 floats over consecutive chunks j of one head (GCC vector extensions; AVX/FMA intrinsics where
- * the machine has them), so that each step is one instruction across chunks instead of shuffles
- * inside one 4 x 4 matrix. It runs in float (the precision of the scan's state and step
- * matrices): float sin/cos (sincos_lanes), float products, P kept in float as the scalar path
- * keeps it; only the d g_base shares summed over t stay in double. Against the scalar path (double
- * inside each step, rounded to float after) that is a few float ulps per step.
- * Lanes past the head's last chunk run on zero generators (M = I) and are never loaded or stored.
- * Layout: here the saved P of a head are (group, 16 entries, HDD_LANES chunks) floats instead of
- * (chunk, 16 entries), so the backward loads them as vectors; hdd_acts_per_head covers both. */
+ * Why lanes across heads and rows: a head has hs/c chunks (4 at c = 8, hs = 32), too few to fill a
+ * vector, but chunk j of head h is chunk J = h n_c + j of its row (q's channels J c .. J c + c - 1,
+ * its generators at J m), and the rows' chunks G = b NH n_c + J are independent scans that run the
+ * same instructions. A parallel unit is a group of 16 consecutive G, so every c x c product below is
+ * c^3 multiply-adds across 16 chunks, with no shuffles inside a matrix.
+ *
+ * Per position and lane, the steps of the scalar path (docs/hdd-rope.md §3 and §4):
+ *   forward:  M_t = map(A_t), P_t = P_{t-1} M_t, q~ = P_t q, k~ = P_t k
+ *   backward: dq = P_t^T dq~, G_t = dq~ q^T + dk~ k^T, B_t = G_t + B_{t+1} M_{t+1}^T,
+ *             dM_t = P_{t-1}^T B_t, dA_t = the map's adjoint at A_t applied to dM_t
+ * in float throughout (P, M, B and the map); only the sums over t of d g_base are in double. The
+ * scalar path computes M in double and multiplies in double, rounding P to float at every step;
+ * the two agree to a few float ulps per step, times the conditioning of the map (the tests'
+ * tolerances).
+ *
+ * The exponential, per lane: s = the fewest halvings with |A 2^-s| <= 1, |.| = min(infinity norm,
+ * Frobenius norm); X = A 2^-s (exact); T = sum_{k <= 11} X^k / k! (the first term left out is at
+ * most 1/12! = 2.1e-9 at |X| = 1, below float's rounding) by Paterson-Stockmeyer: X^2, X^3, X^4,
+ * then Horner in X^4 over three blocks B_j = sum_{i < 4} X^i / (4j + i)!: Q_2 = B_2,
+ * Q_1 = B_1 + X^4 Q_2, T = B_0 + X^4 Q_1; exp(A) = T^(2^s) by s squarings. RoPE's init puts the
+ * largest angle, 1, in chunk 0, so at init no lane squares. Only s is a lane's own: a lane that
+ * needs fewer squarings than its neighbours keeps its value through the extra ones (a select, not
+ * a product), so its bits do not depend on the other lanes, and a cached generation step (one
+ * position of one row) reproduces the full forward. The adjoint is the exact reverse mode of these
+ * steps: squarings E_{i+1} = E_i E_i give dE_i = dE_{i+1} E_i^T + E_i^T dE_{i+1}; Horner steps
+ * dB_j = dQ_j, d(X^4) += dQ_j Q_{j+1}^T, dQ_{j+1} = (X^4)^T dQ_j; the powers, exp_reverse's comment;
+ * dA = dX 2^-s. A lane past EXP_KEPT_SQUARINGS squarings (|A| > 2^16) takes the series adjoint
+ * hddrope_expm_adjoint in double.
+ * Cayley: cayley_forward's comment.
+ *
+ * Saved P of a layer: (T, groups, c^2 entries, lanes): group gi of position t at (t groups + gi)
+ * 16 c^2 floats, entry e of lane v at e w + v, w = the group's live lanes (16, or fewer in a last,
+ * partial group): (scan rows) NH n_c c^2 floats per position, as in the scalar layout (hdd_lanes_saved_at says
+ * where an entry lies). Lanes past the batch's last chunk run on zero generators (M = I) and are
+ * never loaded or stored. */
 #include "model/posenc_hddrope.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef __AVX__
+#if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
 #define HDD_INLINE static inline __attribute__((always_inline))
 
-/* Without AVX, GCC notes that these 32-byte vectors are passed differently: they never cross a
- * call here (every helper is inlined into this file's units), so the note does not apply. */
+/* Without AVX-512, GCC notes that these 64-byte vectors are passed differently: they never cross
+ * a call here (every helper is inlined into this file's units), so the note does not apply. */
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float vlane __attribute__((vector_size(HDD_LANES * sizeof(float))));
-typedef int32_t vmask __attribute__((vector_size(HDD_LANES * sizeof(int32_t))));
-typedef double vlane_d __attribute__((vector_size(HDD_LANES * sizeof(double)))); /* sums over t */
-_Static_assert(HDD_LANES == 8, "the lane helpers below are written for 8 lanes (one AVX register of floats)");
+typedef float vw __attribute__((vector_size(HDD_LANES * sizeof(float))));
+typedef int32_t vwm __attribute__((vector_size(HDD_LANES * sizeof(int32_t))));
+_Static_assert(HDD_LANES == 16, "the lane helpers below are written for 16 lanes (one AVX-512 register)");
 
-HDD_INLINE vlane splat(float x) { return (vlane){x, x, x, x, x, x, x, x}; }
-HDD_INLINE vlane pick(vmask mask, vlane yes, vlane no) { return (vlane)(((vmask)yes & mask) | ((vmask)no & ~mask)); }
-/* lanes 0 .. live-1 set */
-HDD_INLINE vmask live_mask(int live) {
-    const vmask lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    return lane < (vmask){live, live, live, live, live, live, live, live};
+HDD_INLINE vw splat(float x) { return (vw){0} + x; }
+HDD_INLINE vw pick(vwm mask, vw yes, vw no) { return (vw)(((vwm)yes & mask) | ((vwm)no & ~mask)); }
+HDD_INLINE vw sqrtv(vw x) {
+#ifdef __AVX512F__
+    return (vw)_mm512_sqrt_ps((__m512)x);
+#else
+    for (int v = 0; v < HDD_LANES; v++) x[v] = sqrtf(x[v]);
+    return x;
+#endif
 }
-/* acc + a b, fused where the machine has FMA (the matrix products below are made of these) */
-HDD_INLINE vlane fmadd(vlane a, vlane b, vlane acc) {
-#ifdef __FMA__
-    return (vlane)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+HDD_INLINE vw identity_entry(int e, int c) { return splat(e % (c + 1) == 0 ? 1.0f : 0.0f); }
+
+/* acc + a b, fused where the machine has FMA (every product below is made of these) */
+HDD_INLINE vw fmadd(vw a, vw b, vw acc) {
+#if defined(__AVX512F__)
+    return (vw)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+#elif defined(__FMA__)
+    __m256 a2[2], b2[2], c2[2];
+    memcpy(a2, &a, sizeof a), memcpy(b2, &b, sizeof b), memcpy(c2, &acc, sizeof acc);
+    c2[0] = _mm256_fmadd_ps(a2[0], b2[0], c2[0]);
+    c2[1] = _mm256_fmadd_ps(a2[1], b2[1], c2[1]);
+    memcpy(&acc, c2, sizeof acc);
+    return acc;
 #else
     return acc + a * b;
 #endif
 }
-#ifdef __AVX__ /* (GCC builds the element-wise forms below from scalar instructions) */
-HDD_INLINE vlane floorv(vlane x) { return (vlane)_mm256_floor_ps((__m256)x); }
-HDD_INLINE vlane sqrtv(vlane x) { return (vlane)_mm256_sqrt_ps((__m256)x); }
-HDD_INLINE int all_lanes(vmask mask) { return _mm256_movemask_ps((__m256)mask) == 0xff; }
-#else
-HDD_INLINE vlane floorv(vlane x) {
-    for (int v = 0; v < HDD_LANES; v++) x[v] = floorf(x[v]);
-    return x;
-}
-HDD_INLINE vlane sqrtv(vlane x) {
-    for (int v = 0; v < HDD_LANES; v++) x[v] = sqrtf(x[v]);
-    return x;
-}
-HDD_INLINE int all_lanes(vmask mask) {
-    int all = 1;
-    for (int v = 0; v < HDD_LANES; v++) all &= mask[v] != 0;
-    return all;
-}
+
+/* ---- loads and stores of lanes ---- */
+
+#ifdef __AVX512F__
+HDD_INLINE __mmask16 live_bits(int live) { return (__mmask16)((1u << live) - 1); }
 #endif
 
-/* p[v * stride] for the live lanes v, 0 in the others (the strided reads of generators and
- * step matrices into lanes; masked-off lanes are not read). */
-HDD_INLINE vlane gather_lanes(const float *p, int stride, int live) {
-#ifdef __AVX2__
-    const __m256i index = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
-    return (vlane)_mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, index, (__m256)live_mask(live), 4);
+/* p[index[v]] for the live lanes v, 0 in the others (masked-off lanes are not read) */
+HDD_INLINE vw gather(const float *p, vwm index, int live) {
+#ifdef __AVX512F__
+    return (vw)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live_bits(live), (__m512i)index, p, 4);
 #else
-    vlane x = splat(0);
-    for (int v = 0; v < live; v++) x[v] = p[(size_t)v * stride];
+    vw x = splat(0);
+    for (int v = 0; v < live; v++) x[v] = p[index[v]];
     return x;
 #endif
 }
-
-/* sin and cos of x >= 0 in float, |error| ~ 1e-7: x = q pi/2 + r, |r| <= pi/4 (pi/2 in three
- * parts, the first two of 8 and 11 bits so that q * part is exact for q < 2^13), the Taylor
- * polynomials of sin r (to r^9; the first term left out is below 2e-9) and cos r (to r^10),
- * then the quadrant q mod 4. x past HDD_SINCOS_MAX (or NaN) goes to libm. */
-#define HDD_SINCOS_MAX 8192.0f
-HDD_INLINE void sincos_lanes(vlane x, vlane *s, vlane *c) {
-    const float pio2_1 = 1.5703125f, pio2_2 = 4.837512969970703125e-4f, pio2_3 = 7.54978995489188216e-8f;
-    const vlane q = floorv(x * 0.636619772f + 0.5f);
-    const vlane r = ((x - q * pio2_1) - q * pio2_2) - q * pio2_3, r2 = r * r;
-    const vlane ps = r + r * r2 * (-1.0f / 6 + r2 * (1.0f / 120 + r2 * (-1.0f / 5040 + r2 * (1.0f / 362880))));
-    const vlane pc = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24 + r2 * (-1.0f / 720 + r2 * (1.0f / 40320 +
-                     r2 * (-1.0f / 3628800)))));
-    const vlane quadrant = q - 4.0f * floorv(q * 0.25f); /* 0, 1, 2, 3 */
-    const vmask odd = (quadrant == splat(1.0f)) | (quadrant == splat(3.0f));
-    const vmask sin_negative = quadrant >= splat(2.0f);
-    const vmask cos_negative = (quadrant == splat(1.0f)) | (quadrant == splat(2.0f));
-    const vlane sv = pick(odd, pc, ps), cv = pick(odd, ps, pc);
-    *s = pick(sin_negative, -sv, sv);
-    *c = pick(cos_negative, -cv, cv);
-    if (!all_lanes(x <= splat(HDD_SINCOS_MAX)))
-        for (int v = 0; v < HDD_LANES; v++)
-            if (!(x[v] <= HDD_SINCOS_MAX)) (*s)[v] = (float)sin(x[v]), (*c)[v] = (float)cos(x[v]);
+HDD_INLINE void scatter(float *p, vwm index, int live, vw x) {
+#ifdef __AVX512F__
+    _mm512_mask_i32scatter_ps(p, live_bits(live), (__m512i)index, (__m512)x, 4);
+#else
+    for (int v = 0; v < live; v++) p[index[v]] = x[v];
+#endif
+}
+HDD_INLINE vwm strided(int stride) {
+    const vwm lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return lane * stride;
+}
+/* one saved entry: `live` consecutive floats. A whole aligned vector goes around the caches (the
+ * saved P are read back only by the backward, long after: storing them through the caches would
+ * first read every line in); forward_lanes fences these stores at its end. */
+HDD_INLINE void save_entry(float *p, int live, vw x) {
+#ifdef __AVX512F__
+    if (live == HDD_LANES && (uintptr_t)p % 64 == 0) _mm512_stream_ps(p, (__m512)x);
+    else _mm512_mask_storeu_ps(p, live_bits(live), (__m512)x);
+#else
+    if (live == HDD_LANES) memcpy(p, &x, sizeof x);
+    else
+        for (int v = 0; v < live; v++) p[v] = x[v];
+#endif
+}
+HDD_INLINE vw load_entry(const float *p, int live) {
+#ifdef __AVX512F__
+    return (vw)_mm512_maskz_loadu_ps(live_bits(live), p);
+#else
+    vw x = splat(0);
+    if (live == HDD_LANES) memcpy(&x, p, sizeof x);
+    else
+        for (int v = 0; v < live; v++) x[v] = p[v];
+    return x;
+#endif
+}
+HDD_INLINE void add_to_share(double *share, vw x) {
+    for (int v = 0; v < HDD_LANES; v++) share[v] += (double)x[v];
 }
 
-void hddrope_sincos(const float *x, float *s, float *c, int n) {
-    for (int i = 0; i < n; i += HDD_LANES) {
-        vlane xs = splat(0), ss, cs;
-        for (int v = 0; v < HDD_LANES && i + v < n; v++) xs[v] = x[i + v];
-        sincos_lanes(xs, &ss, &cs);
-        for (int v = 0; v < HDD_LANES && i + v < n; v++) s[i + v] = ss[v], c[i + v] = cs[v];
-    }
-}
+/* ---- small products over lanes ---- */
 
-/* The two factors of exp(A) for c = 4 (hddrope_expm4's) over lanes, from the six generator values g[a] (axis order (1,0), (2,0), (2,1),
- * (3,0), (3,1), (3,2); A[i][k] = g, A[k][i] = -g). */
-typedef struct {
-    vlane F[2][16], x[2][3], a2[2], alpha[2], co[2], sn[2], si[2];
-} Expm4Lanes;
-
-HDD_INLINE void expm4_factors_lanes(const vlane *g, Expm4Lanes *f) {
-    /* p_ik = A[i][k] for i < k: -g of the axis (k, i) */
-    const vlane p01 = -g[0], p02 = -g[1], p03 = -g[3], p12 = -g[2], p13 = -g[4], p23 = -g[5];
-    for (int half = 0; half < 2; half++) {
-        const float sign = half == 0 ? 1.0f : -1.0f;
-        const vlane x01 = 0.5f * (p01 + sign * p23), x02 = 0.5f * (p02 - sign * p13), x03 = 0.5f * (p03 + sign * p12);
-        const vlane x23 = sign * x01, x13 = -sign * x02, x12 = sign * x03;
-        const vlane a2 = x01 * x01 + x02 * x02 + x03 * x03, alpha = sqrtv(a2);
-        vlane sn, co;
-        sincos_lanes(alpha, &sn, &co);
-        const vlane si = pick(alpha > splat(0), sn / alpha, splat(1.0f));
-        f->x[half][0] = x01, f->x[half][1] = x02, f->x[half][2] = x03;
-        f->a2[half] = a2, f->alpha[half] = alpha, f->co[half] = co, f->sn[half] = sn, f->si[half] = si;
-        vlane *F = f->F[half];
-        F[0] = F[5] = F[10] = F[15] = co;
-        F[1] = si * x01, F[4] = -F[1];
-        F[2] = si * x02, F[8] = -F[2];
-        F[3] = si * x03, F[12] = -F[3];
-        F[6] = si * x12, F[9] = -F[6];
-        F[7] = si * x13, F[13] = -F[7];
-        F[11] = si * x23, F[14] = -F[11];
-    }
-}
-
-/* out = X Y for 4 x 4 matrices of lanes (row-major, each sum over r in order) */
-HDD_INLINE void mat4_mul_lanes(const vlane *X, const vlane *Y, vlane *out) {
-    for (int i = 0; i < 4; i++)
-        for (int k = 0; k < 4; k++) {
-            vlane acc = splat(0);
-            for (int r = 0; r < 4; r++) acc = fmadd(X[i * 4 + r], Y[r * 4 + k], acc);
-            out[i * 4 + k] = acc;
-        }
-}
-
-/* Cayley for c = 4 over lanes: hddrope_step_cayley's closed form (model/hddrope_matrix.c) in
- * float. With p = |A|_F^2 / 2 and q the Pfaffian, W = (I - A)^-1 = k S, S = (1 + p)(I + A) + A^2 + A^3,
- * k = 1 / (1 + p + q^2), M = 2W - I; Cayley4Lanes keeps what the adjoint needs. */
-typedef struct {
-    vlane A[16], A2[16], S[16], p, q, k;
-} Cayley4Lanes;
-
-HDD_INLINE void cayley4_lanes(const vlane *g, Cayley4Lanes *f, vlane *M) {
-    static const int row_of[6] = {1, 2, 2, 3, 3, 3}, col_of[6] = {0, 0, 1, 0, 1, 2};
-    vlane A3[16];
-    for (int i = 0; i < 16; i++) f->A[i] = splat(0);
-    for (int a = 0; a < 6; a++) f->A[row_of[a] * 4 + col_of[a]] = g[a], f->A[col_of[a] * 4 + row_of[a]] = -g[a];
-    mat4_mul_lanes(f->A, f->A, f->A2);
-    mat4_mul_lanes(f->A2, f->A, A3);
-    vlane sum = splat(0);
-    for (int a = 0; a < 6; a++) sum = fmadd(g[a], g[a], sum);
-    f->p = sum; /* |A|_F^2 / 2 */
-    f->q = f->A[1] * f->A[11] - f->A[2] * f->A[7] + f->A[3] * f->A[6];
-    f->k = 1.0f / (1.0f + f->p + f->q * f->q);
-    /* With R = (1 + p) A + A^2 + A^3: S = (1 + p) I + R, and M = 2kS - I = I + 2k (R - q^2 I) (since
-     * 2k(1 + p) - 1 = k(1 + p - q^2)): in float, 2kS - I would subtract 1 from about 2 on the
-     * diagonal and lose an ulp of M there */
-    for (int i = 0; i < 16; i++) {
-        const vlane identity = i % 5 == 0 ? splat(1.0f) : splat(0);
-        const vlane R = (1.0f + f->p) * f->A[i] + f->A2[i] + A3[i];
-        f->S[i] = (1.0f + f->p) * identity + R;
-        M[i] = identity + 2.0f * f->k * (R - f->q * f->q * identity);
-    }
-}
-
-/* hddrope_step_cayley_adjoint over lanes: dg[a] = full[i][k] - full[k][i] for generator a at
- * (i, k), full = k (<G_W, I + A> A + (1 + p) G_W + G_W A^T + A^T G_W + G_W A^2^T + A^T G_W A^T
- * + A^2^T G_W) - k^2 <G_W, S> (A + 2q Q), G_W = 2 G_M, Q the Pfaffian's partial derivatives. */
-HDD_INLINE void cayley4_adjoint_lanes(const Cayley4Lanes *f, const vlane *GM, vlane *dg) {
-    static const int row_of[6] = {1, 2, 2, 3, 3, 3}, col_of[6] = {0, 0, 1, 0, 1, 2};
-    const vlane *A = f->A, *A2 = f->A2;
-    vlane GW[16], Q[16], AtG[16], full[16], on_S = splat(0), on_IA = splat(0);
-    for (int i = 0; i < 16; i++) {
-        GW[i] = 2.0f * GM[i];
-        on_S = fmadd(GW[i], f->S[i], on_S);
-        on_IA = fmadd(GW[i], (i % 5 == 0 ? splat(1.0f) : splat(0)) + A[i], on_IA);
-        Q[i] = splat(0);
-    }
-    Q[1] = A[11], Q[11] = A[1], Q[2] = -A[7], Q[7] = -A[2], Q[3] = A[6], Q[6] = A[3];
-    for (int i = 0; i < 4; i++)
-        for (int k = 0; k < 4; k++) {
-            vlane s = (1.0f + f->p) * GW[i * 4 + k], at = splat(0);
-            for (int r = 0; r < 4; r++) {
-                s = fmadd(GW[i * 4 + r], A[k * 4 + r], s);
-                s = fmadd(A[r * 4 + i], GW[r * 4 + k], s);
-                s = fmadd(GW[i * 4 + r], A2[k * 4 + r], s);
-                s = fmadd(A2[r * 4 + i], GW[r * 4 + k], s);
-                at = fmadd(A[r * 4 + i], GW[r * 4 + k], at);
+/* out(i, k) = sum_r X(i, r) Y(r, k), X(i, r) = x[i*xi + r*xr], Y(r, k) = y[r*yr + k*yk]: with the
+ * strides, X Y, X Y^T and X^T Y are this one loop; with `add`, out += that instead. Each sum runs
+ * over r in order. For c a multiple of 4, out is made in 4 x 4 tiles held in registers, so that
+ * each load of X or Y serves four multiply-adds (a 16 x 16 matrix of lanes is 16 KB: three of them
+ * fill the L1 cache, and a load per multiply-add would bind the product to the loads); and where
+ * the product is known to be symmetric (mirror = 1) or skew (mirror = -1), only the tiles on and
+ * above the diagonal are computed and the others copied across. Other c: a row at a time, in full.
+ * out must not alias x or y. */
+HDD_INLINE void lanes_product(const vw *restrict x, int xi, int xr, const vw *restrict y, int yr, int yk,
+                              vw *restrict out, int add, int mirror, int c) {
+    if (c % 4 == 0) {
+        for (int i0 = 0; i0 < c; i0 += 4)
+            for (int k0 = mirror ? i0 : 0; k0 < c; k0 += 4) {
+                vw acc[4][4];
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++) acc[a][b] = add ? out[(i0 + a) * c + k0 + b] : splat(0);
+                for (int r = 0; r < c; r++) {
+                    vw xv[4], yv[4];
+                    for (int a = 0; a < 4; a++) xv[a] = x[(i0 + a) * xi + r * xr], yv[a] = y[r * yr + (k0 + a) * yk];
+                    for (int a = 0; a < 4; a++)
+                        for (int b = 0; b < 4; b++) acc[a][b] = fmadd(xv[a], yv[b], acc[a][b]);
+                }
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++) out[(i0 + a) * c + k0 + b] = acc[a][b];
             }
-            full[i * 4 + k] = s, AtG[i * 4 + k] = at;
+        if (mirror)
+            for (int i = 4; i < c; i++)
+                for (int k = 0; k < i / 4 * 4; k++) out[i * c + k] = mirror > 0 ? out[k * c + i] : -out[k * c + i];
+        return;
+    }
+    for (int i = 0; i < c; i++) {
+        vw acc[HDD_MAX_C];
+        for (int k = 0; k < c; k++) acc[k] = add ? out[i * c + k] : splat(0);
+        for (int r = 0; r < c; r++) {
+            const vw xv = x[i * xi + r * xr];
+            for (int k = 0; k < c; k++) acc[k] = fmadd(xv, y[r * yr + k * yk], acc[k]);
         }
-    const vlane k2S = f->k * f->k * on_S;
-    for (int i = 0; i < 4; i++)
-        for (int k = 0; k < 4; k++) {
-            vlane s = splat(0);
-            for (int r = 0; r < 4; r++) s = fmadd(AtG[i * 4 + r], A[k * 4 + r], s);
-            full[i * 4 + k] = f->k * (full[i * 4 + k] + s + on_IA * A[i * 4 + k]) -
-                              k2S * (A[i * 4 + k] + 2.0f * f->q * Q[i * 4 + k]);
-        }
-    for (int a = 0; a < 6; a++) dg[a] = full[row_of[a] * 4 + col_of[a]] - full[col_of[a] * 4 + row_of[a]];
-}
-
-/* What a step's map keeps for its adjoint: the member of d->map. */
-typedef union {
-    Expm4Lanes expm;
-    Cayley4Lanes cayley;
-} StepLanes;
-
-/* The 4 channels of chunks j0.. (x = their first channel; live of them) as 4 vectors over lanes,
- * and back. */
-HDD_INLINE void gather_chunks(const float *x, int live, vlane *out) {
-#ifdef __AVX__
-    __m128 r[HDD_LANES]; /* row v: chunk v's 4 channels; two 4 x 4 transposes in registers */
-    for (int v = 0; v < HDD_LANES; v++) r[v] = v < live ? _mm_loadu_ps(x + 4 * v) : _mm_setzero_ps();
-    _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
-    _MM_TRANSPOSE4_PS(r[4], r[5], r[6], r[7]);
-    for (int k = 0; k < 4; k++) out[k] = (vlane)_mm256_set_m128(r[4 + k], r[k]);
-#else
-    for (int k = 0; k < 4; k++) {
-        out[k] = splat(0);
-        for (int v = 0; v < live; v++) out[k][v] = x[v * 4 + k];
+        for (int k = 0; k < c; k++) out[i * c + k] = acc[k];
     }
-#endif
 }
-HDD_INLINE void scatter_chunks(float *x, int live, const vlane *in) {
-#ifdef __AVX__
-    __m128 r[HDD_LANES];
-    for (int k = 0; k < 4; k++) r[k] = _mm256_castps256_ps128((__m256)in[k]), r[4 + k] = _mm256_extractf128_ps((__m256)in[k], 1);
-    _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
-    _MM_TRANSPOSE4_PS(r[4], r[5], r[6], r[7]);
-    for (int v = 0; v < live; v++) _mm_storeu_ps(x + 4 * v, r[v]);
-#else
-    for (int k = 0; k < 4; k++)
-        for (int v = 0; v < live; v++) x[v * 4 + k] = in[k][v];
-#endif
+/* out = X Y, X Y^T, X^T Y; the _add forms out += */
+HDD_INLINE void mul_nn(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, c, 1, out, 0, 0, c); }
+HDD_INLINE void mul_nt(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, 1, c, out, 0, 0, c); }
+HDD_INLINE void mul_tn(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, 1, c, y, c, 1, out, 0, 0, c); }
+HDD_INLINE void mul_nn_add(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, c, 1, out, 1, 0, c); }
+HDD_INLINE void mul_nt_add(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, 1, c, out, 1, 0, c); }
+HDD_INLINE void mul_tn_add(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, 1, c, y, c, 1, out, 1, 0, c); }
+/* X Y known to be symmetric (mirror 1) or skew (-1): the powers of a skew X */
+HDD_INLINE void mul_nn_mirror(const vw *x, const vw *y, vw *out, int mirror, int c) {
+    lanes_product(x, c, 1, y, c, 1, out, 0, mirror, c);
 }
 
-/* v <- P v for the q or k chunks j0.. */
-HDD_INLINE void apply_lanes(const vlane *P, float *x, int live) {
-    vlane in[4], out[4];
-    gather_chunks(x, live, in);
-    for (int i = 0; i < 4; i++) {
-        out[i] = splat(0);
-        for (int k = 0; k < 4; k++) out[i] = fmadd(P[i * 4 + k], in[k], out[i]);
-    }
-    scatter_chunks(x, live, out);
-}
+/* ---- the exponential and its adjoint ---- */
 
-static size_t lanes_groups(const Hdd *d) { return (size_t)(d->nc + HDD_LANES - 1) / HDD_LANES; }
-static int lanes_live(const Hdd *d, int gi) { return d->nc - gi * HDD_LANES < HDD_LANES ? d->nc - gi * HDD_LANES : HDD_LANES; }
-/* floats between the saved entries of group gi (acts_per_head's layout) */
-static int lanes_width(const Hdd *d, int gi) { return lanes_live(d, gi) <= 4 ? 4 : HDD_LANES; }
+#define EXP_BLOCK 4           /* Paterson-Stockmeyer: powers X^1..X^4, blocks of 4 coefficients */
+#define EXP_BLOCKS 3          /* (degree 11 + 1) / EXP_BLOCK */
+#define EXP_KEPT_SQUARINGS 16 /* squarands the adjoint keeps (|A| <= 2^16) */
+#define EXP_MAX_SQUARINGS 126 /* 2^-126: the smallest normal float; past it the result is inf or NaN anyway */
 
-/* One saved entry of P (lanes 0 .. width-1, width 4 or 8) to the acts and back. Fixed-size copies:
- * a copy of variable length becomes `rep movs` plus a stalled vector load of what it just stored,
- * which was most of the backward's time. */
-HDD_INLINE void save_entry(float *p, int width, vlane x) {
-    if (width == HDD_LANES) memcpy(p, &x, sizeof x);
-    else memcpy(p, &x, sizeof(float) * 4);
-}
-HDD_INLINE vlane load_entry(const float *p, int width) {
-    vlane x;
-    if (width == HDD_LANES) {
-        memcpy(&x, p, sizeof x);
-        return x;
-    }
-#if defined(__AVX__) && HDD_LANES == 8
-    return (vlane)_mm256_insertf128_ps(_mm256_setzero_ps(), _mm_loadu_ps(p), 0);
-#else
-    x = splat(0);
-    memcpy(&x, p, sizeof(float) * 4);
-    return x;
-#endif
-}
+static const float inv_fact[EXP_BLOCK * EXP_BLOCKS] = {
+    1.0f,          1.0f,           1.0f / 2,       1.0f / 6,        1.0f / 24,        1.0f / 120,
+    1.0f / 720,    1.0f / 5040,    1.0f / 40320,   1.0f / 362880,   1.0f / 3628800,   1.0f / 39916800};
 
-/* One group of lanes' running values in a unit's scratch (lanes_groups of them, 64-byte aligned). */
+/* The exponential's work, in matrices of c x c lane vectors: X^1..X^4, the Horner values Q_1, Q_2,
+ * the kept squarands, d(X^1)..d(X^4), the running value and its gradient, two products. */
+enum { SLOT_POW = 0, SLOT_Q = SLOT_POW + EXP_BLOCK, SLOT_SQ = SLOT_Q + EXP_BLOCKS - 1,
+       SLOT_DPOW = SLOT_SQ + EXP_KEPT_SQUARINGS, SLOT_CUR = SLOT_DPOW + EXP_BLOCK, SLOT_DCUR, SLOT_T1, SLOT_T2,
+       EXP_SLOTS };
+#define POW(work, k, cc) ((work) + (size_t)(SLOT_POW + (k)-1) * (cc))   /* X^k, k = 1..4 */
+#define DPOW(work, k, cc) ((work) + (size_t)(SLOT_DPOW + (k)-1) * (cc)) /* d(X^k) */
+#define QJ(work, j, cc) ((work) + (size_t)(SLOT_Q + (j)-1) * (cc))      /* Q_j, j = 1, 2 */
+#define SLOT(work, s, cc) ((work) + (size_t)(s) * (cc))
+
+/* Per lane: the squarings s (as floats, to compare with a squaring's index) and 2^-s; the most
+ * squarings of any lane. */
 typedef struct {
-    vlane P[16];       /* forward: the running product P_t; backward: B_{t+1} M_{t+1}^T */
-    vlane M[16];       /* static generators: the step matrix (the same at every t; I in dead lanes) */
-    vlane base[6];     /* g_base of the group's chunks */
-    vlane_d share[16]; /* backward: this unit's share of d g_base, dg (6) or, static, the summed dM (16) */
-} LaneGroup;
+    vw squarings, scale;
+    int most;
+} Plan;
 
-size_t hdd_lanes_scratch_bytes(const Hdd *d) { return sizeof(LaneGroup) * lanes_groups(d); }
-
-size_t hdd_lanes_saved_at(const Hdd *d, int j, int i) {
-    return (size_t)(j / HDD_LANES) * 16 * HDD_LANES + (size_t)i * lanes_width(d, j / HDD_LANES) + j % HDD_LANES;
+/* The three blocks B_j = sum_{i < 4} X^i / (4j + i)! in one pass: B_0 into T, B_1 into Q_1 and
+ * B_2 into Q_2 (the Horner steps then add X^4 Q_{j+1} onto them). */
+HDD_INLINE void ps_blocks(vw *work, vw *T, int c) {
+    const int cc = c * c;
+    const vw *x1 = POW(work, 1, cc), *x2 = POW(work, 2, cc), *x3 = POW(work, 3, cc);
+    vw *out[EXP_BLOCKS] = {T, QJ(work, 1, cc), QJ(work, 2, cc)};
+    for (int e = 0; e < cc; e++)
+        for (int j = 0; j < EXP_BLOCKS; j++)
+            out[j][e] = fmadd(splat(inv_fact[EXP_BLOCK * j + 3]), x3[e],
+                              fmadd(splat(inv_fact[EXP_BLOCK * j + 2]), x2[e], inv_fact[EXP_BLOCK * j + 1] * x1[e]));
+    for (int j = 0; j < EXP_BLOCKS; j++)
+        for (int i = 0; i < c; i++) out[j][i * (c + 1)] += inv_fact[EXP_BLOCK * j];
 }
 
-/* The groups' g_base and (static) step matrices, before a scan. */
-static void lanes_setup(const Hdd *d, int l, int h, const float *params, const float *M_head, LaneGroup *grp) {
-    for (int gi = 0; gi < (int)lanes_groups(d); gi++) {
-        const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
-        const float *base = params + (size_t)l * d->G + ((size_t)h * d->nc + j0) * 6;
-        for (int a = 0; a < 6; a++) grp[gi].base[a] = gather_lanes(base + a, 6, live);
-        if (M_head)
-            for (int i = 0; i < 16; i++)
-                grp[gi].M[i] = pick(live_mask(live), gather_lanes(M_head + (size_t)j0 * 16 + i, 16, live), splat(i % 5 == 0));
+/* exp of the matrices in POW(work, 1) (A on entry; scaled in place) into SLOT_CUR; with keep,
+ * also the squarands exp_reverse needs (the powers and Q_1, Q_2 stay in their slots anyway). */
+HDD_INLINE Plan exp_forward(vw *work, int keep, int c) {
+    const int cc = c * c;
+    vw *X = POW(work, 1, cc), *cur = SLOT(work, SLOT_CUR, cc), *tmp = SLOT(work, SLOT_T1, cc);
+    vw inf = splat(0), fro = splat(0);
+    for (int i = 0; i < c; i++) {
+        vw row = splat(0);
+        for (int k = 0; k < c; k++) {
+            const vw a = X[i * c + k];
+            row += pick(a < 0, -a, a), fro = fmadd(a, a, fro);
+        }
+        inf = pick(row > inf, row, inf);
+    }
+    /* s = the fewest halvings with norm 2^-s <= 1, from norm's exponent: norm = f 2^e, f in [1/2, 1),
+     * is at most 2^e, and exactly 2^(e-1) when f = 1/2 (no mantissa bits); s <= EXP_MAX_SQUARINGS,
+     * so that 2^-s is a normal float (a larger norm is past float's range anyway); NaN: 0. */
+    const vw root = sqrtv(fro), norm = pick(root < inf, root, inf);
+    const vwm bits = (vwm)norm, mantissa = bits & 0x7fffff, e = ((bits >> 23) & 0xff) - 126;
+    vwm s = e + (mantissa == 0); /* (a true comparison is -1) */
+    const vwm capped = s < EXP_MAX_SQUARINGS;
+    s = (norm > 1.0f) & ((s & capped) | (EXP_MAX_SQUARINGS & ~capped));
+    Plan p = {.squarings = __builtin_convertvector(s, vw), .scale = (vw)((127 - s) << 23), .most = 0};
+    for (int v = 0; v < HDD_LANES; v++) p.most = s[v] > p.most ? s[v] : p.most;
+    for (int e = 0; e < cc; e++) X[e] *= p.scale;
+    /* X skew: X^2 and X^4 are symmetric, X^3 skew */
+    mul_nn_mirror(X, X, POW(work, 2, cc), 1, c);
+    mul_nn_mirror(POW(work, 2, cc), X, POW(work, 3, cc), -1, c);
+    mul_nn_mirror(POW(work, 2, cc), POW(work, 2, cc), POW(work, 4, cc), 1, c);
+    /* Horner: Q_2 = B_2, Q_1 = B_1 + X^4 Q_2, T = B_0 + X^4 Q_1 */
+    ps_blocks(work, cur, c);
+    mul_nn_add(POW(work, EXP_BLOCK, cc), QJ(work, 2, cc), QJ(work, 1, cc), c);
+    mul_nn_add(POW(work, EXP_BLOCK, cc), QJ(work, 1, cc), cur, c);
+    for (int k = 0; k < p.most; k++) {
+        if (keep && k < EXP_KEPT_SQUARINGS) memcpy(SLOT(work, SLOT_SQ + k, cc), cur, sizeof(vw) * (size_t)cc);
+        mul_nn(cur, cur, tmp, c);
+        const vwm squares = p.squarings > (float)k;
+        for (int e = 0; e < cc; e++) cur[e] = pick(squares, tmp[e], cur[e]);
+    }
+    return p;
+}
+_Static_assert(EXP_BLOCKS == 3 && EXP_BLOCK == 4, "exp_forward and exp_reverse are written for degree 11 in blocks of 4");
+
+/* The adjoint after exp_forward(work, 1): dM (c x c lanes) in; returns d(X^1), of which
+ * dA = d(X^1) 2^-s (lanes past the kept squarands are wrong; the caller redoes them). */
+HDD_INLINE const vw *exp_reverse(vw *work, Plan p, const vw *dM, int c) {
+    const int cc = c * c;
+    vw *t1 = SLOT(work, SLOT_T1, cc), *t2 = SLOT(work, SLOT_T2, cc), *dcur = SLOT(work, SLOT_DCUR, cc);
+    vw *d1 = DPOW(work, 1, cc), *d2 = DPOW(work, 2, cc), *d3 = DPOW(work, 3, cc), *d4 = DPOW(work, 4, cc);
+    const vw *dq = dM; /* the gradient w.r.t. the value being undone */
+    for (int k = (p.most < EXP_KEPT_SQUARINGS ? p.most : EXP_KEPT_SQUARINGS) - 1; k >= 0; k--) {
+        const vw *sq = SLOT(work, SLOT_SQ + k, cc);
+        mul_nt(dq, sq, t1, c);
+        mul_tn_add(sq, dq, t1, c);
+        const vwm squared = p.squarings > (float)k;
+        for (int e = 0; e < cc; e++) dcur[e] = pick(squared, t1[e], dq[e]);
+        dq = dcur;
+    }
+    /* dq = dQ_0 (= dT): through B_j to the powers, and down the Horner steps */
+    for (int j = 0; j < EXP_BLOCKS; j++) {
+        const vw a1 = splat(inv_fact[EXP_BLOCK * j + 1]), a2 = splat(inv_fact[EXP_BLOCK * j + 2]),
+                 a3 = splat(inv_fact[EXP_BLOCK * j + 3]);
+        for (int e = 0; e < cc; e++) {
+            const vw g = dq[e];
+            if (j == 0) d1[e] = a1 * g, d2[e] = a2 * g, d3[e] = a3 * g;
+            else d1[e] = fmadd(a1, g, d1[e]), d2[e] = fmadd(a2, g, d2[e]), d3[e] = fmadd(a3, g, d3[e]);
+        }
+        if (j == EXP_BLOCKS - 1) break;
+        if (j == 0) mul_nt(dq, QJ(work, 1, cc), d4, c);
+        else mul_nt_add(dq, QJ(work, j + 1, cc), d4, c);
+        vw *next = j == 0 ? t2 : t1; /* not dq */
+        mul_tn(POW(work, EXP_BLOCK, cc), dq, next, c);
+        dq = next;
+    }
+    /* The powers: X^4 = X^2 X^2, X^3 = X^2 X, X^2 = X X. X is skew, so X^2 and X^4 are symmetric and
+     * X^3 skew for every A, and only the symmetric parts of d(X^2), d(X^4) and the skew part of
+     * d(X^3) reach the generators (dg reads the skew part of dX): each step takes that part of its
+     * gradient, which turns two products into one where the two terms are transposes.
+     *   X^4: d(X^2) += d4 X^2 + X^2 d4 ~ (d4 + d4^T) X^2 (same symmetric part)
+     *   X^3: d(X^2) += d3 X^T = -K X, dX += X^2 K, K = (d3 - d3^T)/2
+     *   X^2: dX += d2 X^T + X^T d2 ~ -(d2 + d2^T) X (same skew part) */
+    const vw *X = POW(work, 1, cc), *X2 = POW(work, 2, cc);
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) {
+            t1[i * c + k] = d4[i * c + k] + d4[k * c + i];
+            t2[i * c + k] = 0.5f * (d3[i * c + k] - d3[k * c + i]);
+        }
+    mul_nn_add(t1, X2, d2, c);
+    mul_nn_add(X2, t2, d1, c);
+    for (int e = 0; e < cc; e++) t2[e] = -t2[e];
+    mul_nn_add(t2, X, d2, c);
+    for (int i = 0; i < c; i++)
+        for (int k = 0; k < c; k++) t1[i * c + k] = -(d2[i * c + k] + d2[k * c + i]);
+    mul_nn_add(t1, X, d1, c);
+    return d1;
+}
+
+/* ---- the Cayley map and its adjoint ---- */
+
+/* M = (I - A)^-1 (I + A) = 2W - I, W = (I - A)^-1, of the matrices in POW(work, 1): W by
+ * Gauss-Jordan elimination without pivoting into SLOT_Q, then M into SLOT_CUR. Without pivoting is safe
+ * here: the symmetric part of I - A is I, and every Schur complement of the elimination keeps a
+ * symmetric part >= I, so every pivot is >= 1. */
+HDD_INLINE void cayley_forward(vw *work, int c) {
+    const int cc = c * c;
+    const vw *A = POW(work, 1, cc);
+    vw *W = SLOT(work, SLOT_Q, cc), *M = SLOT(work, SLOT_CUR, cc);
+    for (int e = 0; e < cc; e++) W[e] = identity_entry(e, c) - A[e];
+    for (int p = 0; p < c; p++) {
+        const vw inv = 1.0f / W[p * (c + 1)];
+        W[p * (c + 1)] = splat(1.0f);
+        for (int k = 0; k < c; k++) W[p * c + k] *= inv;
+        for (int i = 0; i < c; i++) {
+            if (i == p) continue;
+            const vw f = W[i * c + p];
+            W[i * c + p] = splat(0);
+            for (int k = 0; k < c; k++) W[i * c + k] = fmadd(-f, W[p * c + k], W[i * c + k]);
+        }
+    }
+    /* M = 2W - I = I + 2 W A (W - I = W (I - (I - A))): in float, 2W - I would subtract 1 from about
+     * 2 on the diagonal and lose its last bits there */
+    mul_nn(W, A, M, c);
+    for (int e = 0; e < cc; e++) M[e] = identity_entry(e, c) + 2.0f * M[e];
+}
+
+/* After cayley_forward: dA = 2 W^T dM W^T (from dW = W dA W), into SLOT_DCUR. */
+HDD_INLINE const vw *cayley_reverse(vw *work, const vw *dM, int c) {
+    const int cc = c * c;
+    const vw *W = SLOT(work, SLOT_Q, cc);
+    vw *t1 = SLOT(work, SLOT_T1, cc), *dA = SLOT(work, SLOT_DCUR, cc);
+    mul_tn(W, dM, t1, c);
+    mul_nt(t1, W, dA, c);
+    for (int e = 0; e < cc; e++) dA[e] *= 2.0f;
+    return dA;
+}
+
+/* ---- one unit: its group of chunks and its scratch ---- */
+
+/* A unit's group: HDD_LANES consecutive chunks G = sb n_chunks + J over the scan rows sb
+ * (n_chunks = NH n_c per row, J = h n_c + j), so that a group spans several rows where a row has
+ * fewer than 16 chunks. Per lane: its chunk J and scan row, and the offsets, from the group's first
+ * row at the same position, of its q channels and of its generator columns. */
+typedef struct {
+    int G0, live, sb0, sb[HDD_LANES];
+    vwm J, qk, gen;
+} Group;
+
+static int row_chunks(const Hdd *d) { return d->NH * d->nc; }
+int hdd_lanes_groups(const Hdd *d, int scans) { return (scans * row_chunks(d) + HDD_LANES - 1) / HDD_LANES; }
+int hdd_lanes_fit(int T, long S) { return (double)HDD_LANES * T * S < 2147483647.0; }
+
+static Group group_of(const Hdd *d, long u, int scans, int T, long S) {
+    const int chunks = row_chunks(d), total = scans * chunks;
+    Group g;
+    memset(&g, 0, sizeof g);
+    g.G0 = (int)u * HDD_LANES;
+    g.live = total - g.G0 < HDD_LANES ? total - g.G0 : HDD_LANES;
+    g.sb0 = g.G0 / chunks;
+    for (int v = 0; v < HDD_LANES; v++) {
+        const int G = g.G0 + (v < g.live ? v : 0), sb = G / chunks, J = G % chunks; /* dead lanes: lane 0's */
+        const int32_t row = (int32_t)((long)(sb - g.sb0) * T * S); /* < 2^31: hdd_lanes_fit */
+        g.J[v] = J, g.sb[v] = sb;
+        g.qk[v] = row + J * d->c;
+        g.gen[v] = row + 3 * d->C + J * d->m;
+    }
+    return g;
+}
+
+size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int b, int J, int e) {
+    const int chunks = row_chunks(d), G = b * chunks + J, gi = G / HDD_LANES;
+    const int rest = scans * chunks - gi * HDD_LANES, live = rest < HDD_LANES ? rest : HDD_LANES;
+    const size_t cc = (size_t)d->c * d->c;
+    return (size_t)t * scans * chunks * cc + (size_t)gi * HDD_LANES * cc + (size_t)e * live + G % HDD_LANES;
+}
+
+typedef struct {
+    vw *P, *next, *M, *Pt, *Bt, *Bnext, *dM, *work, *base;
+    double *share; /* backward: this unit's d g_base per (generator or, static, entry of dM; lane) */
+} Lanes;
+
+static int share_entries(const Hdd *d) { return d->m > d->c * d->c ? d->m : d->c * d->c; }
+
+size_t hdd_lanes_scratch_bytes(const Hdd *d) {
+    const size_t cc = (size_t)d->c * d->c;
+    return sizeof(vw) * ((7 + EXP_SLOTS) * cc + (size_t)d->m) +
+           sizeof(double) * HDD_LANES * (size_t)share_entries(d);
+}
+
+static Lanes carve(const Hdd *d, void *scratch) {
+    const size_t cc = (size_t)d->c * d->c;
+    vw *at = scratch;
+    Lanes w;
+    w.P = at, w.next = at + cc, w.M = at + 2 * cc, w.Pt = at + 3 * cc, w.Bt = at + 4 * cc, w.Bnext = at + 5 * cc;
+    w.dM = at + 6 * cc, w.work = at + 7 * cc, w.base = w.work + EXP_SLOTS * cc;
+    w.share = (double *)(w.base + d->m);
+    return w;
+}
+
+/* g_base of the group's chunks, and (static) their step matrices (I in dead lanes). */
+static void lanes_setup(const Hdd *d, int l, const float *params, const float *M_static, const Group *g, Lanes *w) {
+    const int cc = d->c * d->c;
+    const float *base = params + (size_t)l * d->G;
+    for (int a = 0; a < d->m; a++) w->base[a] = gather(base + a, g->J * d->m, g->live);
+    if (M_static) {
+        const vwm lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        for (int e = 0; e < cc; e++)
+            w->M[e] = pick(lane < g->live, gather(M_static + e, g->J * cc, g->live), identity_entry(e, d->c));
     }
 }
 
-/* M_t of a group from its generators at this row (dynamic): g = g_base + the row's extra columns. */
-HDD_INLINE void step_matrices_lanes(const Hdd *d, const LaneGroup *grp, const float *row, int h, int j0, int live,
-                                    StepLanes *f, vlane *M) {
-    const float *extra = row + 3 * d->C + ((size_t)h * d->nc + j0) * 6;
-    vlane g[6];
-    for (int a = 0; a < 6; a++) g[a] = grp->base[a] + gather_lanes(extra + a, 6, live);
-    if (d->map == MAP_CAYLEY) {
-        cayley4_lanes(g, &f->cayley, M);
-    } else {
-        expm4_factors_lanes(g, &f->expm);
-        mat4_mul_lanes(f->expm.F[0], f->expm.F[1], M); /* M = F+ F- */
+/* A_t of the group into POW(work, 1): g = g_base + the extra columns; A = L - L^T. row0: the
+ * group's first row at position t. */
+HDD_INLINE void skew_from_row(const Hdd *d, const Lanes *w, const Group *g, const float *row0, int c) {
+    vw *A = POW(w->work, 1, c * c);
+    for (int i = 0; i < c; i++) A[i * (c + 1)] = splat(0);
+    for (int a = 0; a < d->m; a++) {
+        const vw x = w->base[a] + gather(row0 + a, g->gen, g->live);
+        A[d->tri_i[a] * c + d->tri_k[a]] = x, A[d->tri_k[a] * c + d->tri_i[a]] = -x;
     }
 }
 
-/* The forward scan of one (b, h) (forward_unit's steps, chunk groups in lanes), applied to the
- * rows of b .. b + rows - 1 (static generators: the whole batch, rows = B; else 1); M_head:
- * static generators, the head's step matrices (n_c, 16), else NULL; scratch: the unit's groups. */
-void hdd_forward_unit_lanes(const Hdd *d, long u, int rows, int l, float *qkv, const float *params,
-                            const float *M_head, float *layer_acts, float *layer_state, void *scratch, int T,
-                            int pos0, long S) {
-    LaneGroup *grp = scratch;
-    const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
-    const int b = (int)(u / NH), h = (int)(u % NH);
-    const size_t per_head = hdd_acts_per_head(d);
-    float *st = layer_state ? layer_state + (size_t)u * nc * 16 : NULL;
-    lanes_setup(d, l, h, params, M_head, grp);
-    for (int gi = 0; gi < groups; gi++) {
-        const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
-        for (int i = 0; i < 16; i++) grp[gi].P[i] = splat(i % 5 == 0);
-        for (int v = 0; v < live; v++) {
-            const float *st_j = st ? st + (size_t)(j0 + v) * 16 : NULL;
+/* x <- P x for the c channels of each live lane's chunk, at x + index[v] */
+HDD_INLINE void apply(const vw *P, float *x, vwm index, int live, int c) {
+    vw in[HDD_MAX_C];
+    for (int k = 0; k < c; k++) in[k] = gather(x + k, index, live);
+    for (int i = 0; i < c; i++) {
+        vw out = splat(0);
+        for (int k = 0; k < c; k++) out = fmadd(P[i * c + k], in[k], out);
+        scatter(x + i, index, live, out);
+    }
+}
+
+/* the rows are far apart (a stride the hardware prefetcher does not follow): the group's q, k and
+ * (dynamic; gen_write: -1 none, 0 to read, 1 to write) generator columns at row0, a row's
+ * consecutive chunks as one range */
+HDD_INLINE void prefetch_lanes(const Hdd *d, const Group *g, const float *row0, int rows, long rows_apart, int write,
+                               int gen_write) {
+    for (int v0 = 0; v0 < g->live;) {
+        int v1 = v0 + 1; /* lanes v0 .. v1 - 1: one scan row */
+        while (v1 < g->live && g->sb[v1] == g->sb[v0]) v1++;
+        const int nq = (v1 - v0) * d->c, ng = (v1 - v0) * d->m;
+        for (int r = 0; r < rows; r++) {
+            const float *q = row0 + (size_t)r * rows_apart + g->qk[v0];
+            for (int e = 0; e < nq; e += 16) {
+                if (write) __builtin_prefetch(q + e, 1), __builtin_prefetch(q + d->C + e, 1);
+                else __builtin_prefetch(q + e), __builtin_prefetch(q + d->C + e);
+            }
+        }
+        if (d->dynamic && gen_write >= 0)
+            for (int e = 0; e < ng; e += 16) {
+                if (gen_write) __builtin_prefetch(row0 + g->gen[v0] + e, 1);
+                else __builtin_prefetch(row0 + g->gen[v0] + e);
+            }
+        v0 = v1;
+    }
+}
+
+/* The lanes of an exponential past EXP_KEPT_SQUARINGS squarings: their dg by the series adjoint,
+ * in double. */
+static void series_adjoint_lanes(const Hdd *d, const Lanes *w, const Group *g, Plan p, const float *row0, const vw *dM,
+                                 vw *dg, int c) {
+    const int cc = c * c, m = d->m;
+    for (int v = 0; v < g->live; v++) {
+        if (p.squarings[v] <= EXP_KEPT_SQUARINGS) continue;
+        double A[HDD_MAX_C * HDD_MAX_C] = {0}, GM[HDD_MAX_C * HDD_MAX_C], GA[HDD_MAX_C * HDD_MAX_C];
+        for (int a = 0; a < m; a++) {
+            const double x = (double)w->base[a][v] + (double)row0[g->gen[v] + a];
+            A[d->tri_i[a] * c + d->tri_k[a]] = x, A[d->tri_k[a] * c + d->tri_i[a]] = -x;
+        }
+        for (int e = 0; e < cc; e++) GM[e] = dM[e][v];
+        hddrope_expm_adjoint(A, GM, GA, c);
+        for (int a = 0; a < m; a++) {
+            const int i = d->tri_i[a], k = d->tri_k[a];
+            dg[a][v] = (float)(GA[i * c + k] - GA[k * c + i]);
+        }
+    }
+}
+
+/* ---- the scans ---- */
+
+/* forward_unit's steps for unit u (its group; scans: scan rows in the batch), applied to rows r =
+ * 0 .. rows - 1 of each lane's scan (static generators: the batch shares one scan, rows = B; else
+ * rows = 1); M_static: the layer's static step matrices (NH n_c, c, c) or NULL. */
+HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, float *qkv, const float *params,
+                             const float *M_static, float *layer_acts, float *layer_state, void *scratch, int T,
+                             int pos0, long S, int c) {
+    const int cc = c * c, C = d->C, chunks = row_chunks(d);
+    const Group g = group_of(d, u, scans, T, S);
+    const size_t per_t = (size_t)scans * chunks * cc; /* saved floats per position */
+    const long rows_apart = (long)T * S;
+    Lanes w = carve(d, scratch);
+    lanes_setup(d, l, params, M_static, &g, &w);
+    for (int e = 0; e < cc; e++) w.P[e] = identity_entry(e, c);
+    if (layer_state && pos0 > 0)
+        for (int v = 0; v < g.live; v++) {
+            const float *st = layer_state + ((size_t)g.sb[v] * chunks + g.J[v]) * cc;
             int from_state = 0;
-            if (st_j && pos0 > 0)
-                for (int i = 0; i < 16; i++) from_state |= st_j[i] != 0.0f;
+            for (int e = 0; e < cc; e++) from_state |= st[e] != 0.0f;
             if (from_state)
-                for (int i = 0; i < 16; i++) grp[gi].P[i][v] = st_j[i];
+                for (int e = 0; e < cc; e++) w.P[e][v] = st[e];
         }
-    }
-    StepLanes f;
+    const vw *M = d->dynamic ? SLOT(w.work, SLOT_CUR, cc) : w.M;
     for (int t = 0; t < T; t++) {
-        float *row = qkv + ((size_t)b * T + t) * S;
-        float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
-        if (t + HDD_PREFETCH < T)
-            for (int r = 0; r < rows; r++) {
-                /* the rows are far apart (a stride the hardware prefetcher does not follow) */
-                const float *ahead = row + ((size_t)r * T + HDD_PREFETCH) * S + (size_t)h * d->hs;
-                for (int e = 0; e < d->hs; e += 16) __builtin_prefetch(ahead + e, 1), __builtin_prefetch(ahead + C + e, 1);
-                if (d->dynamic)
-                    for (int e = 0; e < nc * 6; e += 16) __builtin_prefetch(ahead - (size_t)h * d->hs + 3 * C + (size_t)h * nc * 6 + e);
-            }
-        for (int gi = 0; gi < groups; gi++) {
-            const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
-            vlane M[16], *P = grp[gi].P;
-            const vlane *Mt = grp[gi].M;
-            if (d->dynamic) step_matrices_lanes(d, &grp[gi], row, h, j0, live, &f, M), Mt = M;
-            vlane next[16]; /* P <- P M */
-            mat4_mul_lanes(P, Mt, next);
-            memcpy(P, next, sizeof next);
-            if (saved) {
-                const int width = lanes_width(d, gi);
-                for (int i = 0; i < 16; i++) save_entry(saved + (size_t)gi * 16 * HDD_LANES + i * width, width, P[i]);
-            }
-            for (int r = 0; r < rows; r++) {
-                float *q = row + (size_t)r * T * S + (size_t)h * d->hs + (size_t)j0 * 4;
-                apply_lanes(P, q, live);
-                apply_lanes(P, q + C, live);
-            }
+        float *row0 = qkv + ((size_t)g.sb0 * T + t) * S;
+        if (t + HDD_PREFETCH < T) prefetch_lanes(d, &g, row0 + HDD_PREFETCH * S, rows, rows_apart, 1, 0);
+        if (d->dynamic) {
+            skew_from_row(d, &w, &g, row0, c);
+            if (d->map == MAP_CAYLEY) cayley_forward(w.work, c);
+            else exp_forward(w.work, 0, c);
+        }
+        mul_nn(w.P, M, w.next, c); /* P <- P M */
+        vw *swap = w.P;
+        w.P = w.next, w.next = swap;
+        if (layer_acts) {
+            float *saved = layer_acts + (size_t)t * per_t + (size_t)g.G0 * cc;
+            for (int e = 0; e < cc; e++) save_entry(saved + (size_t)e * g.live, g.live, w.P[e]);
+        }
+        for (int r = 0; r < rows; r++) {
+            float *q = row0 + (size_t)r * rows_apart;
+            apply(w.P, q, g.qk, g.live, c);
+            apply(w.P, q + C, g.qk, g.live, c);
         }
     }
-    if (st)
+#ifdef __AVX512F__
+    _mm_sfence(); /* save_entry's streaming stores, before another thread reads them */
+#endif
+    if (layer_state)
         for (int r = 0; r < rows; r++)
-            for (int gi = 0; gi < groups; gi++)
-                for (int v = 0; v < lanes_live(d, gi); v++)
-                    for (int i = 0; i < 16; i++)
-                        st[((size_t)r * NH * nc + (size_t)(gi * HDD_LANES + v)) * 16 + i] = grp[gi].P[i][v];
+            for (int v = 0; v < g.live; v++)
+                for (int e = 0; e < cc; e++)
+                    layer_state[((size_t)(g.sb[v] + r) * chunks + g.J[v]) * cc + e] = w.P[e][v];
 }
 
-/* hddrope_expm_adjoint4 over lanes: dg[a] (the generators' gradient) from dM and the factors. */
-HDD_INLINE void expm4_adjoint_lanes(const Expm4Lanes *f, const vlane *GM, vlane *dg) {
-    vlane dsi[2]; /* d(sin a / a)/da / a: the series below a = 1, where the closed form cancels in float */
-    for (int half = 0; half < 2; half++) {
-        const vlane a2 = f->a2[half], alpha = f->alpha[half];
-        /* sum_{n=1..8} (-1)^n 2n t_n a2^(n-1), t_1 = 1/6, t_{n+1} = t_n / ((2n+2)(2n+3)), by Horner in
-         * a2: the terms one by one would fall into subnormal floats (very slow) for small angles.
-         * Below a2 = 1e-20 the a2 terms are far under an ulp of the first, and are dropped. */
-        float coef[8], t = 1.0f / 6.0f;
-        for (int n = 1; n <= 8; n++) coef[n - 1] = (n % 2 ? -2.0f : 2.0f) * n * t, t /= (float)((2 * n + 2) * (2 * n + 3));
-        const vlane a2s = pick(a2 < splat(1e-20f), splat(0), a2);
-        vlane sum = splat(coef[7]);
-        for (int n = 6; n >= 0; n--) sum = coef[n] + a2s * sum;
-        const vlane closed = (alpha * f->co[half] - f->sn[half]) / (a2 * alpha);
-        dsi[half] = pick(alpha < splat(1.0f), sum, closed);
+/* backward_unit's steps for unit u (as forward_lanes), over t = T-1 .. 0; d g_base shares go to
+ * partial, (scans, NH n_c, m) or, static, (1, NH n_c, c^2): dM summed over t, which the caller
+ * sends through the exponential's adjoint once. */
+HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l, float *dqkv, const float *qkv,
+                              const float *params, const float *layer_acts, const float *M_static, void *scratch,
+                              double *partial, int T, long S, int c) {
+    const int cc = c * c, C = d->C, m = d->m, chunks = row_chunks(d);
+    const Group g = group_of(d, u, scans, T, S);
+    const size_t per_t = (size_t)scans * chunks * cc;
+    const long rows_apart = (long)T * S;
+    const int per_chunk = d->dynamic ? m : cc, live = g.live;
+    Lanes w = carve(d, scratch);
+    lanes_setup(d, l, params, M_static, &g, &w);
+    memset(w.share, 0, sizeof(double) * HDD_LANES * (size_t)per_chunk);
+    const vw *M = d->dynamic ? SLOT(w.work, SLOT_CUR, cc) : w.M;
+    /* P_t and P_{t-1} (the next step's P_t), B_t and the next step's (B_t M_t^T): pairs of buffers */
+    vw *Pt = w.P, *Pprev = w.next, *Bt = w.Bt, *Bnext = w.Bnext;
+    for (int e = 0; e < cc; e++) Bt[e] = splat(0);
+    if (T > 0) {
+        const float *last = layer_acts + (size_t)(T - 1) * per_t + (size_t)g.G0 * cc;
+        for (int e = 0; e < cc; e++) Pt[e] = load_entry(last + (size_t)e * live, live);
     }
-    vlane Gf[2][16]; /* G+ = G E-^T, G- = E+^T G */
-    for (int i = 0; i < 4; i++)
-        for (int k = 0; k < 4; k++) {
-            vlane plus = splat(0), minus = splat(0);
-            for (int r = 0; r < 4; r++) {
-                plus = fmadd(GM[i * 4 + r], f->F[1][k * 4 + r], plus);
-                minus = fmadd(f->F[0][r * 4 + i], GM[r * 4 + k], minus);
-            }
-            Gf[0][i * 4 + k] = plus, Gf[1][i * 4 + k] = minus;
-        }
-    vlane dp[6];
-    for (int p = 0; p < 6; p++) dp[p] = splat(0);
-    for (int half = 0; half < 2; half++) {
-        const float sign = half == 0 ? 1.0f : -1.0f;
-        const vlane *G = Gf[half], *x = f->x[half], si = f->si[half];
-        const vlane b01 = G[1] - G[4] + sign * (G[11] - G[14]);
-        const vlane b02 = G[2] - G[8] - sign * (G[7] - G[13]);
-        const vlane b03 = G[3] - G[12] + sign * (G[6] - G[9]);
-        const vlane trace = G[0] + G[5] + G[10] + G[15];
-        const vlane inner = x[0] * b01 + x[1] * b02 + x[2] * b03;
-        const vlane common = -si * trace + dsi[half] * inner;
-        const vlane d01 = si * b01 + x[0] * common, d02 = si * b02 + x[1] * common, d03 = si * b03 + x[2] * common;
-        dp[0] += 0.5f * d01, dp[5] += 0.5f * sign * d01;
-        dp[1] += 0.5f * d02, dp[4] -= 0.5f * sign * d02;
-        dp[2] += 0.5f * d03, dp[3] += 0.5f * sign * d03;
-    }
-    /* axis (1,0) lies on plane 01, (2,0) on 02, (2,1) on 12, (3,0) on 03, (3,1) on 13, (3,2) on 23;
-     * dg = dA[i][k] - dA[k][i] with dA = -dp/2 below and dp/2 above the diagonal */
-    static const int plane_of_axis[6] = {0, 1, 3, 2, 4, 5};
-    for (int a = 0; a < 6; a++) dg[a] = -0.5f * dp[plane_of_axis[a]] - 0.5f * dp[plane_of_axis[a]];
-}
-
-/* The backward of one (b, h) (backward_unit's steps, chunk groups in lanes), over the rows
- * b .. b + rows - 1 that share its scan; scratch: the unit's groups, whose d g_base shares go to
- * `partial` at the end. */
-void hdd_backward_unit_lanes(const Hdd *d, long u, int rows, int l, float *dqkv, const float *qkv,
-                             const float *params, const float *layer_acts, const float *M_head, void *scratch,
-                             double *partial, int T, long S) {
-    LaneGroup *grp = scratch;
-    const int NH = d->NH, nc = d->nc, C = d->C, groups = (int)lanes_groups(d);
-    const int b = (int)(u / NH), h = (int)(u % NH);
-    const size_t per_head = hdd_acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
-    lanes_setup(d, l, h, params, M_head, grp);
-    for (int gi = 0; gi < groups; gi++)
-        for (int i = 0; i < 16; i++) grp[gi].P[i] = splat(0), grp[gi].share[i] = (vlane_d){0};
     for (int t = T - 1; t >= 0; t--) {
-        const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
-        const float *row = qkv + ((size_t)b * T + t) * S;
-        float *drow = dqkv + ((size_t)b * T + t) * S;
+        const float *saved = layer_acts + (size_t)t * per_t + (size_t)g.G0 * cc;
+        const float *row0 = qkv + ((size_t)g.sb0 * T + t) * S;
+        float *drow0 = dqkv + ((size_t)g.sb0 * T + t) * S;
         if (t >= HDD_PREFETCH) {
-            /* the rows are far apart (a stride the hardware prefetcher does not follow) */
-            const size_t ahead = (size_t)HDD_PREFETCH * S, q_off = (size_t)h * d->hs;
-            for (size_t e = 0; e < per_head; e += 16) __builtin_prefetch(saved - HDD_PREFETCH * head_rows + e);
-            for (int r = 0; r < rows; r++)
-                for (int e = 0; e < d->hs; e += 16) {
-                    /* signed: HDD_PREFETCH positions back may lie before row + q_off */
-                    const ptrdiff_t at = (ptrdiff_t)((size_t)r * T * S + q_off + e) - (ptrdiff_t)ahead;
-                    __builtin_prefetch(row + at);
-                    __builtin_prefetch(row + C + at);
-                    __builtin_prefetch(drow + at, 1);
-                    __builtin_prefetch(drow + C + at, 1);
-                }
-            if (d->dynamic)
-                for (int e = 0; e < nc * 6; e += 16) {
-                    __builtin_prefetch(row - ahead + 3 * C + (size_t)h * nc * 6 + e);
-                    __builtin_prefetch(drow - ahead + 3 * C + (size_t)h * nc * 6 + e, 1);
-                }
+            prefetch_lanes(d, &g, row0 - HDD_PREFETCH * S, rows, rows_apart, 0, 0);
+            prefetch_lanes(d, &g, drow0 - HDD_PREFETCH * S, rows, rows_apart, 1, 1);
         }
-        for (int gi = 0; gi < groups; gi++) {
-            const int j0 = gi * HDD_LANES, live = lanes_live(d, gi);
-            LaneGroup *G = &grp[gi];
-            const float *Pg = saved + (size_t)gi * 16 * HDD_LANES;
-            const int width = lanes_width(d, gi);
-            vlane P[16], Bt[16];
-            for (int i = 0; i < 16; i++) P[i] = load_entry(Pg + i * width, width), Bt[i] = G->P[i];
-            /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed
-             * over the rows sharing the scan: B_t and dM_t are linear in G_t) */
-            for (int which = 0; which < 2 * rows; which++) {
-                const size_t off = (size_t)(which / 2) * T * S + (size_t)(which % 2) * C + (size_t)h * d->hs + (size_t)j0 * 4;
-                vlane rot[4], gr[4], un[4], dun[4];
-                gather_chunks(row + off, live, rot);
-                gather_chunks(drow + off, live, gr);
-                for (int i = 0; i < 4; i++) un[i] = dun[i] = splat(0);
-                for (int r = 0; r < 4; r++)
-                    for (int i = 0; i < 4; i++) un[i] = fmadd(P[r * 4 + i], rot[r], un[i]), dun[i] = fmadd(P[r * 4 + i], gr[r], dun[i]);
-                for (int i = 0; i < 4; i++)
-                    for (int k = 0; k < 4; k++) Bt[i * 4 + k] = fmadd(gr[i], un[k], Bt[i * 4 + k]);
-                scatter_chunks(drow + off, live, dun);
+        if (t >= 2) /* the P_{t-1} of the next step (the saved positions are far apart) */
+            for (int e = 0; e < cc; e++) __builtin_prefetch(saved - 2 * per_t + (size_t)e * live);
+        /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed over
+         * the rows sharing the scan: B_t and dM_t are linear in G_t), q = P^T q~ */
+        for (int which = 0; which < 2 * rows; which++) {
+            const size_t off = (size_t)(which / 2) * rows_apart + (size_t)(which % 2) * C;
+            vw rot[HDD_MAX_C], grad[HDD_MAX_C], un[HDD_MAX_C], dun[HDD_MAX_C];
+            for (int k = 0; k < c; k++) {
+                rot[k] = gather(row0 + off + k, g.qk, live), grad[k] = gather(drow0 + off + k, g.qk, live);
+                un[k] = splat(0), dun[k] = splat(0);
             }
-            /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
-            vlane dM[16];
-            if (t == 0) {
-                memcpy(dM, Bt, sizeof dM);
-            } else {
-                vlane Pp[16];
-                for (int i = 0; i < 16; i++) Pp[i] = load_entry(Pg - head_rows + i * width, width);
-                for (int i = 0; i < 4; i++)
-                    for (int k = 0; k < 4; k++) {
-                        vlane acc = splat(0);
-                        for (int r = 0; r < 4; r++) acc = fmadd(Pp[r * 4 + i], Bt[r * 4 + k], acc);
-                        dM[i * 4 + k] = acc;
-                    }
-            }
-            vlane M_dyn[16];
-            const vlane *M = G->M;
-            if (!d->dynamic) {
-                for (int i = 0; i < 16; i++) G->share[i] += __builtin_convertvector(dM[i], vlane_d);
-            } else {
-                /* M_t rebuilt from g_t (the forward's bits), and through the map to the generators */
-                vlane dg[6];
-                float dg_lanes[6][HDD_LANES];
-                StepLanes f;
-                step_matrices_lanes(d, G, row, h, j0, live, &f, M_dyn);
-                M = M_dyn;
-                if (d->map == MAP_CAYLEY) cayley4_adjoint_lanes(&f.cayley, dM, dg);
-                else expm4_adjoint_lanes(&f.expm, dM, dg);
-                memcpy(dg_lanes, dg, sizeof dg_lanes);
-                float *dextra = drow + 3 * C + ((size_t)h * nc + j0) * 6;
-                for (int a = 0; a < 6; a++) G->share[a] += __builtin_convertvector(dg[a], vlane_d);
-                for (int v = 0; v < live; v++)
-                    for (int a = 0; a < 6; a++) dextra[v * 6 + a] += dg_lanes[a][v];
-            }
-            /* for t-1: B_t M_t^T */
-            for (int i = 0; i < 4; i++)
-                for (int k = 0; k < 4; k++) {
-                    vlane acc = splat(0);
-                    for (int r = 0; r < 4; r++) acc = fmadd(Bt[i * 4 + r], M[k * 4 + r], acc);
-                    G->P[i * 4 + k] = acc;
-                }
+            for (int r = 0; r < c; r++)
+                for (int i = 0; i < c; i++)
+                    un[i] = fmadd(Pt[r * c + i], rot[r], un[i]), dun[i] = fmadd(Pt[r * c + i], grad[r], dun[i]);
+            for (int i = 0; i < c; i++)
+                for (int k = 0; k < c; k++) Bt[i * c + k] = fmadd(grad[i], un[k], Bt[i * c + k]);
+            for (int i = 0; i < c; i++) scatter(drow0 + off + i, g.qk, live, dun[i]);
         }
+        /* P_t = P_{t-1} M_t: dM_t = P_{t-1}^T B_t */
+        const vw *dM = Bt;
+        if (t > 0) {
+            for (int e = 0; e < cc; e++) Pprev[e] = load_entry(saved - per_t + (size_t)e * live, live);
+            mul_tn(Pprev, Bt, w.dM, c);
+            dM = w.dM;
+        }
+        if (!d->dynamic) {
+            for (int e = 0; e < cc; e++) add_to_share(w.share + (size_t)e * HDD_LANES, dM[e]);
+        } else {
+            /* M_t rebuilt from g_t (the forward's bits), and through the map to the generators */
+            skew_from_row(d, &w, &g, row0, c);
+            vw dg[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+            if (d->map == MAP_CAYLEY) {
+                cayley_forward(w.work, c);
+                const vw *dA = cayley_reverse(w.work, dM, c);
+                for (int a = 0; a < m; a++) {
+                    const int i = d->tri_i[a], k = d->tri_k[a];
+                    dg[a] = dA[i * c + k] - dA[k * c + i];
+                }
+            } else {
+                const Plan p = exp_forward(w.work, 1, c);
+                const vw *dX = exp_reverse(w.work, p, dM, c);
+                for (int a = 0; a < m; a++) {
+                    const int i = d->tri_i[a], k = d->tri_k[a];
+                    dg[a] = (dX[i * c + k] - dX[k * c + i]) * p.scale; /* dA = dX 2^-s */
+                }
+                if (p.most > EXP_KEPT_SQUARINGS) series_adjoint_lanes(d, &w, &g, p, row0, dM, dg, c);
+            }
+            for (int a = 0; a < m; a++) {
+                add_to_share(w.share + (size_t)a * HDD_LANES, dg[a]);
+                scatter(drow0 + a, g.gen, live, gather(drow0 + a, g.gen, live) + dg[a]);
+            }
+        }
+        /* for t-1: B_t M_t^T */
+        mul_nt(Bt, M, Bnext, c);
+        vw *swap = Bt;
+        Bt = Bnext, Bnext = swap;
+        swap = Pt, Pt = Pprev, Pprev = swap;
     }
-    const int per_chunk = d->dynamic ? 6 : 16;
-    for (int gi = 0; gi < groups; gi++)
-        for (int v = 0; v < lanes_live(d, gi); v++)
-            for (int e = 0; e < per_chunk; e++) partial[(size_t)(gi * HDD_LANES + v) * per_chunk + e] = grp[gi].share[e][v];
+    for (int v = 0; v < live; v++)
+        for (int e = 0; e < per_chunk; e++)
+            partial[(size_t)(g.G0 + v) * per_chunk + e] = w.share[(size_t)e * HDD_LANES + v];
+}
+
+/* Copies with c a constant where the model runs (c = 2, 3, 8, 16: unrolled, a row or tile of a
+ * product in registers); the same operations in the same order as the run-time-c copy, so the same
+ * bits. */
+void hdd_forward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *qkv, const float *params,
+                           const float *M_static, float *layer_acts, float *layer_state, void *scratch, int T,
+                           int pos0, long S) {
+    if (d->c == 2)
+        forward_lanes(d, u, scans, rows, l, qkv, params, M_static, layer_acts, layer_state, scratch, T, pos0, S, 2);
+    else if (d->c == 3)
+        forward_lanes(d, u, scans, rows, l, qkv, params, M_static, layer_acts, layer_state, scratch, T, pos0, S, 3);
+    else if (d->c == 4)
+        forward_lanes(d, u, scans, rows, l, qkv, params, M_static, layer_acts, layer_state, scratch, T, pos0, S, 4);
+    else if (d->c == 8)
+        forward_lanes(d, u, scans, rows, l, qkv, params, M_static, layer_acts, layer_state, scratch, T, pos0, S, 8);
+    else if (d->c == 16)
+        forward_lanes(d, u, scans, rows, l, qkv, params, M_static, layer_acts, layer_state, scratch, T, pos0, S, 16);
+    else forward_lanes(d, u, scans, rows, l, qkv, params, M_static, layer_acts, layer_state, scratch, T, pos0, S, d->c);
+}
+
+void hdd_backward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *dqkv, const float *qkv,
+                            const float *params, const float *layer_acts, const float *M_static, void *scratch,
+                            double *partial, int T, long S) {
+    if (d->c == 2)
+        backward_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S, 2);
+    else if (d->c == 3)
+        backward_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S, 3);
+    else if (d->c == 4)
+        backward_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S, 4);
+    else if (d->c == 8)
+        backward_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S, 8);
+    else if (d->c == 16)
+        backward_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S, 16);
+    else backward_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S, d->c);
 }

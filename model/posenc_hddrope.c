@@ -1,9 +1,9 @@
 /* posenc_hddrope.c: HDD-RoPE (high-dimensional, dynamic RoPE), the "hddrope" kind
  * (docs/hdd-rope.md: §1 the method, §3 the step matrix, §4 the backward, §6 the cost).
  * This file is the kind: its options, sizes and init, and the plain scalar scan, forward and
- * backward, for every chunk size. The small-matrix maths it calls is model/hddrope_matrix.c; the
- * c = 4 setups (either map, no re-orthonormalisation) run the scan's fast twin in
- * model/hddrope_lanes.c (the same steps with 8 chunks in vector lanes).
+ * backward, for every chunk size. The small-matrix maths it calls is model/hddrope_matrix.c; every
+ * setup without re-orthonormalisation runs the scan's fast twin in model/hddrope_lanes.c (the same
+ * steps in float with 16 chunks in vector lanes) instead.
  *
  * Maths, per layer l, head h, chunk j (c consecutive channels of the head, c | hs, n_c = hs/c
  * chunks, m = c(c-1)/2 generator values "axes" per chunk, G = NH*n_c*m per token):
@@ -416,10 +416,8 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, 
         for (int r = 0; r < rows; r++) memcpy(st + (size_t)r * NH * nc * cc, P_all, sizeof(float) * (size_t)nc * cc);
 }
 
-/* Whether the c = 4 lane kernels run this kind's forward and backward. */
-static int use_lanes(const Hdd *d) {
-    return d->c == 4 && d->reortho == 0 && !hdd_reference_kernels && hdd_lane_kernels;
-}
+/* Whether the lane kernels (model/hddrope_lanes.c) run this kind's forward and backward. */
+static int use_lanes(const Hdd *d) { return d->reortho == 0 && !hdd_reference_kernels && hdd_lane_kernels; }
 
 static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, const float *params, float *acts,
                            float *state, int B, int T, int pos0) {
@@ -427,10 +425,10 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
     const long S = posenc_qkv_stride(pe);
     const int scans = scan_rows(d, B), rows = B / scans; /* rows: the batch rows each scan serves */
-    const long units = (long)scans * NH;
+    const int lanes = use_lanes(d) && hdd_lanes_fit(T, S);
+    const long units = lanes ? hdd_lanes_groups(d, scans) : (long)scans * NH;
     float *layer_acts = acts ? acts + (size_t)l * scans * T * NH * hdd_acts_per_head(d) : NULL;
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
-    const int lanes = use_lanes(d);
     float *M_static = static_step_matrices(d, l, params, NULL);
     /* (the lane kernels' vectors need their alignment) */
     const size_t scratch_bytes =
@@ -444,7 +442,7 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
             const int cs = hdd_reference_kernels ? 0 : c;
             const float *M_head = M_static ? M_static + (size_t)(u % NH) * nc * cc : NULL;
             float *la = layer_acts, *ls = layer_state;
-            if (lanes) hdd_forward_unit_lanes(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S);
+            if (lanes) hdd_forward_unit_lanes(d, u, scans, rows, l, qkv, params, M_static, la, ls, scratch, T, pos0, S);
             else if (cs == 2) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 2);
             else if (cs == 3) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 3);
             else if (cs == 4) forward_unit(d, u, rows, l, qkv, params, M_head, la, ls, scratch, T, pos0, S, 4);
@@ -622,13 +620,14 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     const long S = posenc_qkv_stride(pe);
     const int scans = scan_rows(d, B), rows = B / scans; /* as in the forward */
     const float *layer_acts = acts + (size_t)l * scans * T * NH * hdd_acts_per_head(d);
-    const long units = (long)scans * NH;
-    const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles of `partial` per unit */
-    double *partial = xmalloc(sizeof(double) * per_unit * (size_t)units);
+    const int lanes = use_lanes(d) && hdd_lanes_fit(T, S);
+    const long units = lanes ? hdd_lanes_groups(d, scans) : (long)scans * NH;
+    /* d g_base shares, (scans, NH, n_c, m or c^2): a (b, h) unit's slot, or (lanes) a group's chunks */
+    const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles per (b, h) */
+    double *partial = xmalloc(sizeof(double) * per_unit * (size_t)scans * NH);
     /* static generators: the one step matrix per (h, j) (the forward's bits), and its A */
     double *A_static = d->dynamic ? NULL : xmalloc(sizeof(double) * (size_t)heads_chunks * cc);
     float *M_static = static_step_matrices(d, l, params, A_static);
-    const int lanes = use_lanes(d);
     const size_t scratch_bytes =
         lanes ? hdd_lanes_scratch_bytes(d) : exp_block_bytes(d) + sizeof(double) * (size_t)nc * cc;
 #pragma omp parallel if (units * rows * nc * T >= 256)
@@ -639,7 +638,7 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
             const int cs = hdd_reference_kernels ? 0 : c;
             const float *M_head = M_static ? M_static + (size_t)(u % NH) * nc * cc : NULL;
             double *mine = partial + (size_t)u * per_unit;
-            if (lanes) hdd_backward_unit_lanes(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S);
+            if (lanes) hdd_backward_unit_lanes(d, u, scans, rows, l, dqkv, qkv, params, layer_acts, M_static, scratch, partial, T, S);
             else if (cs == 2) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 2);
             else if (cs == 3) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 3);
             else if (cs == 4) backward_unit(d, u, rows, l, dqkv, qkv, params, layer_acts, M_head, scratch, mine, T, S, 4);
@@ -684,9 +683,10 @@ void hddrope_saved_P(const PosEnc *pe, const float *acts, int l, int B, int T, i
     const int cc = d->c * d->c;
     const int scans = scan_rows(d, B);
     if (scans == 1) b = 0; /* one scan shared by the batch */
-    const float *head = acts + (((size_t)l * scans + b) * T + t) * d->NH * hdd_acts_per_head(d) + (size_t)h * hdd_acts_per_head(d);
+    const float *layer = acts + (size_t)l * scans * T * d->NH * hdd_acts_per_head(d);
+    const float *head = layer + (((size_t)b * T + t) * d->NH + h) * hdd_acts_per_head(d);
     for (int i = 0; i < cc; i++)
-        P[i] = use_lanes(d) ? head[hdd_lanes_saved_at(d, j, i)] : head[(size_t)j * cc + i];
+        P[i] = use_lanes(d) ? layer[hdd_lanes_saved_at(d, scans, t, b, h * d->nc + j, i)] : head[(size_t)j * cc + i];
 }
 
 const PosEncKind posenc_hddrope = {

@@ -3,8 +3,8 @@
  *                            (forward and backward) for every chunk size c
  *   model/hddrope_matrix.c   the small-matrix maths: exponential, Cayley and their adjoints
  *   model/hddrope_expm_lanes.c  the exponential and its adjoint for c >= 5, 8 matrices at once
- *   model/hddrope_lanes.c    the fast twin of the scan for c = 4 (either map, no
- *                            re-orthonormalisation): 8 chunks of a head side by side in vector lanes
+ *   model/hddrope_lanes.c    the fast twin of the scan (every c, either map, no
+ *                            re-orthonormalisation): 16 chunks of the batch side by side in vector lanes
  * The model reaches the kind through its registry entry (posenc_hddrope in model/posenc.h). */
 #ifndef TINYROPE_POSENC_HDDROPE_H
 #define TINYROPE_POSENC_HDDROPE_H
@@ -25,42 +25,40 @@ typedef struct {
     int tri_i[HDD_MAX_C * (HDD_MAX_C - 1) / 2], tri_k[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
 } Hdd;
 
-#define HDD_LANES 8          /* chunks side by side in the lane kernels (one AVX register of floats) */
 #define HDD_PREFETCH 4       /* how many positions ahead the scans prefetch their strided rows */
 #define HDD_SCRATCH_ALIGN 64 /* alignment of a unit's scratch (the lane kernels' widest vector) */
 
-/* Saved floats per (b, t, h): P of every chunk, c^2 each; for c = 4 in the lane kernels' layout:
- * groups of HDD_LANES chunks, 16 entries x HDD_LANES lanes each, except that a last group of at
- * most 4 chunks holds 16 x 4. The scalar path's (chunk, 16) layout fits in both. */
-static inline size_t hdd_acts_per_head(const Hdd *d) {
-    if (d->c != 4) return (size_t)d->nc * d->c * d->c;
-    const int rest = d->nc % HDD_LANES;
-    return (size_t)(d->nc / HDD_LANES) * HDD_LANES * 16 + (rest == 0 ? 0 : rest <= 4 ? 4 * 16 : HDD_LANES * 16);
-}
+/* Saved floats per (b, t, h): P of every chunk, c^2 each (the lane kernels keep the same total in
+ * their own order: hdd_lanes_saved_at). */
+static inline size_t hdd_acts_per_head(const Hdd *d) { return (size_t)d->nc * d->c * d->c; }
 
-/* The lane kernels (hddrope_lanes.c): the forward and backward of one parallel unit, with the
- * arguments of forward_unit and backward_unit in posenc_hddrope.c; scratch: hdd_lanes_scratch_bytes,
- * aligned to HDD_SCRATCH_ALIGN. hdd_lanes_saved_at: where entry i of chunk j's P lies in a
- * head's saved floats. */
+/* The lane kernels (hddrope_lanes.c): a parallel unit is a group of HDD_LANES consecutive chunks
+ * G = sb NH n_c + h n_c + j over the `scans` scan rows sb (hdd_lanes_groups of them); the arguments
+ * are forward_unit's and backward_unit's, except that M_static is the layer's (NH n_c, c, c) static
+ * step matrices (or NULL) and `partial` the whole (scans, NH n_c, m or c^2) array of d g_base
+ * shares. A layer's saved P are (T, groups, c^2, lanes); hdd_lanes_saved_at says where entry e of
+ * (b, t, J = h n_c + j) lies. The lanes' offsets are int32: hdd_lanes_fit(T, S) says whether a
+ * batch's fit. scratch: hdd_lanes_scratch_bytes, aligned to HDD_SCRATCH_ALIGN. */
+#define HDD_LANES 16
+int hdd_lanes_groups(const Hdd *d, int scans);
+int hdd_lanes_fit(int T, long S);
 size_t hdd_lanes_scratch_bytes(const Hdd *d);
-void hdd_forward_unit_lanes(const Hdd *d, long u, int rows, int l, float *qkv, const float *params,
-                            const float *M_head, float *layer_acts, float *layer_state, void *scratch, int T,
+void hdd_forward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *qkv, const float *params,
+                            const float *M_static, float *layer_acts, float *layer_state, void *scratch, int T,
                             int pos0, long S);
-void hdd_backward_unit_lanes(const Hdd *d, long u, int rows, int l, float *dqkv, const float *qkv,
-                             const float *params, const float *layer_acts, const float *M_head, void *scratch,
+void hdd_backward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *dqkv, const float *qkv,
+                             const float *params, const float *layer_acts, const float *M_static, void *scratch,
                              double *partial, int T, long S);
-size_t hdd_lanes_saved_at(const Hdd *d, int j, int i);
+size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int b, int J, int e);
 
 /* Tests only. */
 /* 1 = run the model through the reference kernels (series exponential and adjoint, c not a constant) */
 void hddrope_use_reference_kernels(int on);
-/* 0 = run c = 4 (either map, no re-orthonormalisation) through the scalar path, not the lanes */
+/* 0 = run the lane kernels' setups (no re-orthonormalisation) through the scalar path instead */
 void hddrope_use_lane_kernels(int on);
 /* P_t of (layer l, b, t, head h, chunk j) from the acts of a forward over (B, T) */
 struct PosEnc;
 void hddrope_saved_P(const struct PosEnc *pe, const float *acts, int l, int B, int T, int b, int t, int h, int j,
                      float *P);
-/* sin and cos of x[i] >= 0 (n of them, float) as the lane kernels compute them */
-void hddrope_sincos(const float *x, float *s, float *c, int n);
 
 #endif

@@ -9,13 +9,15 @@
  * backward, as a training step's other layers do. Prints the best of several runs, in ms per
  * layer, and the same for all L = 4 layers of a step (x 4), to set against bench_train's step.
  *
- * For HDD-RoPE with the exponential at c >= 5, whose work runs in double, it also prints that
- * work's FLOP floor and the rate the measured time gives against this machine's dgemm peak (the
- * best 2048^3 cblas_dgemm). The floor counts, per chunk, position and layer, the c x c products
- * of the exponential with no squarings (6 in the forward, 6 + 12 in the backward's forward half
- * and reverse), the scan's 3 and the products with q and k, as docs/performance.md derives:
- * C (54 c^2 + 88 c) FLOPs per token and layer.
- */
+ * For HDD-RoPE with dynamic generators it also prints the kind's FLOP floor and the rate the
+ * measured time gives against this machine's sgemm peak (the best 2048^3 cblas_sgemm: the lane
+ * kernels run in float). The floor counts, per chunk, position and layer, what
+ * model/hddrope_lanes.c multiplies at s = 0 squarings, as docs/performance.md derives it:
+ * the exponential, C (36 c^2 + 70 c) FLOPs per token and layer (18 c x c products: 3.5 for the
+ * exponential in the forward and again in the backward, 8 in its reverse, the scan's 3, with the
+ * products of symmetric and skew powers counted at half; the polynomial's blocks; q and k);
+ * Cayley, C (18 c^2 + 16 c) (9 products: the elimination and W A twice, W^T dM W^T, the scan's 3).
+ */ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,13 +30,13 @@
 #include "model/posenc.h"
 #include "tests/bench_helpers.h"
 
-/* The chunk size when the options are HDD-RoPE with the exponential and dynamic generators, else 0. */
-static int hdd_expm_chunk(const cJSON *json) {
+/* HDD-RoPE with dynamic generators: its chunk size, and whether its map is Cayley; else chunk 0. */
+static int hdd_dynamic_chunk(const cJSON *json, int *cayley) {
     const cJSON *kind = cJSON_GetObjectItem(json, "kind"), *chunk = cJSON_GetObjectItem(json, "chunk");
     const cJSON *map = cJSON_GetObjectItem(json, "map"), *dynamic = cJSON_GetObjectItem(json, "dynamic");
     if (!cJSON_IsString(kind) || strcmp(kind->valuestring, "hddrope") != 0) return 0;
-    if (cJSON_IsString(map) && strcmp(map->valuestring, "expm") != 0) return 0;
     if (cJSON_IsFalse(dynamic)) return 0;
+    *cayley = cJSON_IsString(map) && strcmp(map->valuestring, "cayley") == 0;
     return cJSON_IsNumber(chunk) ? chunk->valueint : 4;
 }
 
@@ -52,7 +54,8 @@ int main(int argc, char **argv) {
     PosEnc pe;
     if (posenc_create(&pe, json, (ModelDims){.L = L, .C = C, .NH = NH, .hs = C / NH, .max_T = T}) != 0)
         tr_die_with_error();
-    const int expm_chunk = hdd_expm_chunk(json);
+    int cayley = 0;
+    const int hdd_chunk = hdd_dynamic_chunk(json, &cayley);
     cJSON_Delete(json);
 
     const long S = posenc_qkv_stride(&pe);
@@ -60,7 +63,9 @@ int main(int argc, char **argv) {
     const size_t n_params = pe.kind->num_params ? pe.kind->num_params(&pe) : 0;
     const size_t n_acts = pe.kind->num_acts ? pe.kind->num_acts(&pe, B, T) : 0;
     float *params = xcalloc(n_params + 1, sizeof(float)), *dparams = xcalloc(n_params + 1, sizeof(float));
-    float *acts = xcalloc(n_acts + 1, sizeof(float)), *x = xcalloc(N * (size_t)C, sizeof(float));
+    /* the activations on 64-byte lines, as the model allocates them (model/gpt.c) */
+    float *acts = xaligned_alloc(64, (n_acts + 1) * sizeof(float)), *x = xcalloc(N * (size_t)C, sizeof(float));
+    memset(acts, 0, (n_acts + 1) * sizeof(float));
     float *qkv0 = xmalloc(n_qkv * sizeof(float)), *qkv = xmalloc(n_qkv * sizeof(float));
     float *dqkv0 = xmalloc(n_qkv * sizeof(float)), *dqkv = xmalloc(n_qkv * sizeof(float));
     if (pe.kind->init) pe.kind->init(&pe, params, NULL, 0, 1);
@@ -100,10 +105,11 @@ int main(int argc, char **argv) {
     printf("%s B=%d T=%d C=%d NH=%d, %d thread(s): forward %.2f ms, backward %.2f ms per layer; "
            "%d layers: %.1f ms per step\n", kind, B, T, C, NH, threads, best_fwd * 1e3, best_bwd * 1e3, L,
            L * (best_fwd + best_bwd) * 1e3);
-    if (expm_chunk >= 5) {
-        const double c = expm_chunk, floor_flops = (double)L * B * T * C * (54 * c * c + 88 * c);
-        const double rate = floor_flops / (L * (best_fwd + best_bwd)) / 1e9, peak = gemm_peak_gflops(1, 3);
-        printf("  FLOP floor %.2f GFLOP per step; at the measured time %.1f GFLOP/s = %.0f%% of the dgemm peak "
+    if (hdd_chunk > 0) {
+        const double c = hdd_chunk, per_token = cayley ? 18 * c * c + 16 * c : 36 * c * c + 70 * c;
+        const double floor_flops = (double)L * B * T * C * per_token;
+        const double rate = floor_flops / (L * (best_fwd + best_bwd)) / 1e9, peak = gemm_peak_gflops(0, 3);
+        printf("  FLOP floor %.2f GFLOP per step; at the measured time %.1f GFLOP/s = %.0f%% of the sgemm peak "
                "(%.1f GFLOP/s)\n", floor_flops / 1e9, rate, 100 * rate / peak, peak);
     }
     free(params), free(dparams), free(acts), free(x), free(qkv0), free(qkv), free(dqkv0), free(dqkv);

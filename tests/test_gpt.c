@@ -208,17 +208,18 @@ static void test_bad_inputs(void) {
 static void test_training_bytes(void) {
     /* V 5, L 1, C 4, NH 2, (B, T) = (2, 3), no posenc; N = 6 positions. Parameters: wte 20,
      * ln1w 4, qkvw 48, attprojw 16, ln2w 4, fcw 64, fcprojw 64, lnfw 4 = 224, times 4 with the
-     * gradients and AdamW's m and v = 896. Activations: encoded 24, ln1 24 + 12 statistics, qkv 72,
-     * atty 24, att 36, res2 24, ln2 24 + 12, fch 96, fch_gelu 96, res3 24, lnf 24 + 12, probs 30 =
-     * 534; their gradients (no statistics, att or probs) 432. 1862 floats, then targets and losses
-     * 6 * 8 bytes: 7448 + 48. */
+     * gradients and AdamW's m and v = 896. Activations, each padded to whole 64-byte lines of 16
+     * floats: encoded 24 -> 32, ln1 24 -> 32 + statistics 2 x (6 -> 16), qkv 72 -> 80, atty 32,
+     * att 36 -> 48, res2 32, ln2 32 + 2 x 16, fch 96, fch_gelu 96, res3 32, lnf 32 + 2 x 16,
+     * probs 30 -> 32 = 672; their gradients (no statistics, att or probs) 496. 2064 floats, then
+     * targets and losses 6 * 8 bytes: 8256 + 48. */
     const GPTConfig hand = {.V = 5, .L = 1, .C = 4, .NH = 2, .max_T = 3};
     cJSON *none = cJSON_Parse("{\"kind\": \"none\"}");
     GPT m;
     CHECK(gpt_build(&m, &hand, none, 1) == 0);
-    CHECKF(gpt_training_bytes(&hand, &m.posenc, 2, 3) == 7496, "%zu bytes, want 7496",
+    CHECKF(gpt_training_bytes(&hand, &m.posenc, 2, 3) == 8304, "%zu bytes, want 8304",
            gpt_training_bytes(&hand, &m.posenc, 2, 3));
-    CHECK(gpt_training_bytes(&hand, NULL, 2, 3) == 7496);
+    CHECK(gpt_training_bytes(&hand, NULL, 2, 3) == 8304);
     gpt_free(&m);
     cJSON_Delete(none);
 
