@@ -468,15 +468,14 @@ HDD_INLINE void apply(const vw *P, float *x, vwm index, int live, int c) {
     }
 }
 
-/* the rows are far apart (a stride the hardware prefetcher does not follow): the group's q, k and
- * (dynamic; gen_write: -1 none, 0 to read, 1 to write) generator columns at row0, a row's
- * consecutive chunks as one range */
-HDD_INLINE void prefetch_lanes(const Hdd *d, const Group *g, const float *row0, int rows, long rows_apart, int write,
-                               int gen_write) {
+/* the rows are far apart (a stride the hardware prefetcher does not follow): the group's q and k
+ * at row0, a row's consecutive chunks as one range. (The generator columns, a longer run of each
+ * row, the hardware prefetcher finds; prefetching them too is slower.) */
+HDD_INLINE void prefetch_lanes(const Hdd *d, const Group *g, const float *row0, int rows, long rows_apart, int write) {
     for (int v0 = 0; v0 < g->live;) {
         int v1 = v0 + 1; /* lanes v0 .. v1 - 1: one scan row */
         while (v1 < g->live && g->sb[v1] == g->sb[v0]) v1++;
-        const int nq = (v1 - v0) * d->c, ng = (v1 - v0) * d->m;
+        const int nq = (v1 - v0) * d->c;
         for (int r = 0; r < rows; r++) {
             const float *q = row0 + (size_t)r * rows_apart + g->qk[v0];
             for (int e = 0; e < nq; e += 16) {
@@ -484,11 +483,6 @@ HDD_INLINE void prefetch_lanes(const Hdd *d, const Group *g, const float *row0, 
                 else __builtin_prefetch(q + e), __builtin_prefetch(q + d->C + e);
             }
         }
-        if (d->dynamic && gen_write >= 0)
-            for (int e = 0; e < ng; e += 16) {
-                if (gen_write) __builtin_prefetch(row0 + g->gen[v0] + e, 1);
-                else __builtin_prefetch(row0 + g->gen[v0] + e);
-            }
         v0 = v1;
     }
 }
@@ -540,7 +534,7 @@ HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, 
     const vw *M = d->dynamic ? SLOT(w.work, SLOT_CUR, cc) : w.M;
     for (int t = 0; t < T; t++) {
         float *row0 = qkv + ((size_t)g.sb0 * T + t) * S;
-        if (t + HDD_PREFETCH < T) prefetch_lanes(d, &g, row0 + HDD_PREFETCH * S, rows, rows_apart, 1, 0);
+        if (t + HDD_PREFETCH < T) prefetch_lanes(d, &g, row0 + HDD_PREFETCH * S, rows, rows_apart, 1);
         if (d->dynamic) {
             skew_from_row(d, &w, &g, row0, c);
             if (d->map == MAP_CAYLEY) cayley_forward(w.work, c);
@@ -596,8 +590,8 @@ HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l,
         const float *row0 = qkv + ((size_t)g.sb0 * T + t) * S;
         float *drow0 = dqkv + ((size_t)g.sb0 * T + t) * S;
         if (t >= HDD_PREFETCH) {
-            prefetch_lanes(d, &g, row0 - HDD_PREFETCH * S, rows, rows_apart, 0, 0);
-            prefetch_lanes(d, &g, drow0 - HDD_PREFETCH * S, rows, rows_apart, 1, 1);
+            prefetch_lanes(d, &g, row0 - HDD_PREFETCH * S, rows, rows_apart, 0);
+            prefetch_lanes(d, &g, drow0 - HDD_PREFETCH * S, rows, rows_apart, 1);
         }
         if (t >= 2) /* the P_{t-1} of the next step (the saved positions are far apart) */
             for (int e = 0; e < cc; e++) __builtin_prefetch(saved - 2 * per_t + (size_t)e * live);

@@ -17,7 +17,7 @@
  * exponential in the forward and again in the backward, 8 in its reverse, the scan's 3, with the
  * products of symmetric and skew powers counted at half; the polynomial's blocks; q and k);
  * Cayley, C (18 c^2 + 16 c) (9 products: the elimination and W A twice, W^T dM W^T, the scan's 3).
- */ */
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
