@@ -143,7 +143,8 @@ HDD_INLINE void add_to_share(double *share, vw x) {
 /* ---- small products over lanes ---- */
 
 /* out(i, k) = sum_r X(i, r) Y(r, k), X(i, r) = x[i*xi + r*xr], Y(r, k) = y[r*yr + k*yk]: with the
- * strides, X Y, X Y^T and X^T Y are this one loop; with `add`, out += that instead. Each sum runs
+ * strides, X Y, X Y^T and X^T Y are this one loop; with add = 1, out += that instead, with -1,
+ * out -= it. Each sum runs
  * over r in order. For c a multiple of 4, out is made in 4 x 4 tiles held in registers, so that
  * each load of X or Y serves four multiply-adds (a 16 x 16 matrix of lanes is 16 KB: three of them
  * fill the L1 cache, and a load per multiply-add would bind the product to the loads); and where
@@ -161,6 +162,8 @@ HDD_INLINE void lanes_product(const vw *restrict x, int xi, int xr, const vw *re
                 for (int r = 0; r < c; r++) {
                     vw xv[4], yv[4];
                     for (int a = 0; a < 4; a++) xv[a] = x[(i0 + a) * xi + r * xr], yv[a] = y[r * yr + (k0 + a) * yk];
+                    if (add < 0)
+                        for (int a = 0; a < 4; a++) xv[a] = -xv[a];
                     for (int a = 0; a < 4; a++)
                         for (int b = 0; b < 4; b++) acc[a][b] = fmadd(xv[a], yv[b], acc[a][b]);
                 }
@@ -176,17 +179,18 @@ HDD_INLINE void lanes_product(const vw *restrict x, int xi, int xr, const vw *re
         vw acc[HDD_MAX_C];
         for (int k = 0; k < c; k++) acc[k] = add ? out[i * c + k] : splat(0);
         for (int r = 0; r < c; r++) {
-            const vw xv = x[i * xi + r * xr];
+            const vw xv = add < 0 ? -x[i * xi + r * xr] : x[i * xi + r * xr];
             for (int k = 0; k < c; k++) acc[k] = fmadd(xv, y[r * yr + k * yk], acc[k]);
         }
         for (int k = 0; k < c; k++) out[i * c + k] = acc[k];
     }
 }
-/* out = X Y, X Y^T, X^T Y; the _add forms out += */
+/* out = X Y, X Y^T, X^T Y; the _add forms out +=, _sub out -= */
 HDD_INLINE void mul_nn(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, c, 1, out, 0, 0, c); }
 HDD_INLINE void mul_nt(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, 1, c, out, 0, 0, c); }
 HDD_INLINE void mul_tn(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, 1, c, y, c, 1, out, 0, 0, c); }
 HDD_INLINE void mul_nn_add(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, c, 1, out, 1, 0, c); }
+HDD_INLINE void mul_nn_sub(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, c, 1, out, -1, 0, c); }
 HDD_INLINE void mul_nt_add(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, c, 1, y, 1, c, out, 1, 0, c); }
 HDD_INLINE void mul_tn_add(const vw *x, const vw *y, vw *out, int c) { lanes_product(x, 1, c, y, c, 1, out, 1, 0, c); }
 /* X Y known to be symmetric (mirror 1) or skew (-1): the powers of a skew X */
@@ -295,20 +299,18 @@ HDD_INLINE const vw *exp_reverse(vw *work, Plan p, const vw *dM, int c) {
         dq = dcur;
     }
     /* dq = dQ_0 (= dT): through B_j to the powers, and down the Horner steps */
-    for (int j = 0; j < EXP_BLOCKS; j++) {
-        const vw a1 = splat(inv_fact[EXP_BLOCK * j + 1]), a2 = splat(inv_fact[EXP_BLOCK * j + 2]),
-                 a3 = splat(inv_fact[EXP_BLOCK * j + 3]);
-        for (int e = 0; e < cc; e++) {
-            const vw g = dq[e];
-            if (j == 0) d1[e] = a1 * g, d2[e] = a2 * g, d3[e] = a3 * g;
-            else d1[e] = fmadd(a1, g, d1[e]), d2[e] = fmadd(a2, g, d2[e]), d3[e] = fmadd(a3, g, d3[e]);
-        }
-        if (j == EXP_BLOCKS - 1) break;
-        if (j == 0) mul_nt(dq, QJ(work, 1, cc), d4, c);
-        else mul_nt_add(dq, QJ(work, j + 1, cc), d4, c);
-        vw *next = j == 0 ? t2 : t1; /* not dq */
-        mul_tn(POW(work, EXP_BLOCK, cc), dq, next, c);
-        dq = next;
+    /* dq_0 = dQ_0 (= dT), and down the Horner steps dq_{j+1} = (X^4)^T dq_j; d(X^4) = sum_j dq_j Q_{j+1}^T,
+     * and through the blocks d(X^i) = sum_j dq_j / (4j + i)!, i = 1..3, in one pass at the end */
+    const vw *X4 = POW(work, EXP_BLOCK, cc), *dq1 = t2, *dq2 = t1;
+    mul_nt(dq, QJ(work, 1, cc), d4, c);
+    mul_tn(X4, dq, t2, c);
+    mul_nt_add(dq1, QJ(work, 2, cc), d4, c);
+    mul_tn(X4, dq1, t1, c);
+    for (int e = 0; e < cc; e++) {
+        const vw g0 = dq[e], g1 = dq1[e], g2 = dq2[e];
+        d1[e] = fmadd(splat(inv_fact[9]), g2, fmadd(splat(inv_fact[5]), g1, inv_fact[1] * g0));
+        d2[e] = fmadd(splat(inv_fact[10]), g2, fmadd(splat(inv_fact[6]), g1, inv_fact[2] * g0));
+        d3[e] = fmadd(splat(inv_fact[11]), g2, fmadd(splat(inv_fact[7]), g1, inv_fact[3] * g0));
     }
     /* The powers: X^4 = X^2 X^2, X^3 = X^2 X, X^2 = X X. X is skew, so X^2 and X^4 are symmetric and
      * X^3 skew for every A, and only the symmetric parts of d(X^2), d(X^4) and the skew part of
@@ -325,11 +327,10 @@ HDD_INLINE const vw *exp_reverse(vw *work, Plan p, const vw *dM, int c) {
         }
     mul_nn_add(t1, X2, d2, c);
     mul_nn_add(X2, t2, d1, c);
-    for (int e = 0; e < cc; e++) t2[e] = -t2[e];
-    mul_nn_add(t2, X, d2, c);
+    mul_nn_sub(t2, X, d2, c);
     for (int i = 0; i < c; i++)
-        for (int k = 0; k < c; k++) t1[i * c + k] = -(d2[i * c + k] + d2[k * c + i]);
-    mul_nn_add(t1, X, d1, c);
+        for (int k = 0; k < c; k++) t1[i * c + k] = d2[i * c + k] + d2[k * c + i];
+    mul_nn_sub(t1, X, d1, c);
     return d1;
 }
 
