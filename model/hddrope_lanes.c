@@ -36,8 +36,8 @@
  *
  * Saved P of a layer: (T, groups, c^2 entries, lanes): group gi of position t at (t groups + gi)
  * 16 c^2 floats, entry e of lane v at e w + v, w = the group's live lanes (16, or fewer in a last,
- * partial group): (scan rows) NH n_c c^2 floats per position, as in the scalar layout (hdd_lanes_saved_at says
- * where an entry lies). Lanes past the batch's last chunk run on zero generators (M = I) and are
+ * partial group): scans NH n_c c^2 floats per position, as in the scalar layout
+ * (hdd_lanes_saved_at says where an entry lies). Lanes past the batch's last chunk run on zero generators (M = I) and are
  * never loaded or stored. */
 #include "model/posenc_hddrope.h"
 
@@ -375,38 +375,43 @@ HDD_INLINE const vw *cayley_reverse(vw *work, const vw *dM, int c) {
 
 /* ---- one unit: its group of chunks and its scratch ---- */
 
-/* A unit's group: HDD_LANES consecutive chunks G = sb n_chunks + J over the scan rows sb
- * (n_chunks = NH n_c per row, J = h n_c + j), so that a group spans several rows where a row has
- * fewer than 16 chunks. Per lane: its chunk J and scan row, and the offsets, from the group's first
- * row at the same position, of its q channels and of its generator columns. */
+/* A unit's group: HDD_LANES consecutive chunks G = sb n_chunks + J over the scans sb (n_chunks =
+ * NH n_c per row, J = h n_c + j), so that a group spans several scans where a row has fewer than
+ * 16 chunks. Scan sb serves the `rows` batch rows from sb rows on. Per lane: its chunk J, the first
+ * batch row of its scan, and the offsets, from the group's first row at the same position, of its
+ * q channels and of its generator columns. */
 typedef struct {
-    int G0, live, sb0, sb[HDD_LANES];
+    int G0, live, b0, b[HDD_LANES];
     vwm J, qk, gen;
 } Group;
 
 static int row_chunks(const Hdd *d) { return d->NH * d->nc; }
 int hdd_lanes_groups(const Hdd *d, int scans) { return (scans * row_chunks(d) + HDD_LANES - 1) / HDD_LANES; }
-int hdd_lanes_fit(int T, long S) { return (double)HDD_LANES * T * S < 2147483647.0; }
+int hdd_lanes_fit(const Hdd *d, int B, int T, long S) {
+    /* a group's lanes lie within the batch (dynamic: within 16 rows) */
+    const int span = d->dynamic && B > HDD_LANES ? HDD_LANES : B;
+    return (double)span * T * S < 2147483647.0;
+}
 
-static Group group_of(const Hdd *d, long u, int scans, int T, long S) {
+static Group group_of(const Hdd *d, long u, int scans, int rows, int T, long S) {
     const int chunks = row_chunks(d), total = scans * chunks;
     Group g;
     memset(&g, 0, sizeof g);
     g.G0 = (int)u * HDD_LANES;
     g.live = total - g.G0 < HDD_LANES ? total - g.G0 : HDD_LANES;
-    g.sb0 = g.G0 / chunks;
+    g.b0 = g.G0 / chunks * rows;
     for (int v = 0; v < HDD_LANES; v++) {
-        const int G = g.G0 + (v < g.live ? v : 0), sb = G / chunks, J = G % chunks; /* dead lanes: lane 0's */
-        const int32_t row = (int32_t)((long)(sb - g.sb0) * T * S); /* < 2^31: hdd_lanes_fit */
-        g.J[v] = J, g.sb[v] = sb;
+        const int G = g.G0 + (v < g.live ? v : 0), b = G / chunks * rows, J = G % chunks; /* dead lanes: lane 0's */
+        const int32_t row = (int32_t)((long)(b - g.b0) * T * S); /* < 2^31: hdd_lanes_fit */
+        g.J[v] = J, g.b[v] = b;
         g.qk[v] = row + J * d->c;
         g.gen[v] = row + 3 * d->C + J * d->m;
     }
     return g;
 }
 
-size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int b, int J, int e) {
-    const int chunks = row_chunks(d), G = b * chunks + J, gi = G / HDD_LANES;
+size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int sb, int J, int e) {
+    const int chunks = row_chunks(d), G = sb * chunks + J, gi = G / HDD_LANES;
     const int rest = scans * chunks - gi * HDD_LANES, live = rest < HDD_LANES ? rest : HDD_LANES;
     const size_t cc = (size_t)d->c * d->c;
     return (size_t)t * scans * chunks * cc + (size_t)gi * HDD_LANES * cc + (size_t)e * live + G % HDD_LANES;
@@ -474,8 +479,8 @@ HDD_INLINE void apply(const vw *P, float *x, vwm index, int live, int c) {
  * row, the hardware prefetcher finds; prefetching them too is slower.) */
 HDD_INLINE void prefetch_lanes(const Hdd *d, const Group *g, const float *row0, int rows, long rows_apart, int write) {
     for (int v0 = 0; v0 < g->live;) {
-        int v1 = v0 + 1; /* lanes v0 .. v1 - 1: one scan row */
-        while (v1 < g->live && g->sb[v1] == g->sb[v0]) v1++;
+        int v1 = v0 + 1; /* lanes v0 .. v1 - 1: one scan */
+        while (v1 < g->live && g->b[v1] == g->b[v0]) v1++;
         const int nq = (v1 - v0) * d->c;
         for (int r = 0; r < rows; r++) {
             const float *q = row0 + (size_t)r * rows_apart + g->qk[v0];
@@ -518,7 +523,7 @@ HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, 
                              const float *M_static, float *layer_acts, float *layer_state, void *scratch, int T,
                              int pos0, long S, int c) {
     const int cc = c * c, C = d->C, chunks = row_chunks(d);
-    const Group g = group_of(d, u, scans, T, S);
+    const Group g = group_of(d, u, scans, rows, T, S);
     const size_t per_t = (size_t)scans * chunks * cc; /* saved floats per position */
     const long rows_apart = (long)T * S;
     Lanes w = carve(d, scratch);
@@ -526,7 +531,7 @@ HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, 
     for (int e = 0; e < cc; e++) w.P[e] = identity_entry(e, c);
     if (layer_state && pos0 > 0)
         for (int v = 0; v < g.live; v++) {
-            const float *st = layer_state + ((size_t)g.sb[v] * chunks + g.J[v]) * cc;
+            const float *st = layer_state + ((size_t)g.b[v] * chunks + g.J[v]) * cc;
             int from_state = 0;
             for (int e = 0; e < cc; e++) from_state |= st[e] != 0.0f;
             if (from_state)
@@ -534,7 +539,7 @@ HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, 
         }
     const vw *M = d->dynamic ? SLOT(w.work, SLOT_CUR, cc) : w.M;
     for (int t = 0; t < T; t++) {
-        float *row0 = qkv + ((size_t)g.sb0 * T + t) * S;
+        float *row0 = qkv + ((size_t)g.b0 * T + t) * S;
         if (t + HDD_PREFETCH < T) prefetch_lanes(d, &g, row0 + HDD_PREFETCH * S, rows, rows_apart, 1);
         if (d->dynamic) {
             skew_from_row(d, &w, &g, row0, c);
@@ -561,7 +566,7 @@ HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, 
         for (int r = 0; r < rows; r++)
             for (int v = 0; v < g.live; v++)
                 for (int e = 0; e < cc; e++)
-                    layer_state[((size_t)(g.sb[v] + r) * chunks + g.J[v]) * cc + e] = w.P[e][v];
+                    layer_state[((size_t)(g.b[v] + r) * chunks + g.J[v]) * cc + e] = w.P[e][v];
 }
 
 /* backward_unit's steps for unit u (as forward_lanes), over t = T-1 .. 0; d g_base shares go to
@@ -571,7 +576,7 @@ HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l,
                               const float *params, const float *layer_acts, const float *M_static, void *scratch,
                               double *partial, int T, long S, int c) {
     const int cc = c * c, C = d->C, m = d->m, chunks = row_chunks(d);
-    const Group g = group_of(d, u, scans, T, S);
+    const Group g = group_of(d, u, scans, rows, T, S);
     const size_t per_t = (size_t)scans * chunks * cc;
     const long rows_apart = (long)T * S;
     const int per_chunk = d->dynamic ? m : cc, live = g.live;
@@ -588,8 +593,8 @@ HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l,
     }
     for (int t = T - 1; t >= 0; t--) {
         const float *saved = layer_acts + (size_t)t * per_t + (size_t)g.G0 * cc;
-        const float *row0 = qkv + ((size_t)g.sb0 * T + t) * S;
-        float *drow0 = dqkv + ((size_t)g.sb0 * T + t) * S;
+        const float *row0 = qkv + ((size_t)g.b0 * T + t) * S;
+        float *drow0 = dqkv + ((size_t)g.b0 * T + t) * S;
         if (t >= HDD_PREFETCH) {
             prefetch_lanes(d, &g, row0 - HDD_PREFETCH * S, rows, rows_apart, 0);
             prefetch_lanes(d, &g, drow0 - HDD_PREFETCH * S, rows, rows_apart, 1);

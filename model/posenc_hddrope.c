@@ -43,15 +43,15 @@
  * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
  * extra columns 3C + index. Activations, layer l: (B, T, NH) blocks of hdd_acts_per_head floats,
  * P_t of each chunk (c*c floats per chunk; for the lane kernels in their (group, entry, lane)
- * order); static generators, (1, T, NH) blocks: P_t is then the same for every b (scan_rows).
+ * order); static generators, (scans, T, NH) blocks: P_t is then the same for every b (scan_rows).
  * M is not saved: the backward rebuilds it with the forward's bits (inside the adjoint, or, for
  * c >= 5, in the adjoint's forward half before the block's positions).
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
  * Parallel units: one (b, h) with all its chunks, forward and backward (the backward's d g_base
  * shares are summed over b in a fixed order afterwards, so no thread count changes the bits).
- * Static generators: one unit per h, whose scan serves every b (the forward applies P_t to each
- * row; the backward sums G_t over the rows before its one scan back).
+ * Static generators: one unit per (scan, h), whose scan serves its B / scans batch rows (the
+ * forward applies P_t to each row; the backward sums G_t over the rows before its one scan back).
  * The scan runs in copies with c a constant for c = 2, 3, 4, 8 (unrolled, vectorised; forced inline
  * and called with a literal, the same operations in the same order, so every copy gives the same
  * bits). For c >= 5 with expm, the step matrices of 8 consecutive positions of a chunk are
@@ -150,9 +150,18 @@ static int hdd_num_extra(const PosEnc *pe) {
     const Hdd *d = pe->impl;
     return d->dynamic ? d->G : 0;
 }
-/* The batch rows that get a scan of their own: static generators make P_t the same for every b,
- * so the batch shares one scan per head (and one saved P). */
-static int scan_rows(const Hdd *d, int B) { return d->dynamic ? B : 1; }
+/* The scans of a batch, each serving B / scans consecutive batch rows: dynamic generators, one per
+ * row. Static generators make P_t the same for every b, so the batch shares its scans (and their
+ * saved P): one, or where a row has fewer chunks than a group of lanes holds, as many identical
+ * scans as fill the lanes (the largest divisor of B up to HDD_LANES / (NH n_c)), so that the
+ * rows' rotations run on full vectors. */
+static int scan_rows(const Hdd *d, int B) {
+    if (d->dynamic) return B;
+    int scans = 1;
+    for (int k = 2; k <= HDD_LANES / (d->NH * d->nc) && k <= B; k++)
+        if (B % k == 0) scans = k;
+    return scans;
+}
 static size_t hdd_num_acts(const PosEnc *pe, int B, int T) {
     const Hdd *d = pe->impl;
     return (size_t)d->L * (size_t)scan_rows(d, B) * (size_t)T * (size_t)d->NH * hdd_acts_per_head(d);
@@ -341,14 +350,14 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, 
                              const float *M_head, float *layer_acts, float *layer_state, void *scratch, int T,
                              int pos0, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C;
-    const int b = (int)(u / NH), h = (int)(u % NH);
+    const int sb = (int)(u / NH), h = (int)(u % NH), b = sb * rows; /* the scan and its first batch row */
     const size_t per_head = hdd_acts_per_head(d);
     const int blocks = d->dynamic && use_exp_lanes(d);
     const ExpBlock eb = blocks ? exp_block_at(d, scratch) : (ExpBlock){0};
     float *P_all = (float *)((char *)scratch + exp_block_bytes(d)); /* (n_c, c, c) */
     float M[HDD_MAX_C * HDD_MAX_C];
     double A[HDD_MAX_C * HDD_MAX_C], g[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
-    float *st = layer_state ? layer_state + (size_t)u * nc * cc : NULL;
+    float *st = layer_state ? layer_state + ((size_t)b * NH + h) * nc * cc : NULL;
     for (int j = 0; j < nc; j++) {
         float *P = P_all + (size_t)j * cc;
         const float *st_j = st ? st + (size_t)j * cc : NULL;
@@ -366,7 +375,7 @@ HDD_INLINE void forward_unit(const Hdd *d, long u, int rows, int l, float *qkv, 
             if (blocks) exp_block_forward(d, &eb, l, params, qkv + (size_t)b * T * S, S, h, j, t0, n, 0, c);
             for (int t = t0; t < t0 + n; t++) {
                 float *row = qkv + ((size_t)b * T + t) * S;
-                float *saved = layer_acts ? layer_acts + (((size_t)b * T + t) * NH + h) * per_head : NULL;
+                float *saved = layer_acts ? layer_acts + (((size_t)sb * T + t) * NH + h) * per_head : NULL;
                 const long p = (long)pos0 + t;
                 const int reortho_here = d->reortho > 0 && (p + 1) % d->reortho == 0;
                 float *P = P_all + (size_t)j * cc;
@@ -425,7 +434,7 @@ static void hdd_qk_forward(const PosEnc *pe, int l, float *qkv, const float *x, 
     const int c = d->c, cc = c * c, NH = d->NH, nc = d->nc;
     const long S = posenc_qkv_stride(pe);
     const int scans = scan_rows(d, B), rows = B / scans; /* rows: the batch rows each scan serves */
-    const int lanes = use_lanes(d) && hdd_lanes_fit(T, S);
+    const int lanes = use_lanes(d) && hdd_lanes_fit(d, B, T, S);
     const long units = lanes ? hdd_lanes_groups(d, scans) : (long)scans * NH;
     float *layer_acts = acts ? acts + (size_t)l * scans * T * NH * hdd_acts_per_head(d) : NULL;
     float *layer_state = state ? state + (size_t)l * B * NH * nc * cc : NULL;
@@ -492,7 +501,7 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv
                               const float *params, const float *layer_acts, const float *M_static, void *scratch,
                               double *partial, int T, long S, int c) {
     const int cc = c * c, NH = d->NH, nc = d->nc, C = d->C, m = d->m;
-    const int b = (int)(u / NH), h = (int)(u % NH);
+    const int sb = (int)(u / NH), h = (int)(u % NH), b = sb * rows; /* the scan and its first batch row */
     const size_t per_head = hdd_acts_per_head(d), head_rows = (size_t)NH * per_head; /* acts floats per position */
     const int blocks = d->dynamic && use_exp_lanes(d);
     const ExpBlock eb = blocks ? exp_block_at(d, scratch) : (ExpBlock){0};
@@ -508,7 +517,7 @@ HDD_INLINE void backward_unit(const Hdd *d, long u, int rows, int l, float *dqkv
         for (int j = 0; j < nc; j++) {
             if (blocks) exp_block_forward(d, &eb, l, params, qkv + (size_t)b * T * S, S, h, j, t0, n, 1, c);
             for (int t = t0 + n - 1; t >= t0; t--) {
-                const float *saved = layer_acts + ((size_t)b * T + t) * head_rows + (size_t)h * per_head;
+                const float *saved = layer_acts + ((size_t)sb * T + t) * head_rows + (size_t)h * per_head;
                 const float *row = qkv + ((size_t)b * T + t) * S;
                 float *drow = dqkv + ((size_t)b * T + t) * S;
                 const float *P = saved + (size_t)j * cc;
@@ -620,7 +629,7 @@ static void hdd_qk_backward(const PosEnc *pe, int l, float *dqkv, const float *q
     const long S = posenc_qkv_stride(pe);
     const int scans = scan_rows(d, B), rows = B / scans; /* as in the forward */
     const float *layer_acts = acts + (size_t)l * scans * T * NH * hdd_acts_per_head(d);
-    const int lanes = use_lanes(d) && hdd_lanes_fit(T, S);
+    const int lanes = use_lanes(d) && hdd_lanes_fit(d, B, T, S);
     const long units = lanes ? hdd_lanes_groups(d, scans) : (long)scans * NH;
     /* d g_base shares, (scans, NH, n_c, m or c^2): a (b, h) unit's slot, or (lanes) a group's chunks */
     const size_t per_unit = (size_t)nc * (d->dynamic ? m : cc); /* doubles per (b, h) */
@@ -682,7 +691,7 @@ void hddrope_saved_P(const PosEnc *pe, const float *acts, int l, int B, int T, i
     const Hdd *d = pe->impl;
     const int cc = d->c * d->c;
     const int scans = scan_rows(d, B);
-    if (scans == 1) b = 0; /* one scan shared by the batch */
+    b /= B / scans; /* the scan that serves row b */
     const float *layer = acts + (size_t)l * scans * T * d->NH * hdd_acts_per_head(d);
     const float *head = layer + (((size_t)b * T + t) * d->NH + h) * hdd_acts_per_head(d);
     for (int i = 0; i < cc; i++)

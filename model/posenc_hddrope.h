@@ -33,15 +33,15 @@ typedef struct {
 static inline size_t hdd_acts_per_head(const Hdd *d) { return (size_t)d->nc * d->c * d->c; }
 
 /* The lane kernels (hddrope_lanes.c): a parallel unit is a group of HDD_LANES consecutive chunks
- * G = sb NH n_c + h n_c + j over the `scans` scan rows sb (hdd_lanes_groups of them); the arguments
- * are forward_unit's and backward_unit's, except that M_static is the layer's (NH n_c, c, c) static
+ * G = sb NH n_c + h n_c + j over the `scans` scans sb (hdd_lanes_groups of them; scan sb serves
+ * the `rows` batch rows from sb rows on); the arguments are forward_unit's and backward_unit's, except that M_static is the layer's (NH n_c, c, c) static
  * step matrices (or NULL) and `partial` the whole (scans, NH n_c, m or c^2) array of d g_base
  * shares. A layer's saved P are (T, groups, c^2, lanes); hdd_lanes_saved_at says where entry e of
- * (b, t, J = h n_c + j) lies. The lanes' offsets are int32: hdd_lanes_fit(T, S) says whether a
- * batch's fit. scratch: hdd_lanes_scratch_bytes, aligned to HDD_SCRATCH_ALIGN. */
+ * (scan sb, t, J = h n_c + j) lies. The lanes' offsets are int32: hdd_lanes_fit(d, B, T, S) says whether
+ * a batch's fit. scratch: hdd_lanes_scratch_bytes, aligned to HDD_SCRATCH_ALIGN. */
 #define HDD_LANES 16
 int hdd_lanes_groups(const Hdd *d, int scans);
-int hdd_lanes_fit(int T, long S);
+int hdd_lanes_fit(const Hdd *d, int B, int T, long S);
 size_t hdd_lanes_scratch_bytes(const Hdd *d);
 void hdd_forward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *qkv, const float *params,
                             const float *M_static, float *layer_acts, float *layer_state, void *scratch, int T,
@@ -49,7 +49,7 @@ void hdd_forward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, fl
 void hdd_backward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *dqkv, const float *qkv,
                              const float *params, const float *layer_acts, const float *M_static, void *scratch,
                              double *partial, int T, long S);
-size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int b, int J, int e);
+size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int sb, int J, int e);
 
 /* Tests only. */
 /* 1 = run the model through the reference kernels (series exponential and adjoint, c not a constant) */

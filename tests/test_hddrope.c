@@ -130,15 +130,16 @@ static void test_fast_kernels_vs_reference_kernels(void) {
  * static, dynamic with the exponential and dynamic with Cayley, at generator scales 0.3 and 6
  * (angles of ~20 rad: the exponential squares, Cayley's I - A is far from I): every c the model
  * has a copy for (2, 3, 4, 8, 16) and run-time c (5, 6 a row at a time, 12 in tiles); rows of 2 to
- * 32 chunks, so that a group spans up to 8 rows, is full, or is partly filled; and 9 batch rows
- * sharing a static scan. */
+ * 32 chunks, so that a group spans up to 8 rows, is full, or is partly filled; static generators
+ * with the batch in several identical scans of 1 or 2 rows each (scan_rows: B = 4 and 8 at 8 and 4
+ * chunks per row); and 9 batch rows sharing a static scan. */
 static void test_lane_kernels_vs_scalar(void) {
     const int T = test_small() ? 6 : 12;
     const struct {
         int c, C, NH, B;
     } cases[] = {{2, 8, 2, 3},  {3, 48, 2, 2},  {4, 8, 2, 3},  {4, 40, 2, 2},  {4, 96, 2, 3},
                  {8, 16, 2, 3}, {8, 64, 2, 2},  {8, 96, 2, 3}, {8, 256, 2, 2}, {16, 64, 2, 3},
-                 {16, 96, 3, 2}, {5, 40, 2, 3}, {6, 48, 2, 2}, {12, 48, 2, 2}};
+                 {16, 96, 3, 2}, {5, 40, 2, 3}, {6, 48, 2, 2}, {12, 48, 2, 2}, {8, 64, 2, 4}, {16, 64, 2, 8}};
     const char *setups[] = {"\"dynamic\": false", "\"dynamic\": true", "\"map\": \"cayley\""};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int setup = 0; setup < 3; setup++)
