@@ -108,10 +108,6 @@ HDD_INLINE void scatter(float *p, vwm index, int live, vw x) {
     for (int v = 0; v < live; v++) p[index[v]] = x[v];
 #endif
 }
-HDD_INLINE vwm strided(int stride) {
-    const vwm lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    return lane * stride;
-}
 /* one saved entry: `live` consecutive floats. A whole aligned vector goes around the caches (the
  * saved P are read back only by the backward, long after: storing them through the caches would
  * first read every line in); forward_lanes fences these stores at its end. */
@@ -418,7 +414,7 @@ size_t hdd_lanes_saved_at(const Hdd *d, int scans, int t, int sb, int J, int e) 
 }
 
 typedef struct {
-    vw *P, *next, *M, *Pt, *Bt, *Bnext, *dM, *work, *base;
+    vw *P, *next, *M, *Bt, *Bnext, *dM, *work, *base; /* P, next: forward P_t, P_{t+1}; backward P_t, P_{t-1} */
     double *share; /* backward: this unit's d g_base per (generator or, static, entry of dM; lane) */
 } Lanes;
 
@@ -426,7 +422,7 @@ static int share_entries(const Hdd *d) { return d->m > d->c * d->c ? d->m : d->c
 
 size_t hdd_lanes_scratch_bytes(const Hdd *d) {
     const size_t cc = (size_t)d->c * d->c;
-    return sizeof(vw) * ((7 + EXP_SLOTS) * cc + (size_t)d->m) +
+    return sizeof(vw) * ((6 + EXP_SLOTS) * cc + (size_t)d->m) +
            sizeof(double) * HDD_LANES * (size_t)share_entries(d);
 }
 
@@ -434,8 +430,8 @@ static Lanes carve(const Hdd *d, void *scratch) {
     const size_t cc = (size_t)d->c * d->c;
     vw *at = scratch;
     Lanes w;
-    w.P = at, w.next = at + cc, w.M = at + 2 * cc, w.Pt = at + 3 * cc, w.Bt = at + 4 * cc, w.Bnext = at + 5 * cc;
-    w.dM = at + 6 * cc, w.work = at + 7 * cc, w.base = w.work + EXP_SLOTS * cc;
+    w.P = at, w.next = at + cc, w.M = at + 2 * cc, w.Bt = at + 3 * cc, w.Bnext = at + 4 * cc, w.dM = at + 5 * cc;
+    w.work = at + 6 * cc, w.base = w.work + EXP_SLOTS * cc;
     w.share = (double *)(w.base + d->m);
     return w;
 }
@@ -662,7 +658,7 @@ HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l,
             partial[(size_t)(g.G0 + v) * per_chunk + e] = w.share[(size_t)e * HDD_LANES + v];
 }
 
-/* Copies with c a constant where the model runs (c = 2, 3, 8, 16: unrolled, a row or tile of a
+/* Copies with c a constant where the model runs (c = 2, 3, 4, 8, 16: unrolled, a row or tile of a
  * product in registers); the same operations in the same order as the run-time-c copy, so the same
  * bits. */
 void hdd_forward_unit_lanes(const Hdd *d, long u, int scans, int rows, int l, float *qkv, const float *params,
