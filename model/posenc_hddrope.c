@@ -41,15 +41,17 @@
  * dropped). "zero": g_base = 0 (NoPE at init with dynamic = false).
  *
  * Layouts. Generator index (h, j, a) -> (h*n_c + j)*m + a, both for g_base[l] (L, G) and for the
- * extra columns 3C + index. Activations, layer l: (B, T, NH) blocks of hdd_acts_per_head floats,
- * P_t of each chunk (c*c floats per chunk; for the lane kernels in their (group, entry, lane)
- * order); static generators, (scans, T, NH) blocks: P_t is then the same for every b (scan_rows).
+ * extra columns 3C + index. Activations, layer l: (scans, T, NH) blocks of hdd_acts_per_head
+ * floats, P_t of each chunk (c*c floats per chunk); scans = B, or with static generators, where
+ * P_t is the same for every b, the few scans of scan_rows. The lane kernels keep the same floats
+ * per layer in their own order, (T, group of 16 chunks, entry, lane).
  * M is not saved: the backward rebuilds it with the forward's bits (inside the adjoint, or, for
  * c >= 5, in the adjoint's forward half before the block's positions).
  * State, layer l: (B, NH, n_c) blocks of c*c floats holding P of the last position; all zero
  * (the model's reset) means P = I.
- * Parallel units: one (b, h) with all its chunks, forward and backward (the backward's d g_base
- * shares are summed over b in a fixed order afterwards, so no thread count changes the bits).
+ * Parallel units: one (b, h) with all its chunks, forward and backward (the lane kernels: one
+ * group of 16 chunks); the backward's d g_base shares are summed over b in a fixed order
+ * afterwards, so no thread count changes the bits.
  * Static generators: one unit per (scan, h), whose scan serves its B / scans batch rows (the
  * forward applies P_t to each row; the backward sums G_t over the rows before its one scan back).
  * The scan runs in copies with c a constant for c = 2, 3, 4, 8 (unrolled, vectorised; forced inline
