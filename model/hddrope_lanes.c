@@ -140,8 +140,7 @@ HDD_INLINE void add_to_share(double *share, vw x) {
 
 /* out(i, k) = sum_r X(i, r) Y(r, k), X(i, r) = x[i*xi + r*xr], Y(r, k) = y[r*yr + k*yk]: with the
  * strides, X Y, X Y^T and X^T Y are this one loop; with add = 1, out += that instead, with -1,
- * out -= it. Each sum runs
- * over r in order. For c a multiple of 4, out is made in 4 x 4 tiles held in registers, so that
+ * out -= it. Each sum runs over r in order. For c a multiple of 4, out is made in 4 x 4 tiles held in registers, so that
  * each load of X or Y serves four multiply-adds (a 16 x 16 matrix of lanes is 16 KB: three of them
  * fill the L1 cache, and a load per multiply-add would bind the product to the loads); and where
  * the product is known to be symmetric (mirror = 1) or skew (mirror = -1), only the tiles on and
@@ -294,7 +293,6 @@ HDD_INLINE const vw *exp_reverse(vw *work, Plan p, const vw *dM, int c) {
         for (int e = 0; e < cc; e++) dcur[e] = pick(squared, t1[e], dq[e]);
         dq = dcur;
     }
-    /* dq = dQ_0 (= dT): through B_j to the powers, and down the Horner steps */
     /* dq_0 = dQ_0 (= dT), and down the Horner steps dq_{j+1} = (X^4)^T dq_j; d(X^4) = sum_j dq_j Q_{j+1}^T,
      * and through the blocks d(X^i) = sum_j dq_j / (4j + i)!, i = 1..3, in one pass at the end */
     const vw *X4 = POW(work, EXP_BLOCK, cc), *dq1 = t2, *dq2 = t1;
@@ -358,15 +356,15 @@ HDD_INLINE void cayley_forward(vw *work, int c) {
     for (int e = 0; e < cc; e++) M[e] = identity_entry(e, c) + 2.0f * M[e];
 }
 
-/* After cayley_forward: dA = 2 W^T dM W^T (from dW = W dA W), into SLOT_DCUR. */
+/* After cayley_forward: W^T dM W^T into SLOT_DCUR, of which dA = 2 W^T dM W^T (from
+ * dW = W dA W and M = 2W - I). */
 HDD_INLINE const vw *cayley_reverse(vw *work, const vw *dM, int c) {
     const int cc = c * c;
     const vw *W = SLOT(work, SLOT_Q, cc);
-    vw *t1 = SLOT(work, SLOT_T1, cc), *dA = SLOT(work, SLOT_DCUR, cc);
+    vw *t1 = SLOT(work, SLOT_T1, cc), *out = SLOT(work, SLOT_DCUR, cc);
     mul_tn(W, dM, t1, c);
-    mul_nt(t1, W, dA, c);
-    for (int e = 0; e < cc; e++) dA[e] *= 2.0f;
-    return dA;
+    mul_nt(t1, W, out, c);
+    return out;
 }
 
 /* ---- one unit: its group of chunks and its scratch ---- */
@@ -512,9 +510,9 @@ static void series_adjoint_lanes(const Hdd *d, const Lanes *w, const Group *g, P
 
 /* ---- the scans ---- */
 
-/* forward_unit's steps for unit u (its group; scans: scan rows in the batch), applied to rows r =
- * 0 .. rows - 1 of each lane's scan (static generators: the batch shares one scan, rows = B; else
- * rows = 1); M_static: the layer's static step matrices (NH n_c, c, c) or NULL. */
+/* forward_unit's steps for unit u (its group; scans: the batch's scans), applied to rows r =
+ * 0 .. rows - 1 of each lane's scan (rows = B / scans: 1 with dynamic generators); M_static: the
+ * layer's static step matrices (NH n_c, c, c) or NULL. */
 HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, float *qkv, const float *params,
                              const float *M_static, float *layer_acts, float *layer_state, void *scratch, int T,
                              int pos0, long S, int c) {
@@ -566,8 +564,8 @@ HDD_INLINE void forward_lanes(const Hdd *d, long u, int scans, int rows, int l, 
 }
 
 /* backward_unit's steps for unit u (as forward_lanes), over t = T-1 .. 0; d g_base shares go to
- * partial, (scans, NH n_c, m) or, static, (1, NH n_c, c^2): dM summed over t, which the caller
- * sends through the exponential's adjoint once. */
+ * partial, (scans, NH n_c, m) or, static, (scans, NH n_c, c^2): dM summed over t, which the caller
+ * sums over the scans and sends through the map's adjoint once. */
 HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l, float *dqkv, const float *qkv,
                               const float *params, const float *layer_acts, const float *M_static, void *scratch,
                               double *partial, int T, long S, int c) {
@@ -595,8 +593,6 @@ HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l,
             prefetch_lanes(d, &g, row0 - HDD_PREFETCH * S, rows, rows_apart, 0);
             prefetch_lanes(d, &g, drow0 - HDD_PREFETCH * S, rows, rows_apart, 1);
         }
-        if (t >= 2) /* the P_{t-1} of the next step (the saved positions are far apart) */
-            for (int e = 0; e < cc; e++) __builtin_prefetch(saved - 2 * per_t + (size_t)e * live);
         /* q~ = P q, k~ = P k: dq = P^T dq~, dk = P^T dk~, and G_t += dq~ q^T + dk~ k^T (summed over
          * the rows sharing the scan: B_t and dM_t are linear in G_t), q = P^T q~ */
         for (int which = 0; which < 2 * rows; which++) {
@@ -625,23 +621,22 @@ HDD_INLINE void backward_lanes(const Hdd *d, long u, int scans, int rows, int l,
         } else {
             /* M_t rebuilt from g_t (the forward's bits), and through the map to the generators */
             skew_from_row(d, &w, &g, row0, c);
-            vw dg[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+            /* dA = scale dX: Cayley 2 W^T dM W^T, the exponential d(X^1) 2^-s */
+            const vw *dX;
+            vw scale, dg[HDD_MAX_C * (HDD_MAX_C - 1) / 2];
+            Plan p = {.most = 0};
             if (d->map == MAP_CAYLEY) {
                 cayley_forward(w.work, c);
-                const vw *dA = cayley_reverse(w.work, dM, c);
-                for (int a = 0; a < m; a++) {
-                    const int i = d->tri_i[a], k = d->tri_k[a];
-                    dg[a] = dA[i * c + k] - dA[k * c + i];
-                }
+                dX = cayley_reverse(w.work, dM, c), scale = splat(2.0f);
             } else {
-                const Plan p = exp_forward(w.work, 1, c);
-                const vw *dX = exp_reverse(w.work, p, dM, c);
-                for (int a = 0; a < m; a++) {
-                    const int i = d->tri_i[a], k = d->tri_k[a];
-                    dg[a] = (dX[i * c + k] - dX[k * c + i]) * p.scale; /* dA = dX 2^-s */
-                }
-                if (p.most > EXP_KEPT_SQUARINGS) series_adjoint_lanes(d, &w, &g, p, row0, dM, dg, c);
+                p = exp_forward(w.work, 1, c);
+                dX = exp_reverse(w.work, p, dM, c), scale = p.scale;
             }
+            for (int a = 0; a < m; a++) {
+                const int i = d->tri_i[a], k = d->tri_k[a];
+                dg[a] = (dX[i * c + k] - dX[k * c + i]) * scale;
+            }
+            if (p.most > EXP_KEPT_SQUARINGS) series_adjoint_lanes(d, &w, &g, p, row0, dM, dg, c);
             for (int a = 0; a < m; a++) {
                 add_to_share(w.share + (size_t)a * HDD_LANES, dg[a]);
                 scatter(drow0 + a, g.gen, live, gather(drow0 + a, g.gen, live) + dg[a]);

@@ -284,8 +284,8 @@ HDD_INLINE void apply(const float *P, float *v, int c) {
     for (int i = 0; i < c; i++) v[i] = (float)tmp[i];
 }
 
-/* Static generators: one scan serves every batch row, so each step of the backward goes back
- * through 2B vectors (q and k of each row). unapply_rows does it HDD_ROW_TILE vectors at a time,
+/* Static generators: a scan serves several batch rows (rows = B / scans), so each step of the
+ * backward goes back through 2 rows vectors (q and k of each row). unapply_rows does it HDD_ROW_TILE vectors at a time,
  * side by side, so the products run across vectors; each sum has the terms and order of
  * backward_unit's one-vector loop, so the bits are those of one vector at a time. Vector w of a
  * tile is q (w even) or k (w odd) of batch row r0 + w/2: at base + (r0 + w/2) stride + (w % 2) C. */
