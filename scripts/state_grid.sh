@@ -3,8 +3,12 @@
 # for every positional kind below, depth and seed, then evaluates each run at 1x, 2x and 4x its
 # training length (a flip-flop run also at 1x on the sparse and dense variants, p_ignore 0.98 and
 # 0.1). Writes OUT_DIR/summary.csv (one row per run) and prints a Markdown table of mean ± std
-# over seeds. Finished runs (final.json present) are kept, so it can be re-run.
+# over seeds. Finished runs (final.json present) are kept and interrupted ones resume from their
+# last checkpoint, so it can be re-run.
 #   sh scripts/state_grid.sh configs/state/parity-16.json runs/state/parity 3 "1 2"
+#
+# JOBS=N trains N runs at once, one thread each (default 1); the evaluations follow when all
+# runs have finished.
 #
 # KINDS replaces the list of configurations, one per line: NAME|POSENC-JSON[|KEY=VALUE], the
 # optional last field one more --set for the run (an ablation), e.g.
@@ -28,8 +32,53 @@ hdd-c3|{"kind":"hddrope","chunk":3}
 hdd-c4|{"kind":"hddrope","chunk":4}
 hdd-c8|{"kind":"hddrope","chunk":8}
 hdd-c4-static|{"kind":"hddrope","chunk":4,"dynamic":false}'}
+jobs=${JOBS:-1}
+case "$jobs" in ''|*[!0-9]*|0) echo "error: JOBS must be a positive integer, not '$jobs'" >&2; exit 1 ;; esac
 mkdir -p "$out"
 summary="$out/summary.csv"
+
+# train_one NAME POSENC SETTING L SEED: trains one run unless it has finished; resumes a stopped one.
+train_one() {
+    dir="$out/$1-L$4-s$5"
+    [ ! -f "$dir/final.json" ] || return 0
+    resume=""
+    [ ! -f "$dir/checkpoint.bin" ] || resume=--resume
+    OMP_NUM_THREADS=1 "$train" run "$config" --set "model.posenc=$2" --set model.n_layer="$4" --set seed="$5" \
+        --set out_dir="$dir" ${3:+--set "$3"} $resume > "$dir.log" 2>&1 ||
+        { echo "error: $dir: training failed (see $dir.log)" >&2; return 1; }
+}
+
+# Every run first, through a pool of $jobs tokens in a pipe (a run takes one to start and gives it
+# back when it ends), so a long run never holds up the short ones.
+failed="$out/.grid-failed.$$" fifo="$out/.grid-jobs.$$"
+: > "$failed"
+mkfifo "$fifo"
+exec 3<>"$fifo"
+rm -f "$fifo"
+i=0
+while [ "$i" -lt "$jobs" ]; do echo >&3; i=$((i + 1)); done
+echo "$kinds" | {
+    while IFS='|' read -r name pe setting; do
+        name=$(echo "$name" | tr -d ' ')
+        [ -n "$name" ] || continue
+        for L in $depths; do
+            s=1
+            while [ "$s" -le "$seeds" ]; do
+                read -r _ <&3
+                { train_one "$name" "$pe" "$setting" "$L" "$s" || echo "$out/$name-L$L-s$s" >> "$failed"; echo >&3; } &
+                s=$((s + 1))
+            done
+        done
+    done
+    wait  # the pipe's subshell owns the runs
+}
+exec 3>&-
+if [ -s "$failed" ]; then
+    rm -f "$failed"
+    exit 1
+fi
+rm -f "$failed"
+
 echo "kind,layers,seed,acc_1x,acc_2x,acc_4x,solved_1x,solved_2x,solved_4x$extra_header" > "$summary.tmp"
 echo "$kinds" | while IFS='|' read -r name pe setting; do
     name=$(echo "$name" | tr -d ' ')
@@ -38,9 +87,6 @@ echo "$kinds" | while IFS='|' read -r name pe setting; do
         s=1
         while [ "$s" -le "$seeds" ]; do
             dir="$out/$name-L$L-s$s"
-            [ -f "$dir/final.json" ] || OMP_NUM_THREADS=1 "$train" run "$config" --set "model.posenc=$pe" \
-                --set model.n_layer="$L" --set seed="$s" --set out_dir="$dir" ${setting:+--set "$setting"} > "$dir.log" 2>&1 ||
-                { echo "error: $dir: training failed (see $dir.log)" >&2; exit 1; }
             row="$name,$L,$s"
             solved=""
             for mult in 1 2 4; do

@@ -3,7 +3,8 @@
  * two seeds at one depth: summary.csv has one row per run with the flip-flop columns; each
  * row's 1x accuracy is the run's own last held-out accuracy in log.csv (the same sequences);
  * the Markdown table's mean ± std are those of the rows; the ablation's setting reached the run;
- * a second pass keeps the finished runs; a missing config is refused. Then state_figures.sh
+ * runs train two at a time (JOBS=2); a second pass keeps the finished runs and resumes one stopped
+ * after its last checkpoint; a missing config is refused. Then state_figures.sh
  * writes the figures (no chunk-size figure: no kind here is named hdd-c<c>) and a per-position
  * CSV at 4x the training length. */
 #define _POSIX_C_SOURCE 200809L /* st_mtim */
@@ -44,7 +45,7 @@ static void tools_dir(char *dir, size_t cap) {
 
 static int grid(void) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, KINDS " TRAIN=%s sh scripts/state_grid.sh %s %s 2 1", cli_train_bin(), config, runs);
+    snprintf(cmd, sizeof cmd, KINDS " JOBS=2 TRAIN=%s sh scripts/state_grid.sh %s %s 2 1", cli_train_bin(), config, runs);
     return cli_run(cmd, out, sizeof out);
 }
 
@@ -150,9 +151,17 @@ static void test_second_pass_keeps_runs_and_bad_config(void) {
     snprintf(path, sizeof path, "%s/rope-L1-s1/log.csv", runs);
     if (!tr_file_exists(path)) SKIP("no runs (test_grid_rows_and_table failed?)");
     const double before = mtime_of(path);
+    /* A run stopped after its last checkpoint (no final.json) resumes instead of starting over. */
+    char final[900], cmd[2048];
+    snprintf(final, sizeof final, "%s/rope-L1-s2/final.json", runs);
+    CHECK(remove(final) == 0);
     CHECKF(grid() == 0, "second pass:\n%s", out);
     CHECK(mtime_of(path) == before);
-    char cmd[2048];
+    CHECKF(tr_file_exists(final), "%s: not written again on resume", final);
+    snprintf(path, sizeof path, "%s/rope-L1-s2.log", runs);
+    char *log = tr_read_file(path, NULL);
+    CHECKF(log && strstr(log, "resumed from"), "%s: the stopped run started over instead of resuming", path);
+    free(log);
     snprintf(cmd, sizeof cmd, "TRAIN=%s sh scripts/state_grid.sh %s/missing.json %s 1 1", cli_train_bin(),
              test_tmp_dir(), runs);
     CHECK(cli_run(cmd, out, sizeof out) != 0 && strstr(out, "missing.json") != NULL);
