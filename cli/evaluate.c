@@ -56,7 +56,8 @@ const char *check_eval_context(const RunDir *rd, long long T, int bca) {
     PosEnc trained;
     trained_posenc_create(&trained, &rd->config, rd->config_path);
     const int max_positions = posenc_max_positions(&trained), absolute = trained.kind->embed_forward != NULL;
-    const char *kind = trained.kind->name;
+    static char kind[64]; /* the name this returns */
+    posenc_describe(&trained, kind, sizeof kind);
     posenc_destroy(&trained);
     if (max_positions && T > max_positions)
         tr_die("eval: --block-size %lld: %s positions exist for %d positions only (the run's block_size is %d)", T,

@@ -118,7 +118,9 @@ static void print_summary(const TrainingRun *run) {
     const RunConfig *cfg = &run->dir.config;
     const GPT *model = &run->dir.model;
     const GPTConfig *mc = &model->config;
-    printf("model: %s, L=%d C=%d NH=%d T=%d V=%d: %zu parameters\n", model->posenc.kind->name, mc->L, mc->C,
+    char posenc[64];
+    posenc_describe(&model->posenc, posenc, sizeof posenc);
+    printf("model: %s, L=%d C=%d NH=%d T=%d V=%d: %zu parameters\n", posenc, mc->L, mc->C,
            mc->NH, run->batch.T, mc->V, model->num_params);
     printf("memory: parameters %.1f MB, gradients %.1f MB, AdamW %.1f MB, activations (B=%d) %.1f MB, "
            "their gradients %.1f MB; %.1f MB in all\n", model->num_params * 4e-6, model->num_params * 4e-6,

@@ -41,7 +41,7 @@ static void fill_param_sizes(size_t sizes[GPT_NUM_PARAM_TENSORS + 1], const GPTC
 /* want_grads = 1 gives the sizes of the activation gradients: 0 for tensors the backward never
  * needs a gradient buffer for. */
 static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfig *c, size_t S, int B, int T,
-                           size_t n_posenc_acts, int want_grads) {
+                           size_t n_posenc_acts, int has_bias, int want_grads) {
     size_t L = (size_t)c->L, C = (size_t)c->C, NH = (size_t)c->NH, V = (size_t)c->V;
     size_t N = mul_sat((size_t)B, (size_t)T);
     size_t g = want_grads ? 0 : 1;   /* multiplies the sizes of forward-only tensors */
@@ -63,7 +63,8 @@ static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfi
     sizes[15] = g * N;                              /* lnf_mean */
     sizes[16] = g * N;                              /* lnf_rstd */
     sizes[17] = product(g, N, V);                   /* probs */
-    sizes[18] = g * n_posenc_acts;                  /* the posenc's saved activations */
+    sizes[18] = product(g, has_bias, mul_sat(NH, N)); /* score_bias (B, NH, T), one layer's */
+    sizes[19] = g * n_posenc_acts;                  /* the posenc's saved activations */
 }
 
 /* Activation tensors start on 64-byte lines (ACT_ALIGN floats): vector loads, and the streaming
@@ -86,7 +87,7 @@ size_t gpt_training_bytes(const GPTConfig *cfg, const PosEnc *pe, int B, int T) 
     size_t floats = mul_sat(4, sum_sizes(sizes, GPT_NUM_PARAM_TENSORS + 1, 0)); /* parameters, gradients, m, v */
     size_t n_posenc_acts = k && k->num_acts ? k->num_acts(pe, B, T) : 0;
     for (int want_grads = 0; want_grads <= 1; want_grads++) {
-        fill_act_sizes(sizes, cfg, S, B, T, n_posenc_acts, want_grads);
+        fill_act_sizes(sizes, cfg, S, B, T, n_posenc_acts, pe && pe->bias, want_grads);
         floats = add_sat(floats, sum_sizes(sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN));
     }
     size_t per_position = sizeof(int32_t) + sizeof(float); /* targets and losses */
@@ -114,7 +115,7 @@ static float *alloc_and_point(float **fields[], const size_t *sizes, int n, size
 #define ACT_FIELDS(a, extra) {&(a)->encoded, &(a)->ln1, &(a)->ln1_mean, &(a)->ln1_rstd, &(a)->qkv, &(a)->atty, \
                               &(a)->att, &(a)->res2, &(a)->ln2, &(a)->ln2_mean, &(a)->ln2_rstd, &(a)->fch,   \
                               &(a)->fch_gelu, &(a)->res3, &(a)->lnf, &(a)->lnf_mean, &(a)->lnf_rstd,         \
-                              &(a)->probs, (extra)}
+                              &(a)->probs, &(a)->score_bias, (extra)}
 
 /* ---- build ---- */
 
@@ -189,11 +190,11 @@ static void ensure_activations(GPT *m, int B, int T) {
     size_t n_pe_acts = k->num_acts ? k->num_acts(&m->posenc, B, T) : 0;
     m->B = B;
     m->T = T;
-    fill_act_sizes(m->act_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, 0);
+    fill_act_sizes(m->act_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, m->posenc.bias != NULL, 0);
     float **af[] = ACT_FIELDS(&m->acts, &m->posenc_acts);
     m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN, &m->num_acts);
     size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1];
-    fill_act_sizes(grad_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, 1);
+    fill_act_sizes(grad_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, m->posenc.bias != NULL, 1);
     float *unused_posenc_grad_acts;
     float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
     m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN, &m->num_grad_acts);
@@ -250,7 +251,8 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
             pe->kind->qk_forward(pe, l, l_qkv, l_ln1, m->posenc_params, m->posenc_acts, NULL, B, T, 0);
             layer_profile_stop(&layer_profile.posenc_s, profile_t0);
         }
-        attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block);
+        if (pe->bias) pe->bias->forward(pe, l, a->score_bias, l_qkv, B, T, 0);
+        attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block, a->score_bias);
         matmul_forward(l_res2, l_atty, p->attprojw + (size_t)l * C * C, (int)N, C, C);
         residual_forward(l_res2, res, l_res2, (long)(N * C));
         layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_res2, p->ln2w + (size_t)l * C, (int)N, C);
@@ -353,7 +355,7 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
                         (int)N, C, C);
         /* atty = attention(qkv) */
         zero_floats(dl_qkv, N * S);
-        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S);
+        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S, NULL);
         /* posenc.qk_forward(qkv, ln1): from rotated to un-rotated q, k, and the extra columns */
         if (pe->kind->qk_backward) {
             double profile_t0 = layer_profile_start();
@@ -426,9 +428,10 @@ void gpt_kv_init(KVCache *kv, const GPT *m) {
     size_t L = (size_t)c->L, C = (size_t)c->C, cap = (size_t)c->max_T, S = (size_t)m->S, V = (size_t)c->V;
     size_t n_state = k->num_state ? k->num_state(&m->posenc, 1) : 0;
     size_t n_acts = k->num_acts ? k->num_acts(&m->posenc, 1, 1) : 0;
-    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V};
+    size_t n_bias = m->posenc.bias ? L * (size_t)c->NH * cap : 0;
+    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V, n_bias};
     float **fields[] = {&kv->k, &kv->v, &kv->posenc_state, &kv->posenc_acts, &kv->x, &kv->ln, &kv->qkv,
-                        &kv->atty, &kv->att, &kv->fch, &kv->logits};
+                        &kv->atty, &kv->att, &kv->fch, &kv->logits, &kv->bias};
     size_t total;
     kv->memory = alloc_and_point(fields, sizes, (int)(sizeof sizes / sizeof sizes[0]), 0, &total);
     kv->capacity = c->max_T;
@@ -473,15 +476,22 @@ const float *gpt_step(GPT *m, KVCache *kv, int32_t token) {
                                  pos);
         memcpy(k_cache + (size_t)pos * C, kv->qkv + C, (size_t)C * sizeof(float));
         memcpy(v_cache + (size_t)pos * C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
+        /* the score bias of this position, kept beside the cached keys: a (NH, capacity) */
+        float *bias = kv->bias ? kv->bias + (size_t)l * NH * kv->capacity : NULL;
+        if (bias) {
+            pe->bias->forward(pe, l, kv->atty, kv->qkv, 1, 1, pos); /* a_pos (NH), atty as scratch */
+            for (int h = 0; h < NH; h++) bias[(size_t)h * kv->capacity + pos] = kv->atty[h];
+        }
         /* attention of the one query over positions 0..pos, head by head */
         for (int h = 0; h < NH; h++) {
-            const float *q = kv->qkv + h * hs;
+            const float *q = kv->qkv + h * hs, *a = bias ? bias + (size_t)h * kv->capacity : NULL;
             float maxval = -INFINITY, sum = 0.0f;
             for (int s = 0; s <= pos; s++) {
                 const float *k = k_cache + (size_t)s * C + h * hs;
                 float dot = 0.0f;
                 for (int i = 0; i < hs; i++) dot += q[i] * k[i];
                 kv->att[s] = dot * scale;
+                if (a) kv->att[s] += a[pos] - a[s];
                 if (kv->att[s] > maxval) maxval = kv->att[s];
             }
             for (int s = 0; s <= pos; s++) sum += (kv->att[s] = expf(kv->att[s] - maxval));

@@ -46,7 +46,7 @@ typedef struct {
     float *lnfw;      /* (C) */
 } ParameterTensors;
 
-#define GPT_NUM_ACT_TENSORS 18
+#define GPT_NUM_ACT_TENSORS 19
 typedef struct {
     float *encoded;   /* (B, T, C) */
     float *ln1;       /* (L, B, T, C) */
@@ -66,6 +66,7 @@ typedef struct {
     float *lnf_mean;  /* (B, T) */
     float *lnf_rstd;  /* (B, T) */
     float *probs;     /* (B, T, V) softmax of the logits; the backward overwrites it with probs - onehot(target) */
+    float *score_bias; /* (B, NH, T) the posenc's score bias a of the current layer (posenc.h), if it has one */
 } ActivationTensors;
 
 typedef struct {
@@ -132,6 +133,7 @@ typedef struct {
     float *posenc_state;     /* the posenc's num_state(1) floats */
     float *posenc_acts;      /* scratch for the posenc's hooks at (B, T) = (1, 1) */
     float *x, *ln, *qkv, *atty, *att, *fch, *logits; /* one row each: C, C, S, C, capacity, 4C, V */
+    float *bias;             /* (L, NH, capacity) the score bias of every cached position, if any */
     float *memory;           /* all of the above, one allocation */
 } KVCache;
 

@@ -229,7 +229,7 @@ void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const flo
 void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
                                  int qkv_stride) {
-    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0);
+    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0, NULL);
 }
 
 /* Row by row with an explicit mask: key t2 is visible to query t iff allowed(t, t2). */
@@ -239,7 +239,7 @@ static int blockwise_allowed(int t, int t2, int block) {
 
 void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                            const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
-                                           int qkv_stride, int block) {
+                                           int qkv_stride, int block, const float *bias /*(B,NH,T) or NULL*/) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
@@ -247,7 +247,8 @@ void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*
             for (int h = 0; h < NH; h++) {
                 const float *query = qkv + ((size_t)b * T + t) * qkv_stride + (size_t)h * hs;
                 float *att_row = att + (((size_t)b * NH + h) * T + t) * T;
-                // (1) scores against the visible keys, and their max
+                const float *a = bias ? bias + ((size_t)b * NH + h) * T : NULL;
+                // (1) scores against the visible keys (plus a[t] - a[t2]), and their max
                 float maxval = -INFINITY;
                 for (int t2 = 0; t2 <= t; t2++) {
                     if (!blockwise_allowed(t, t2, block)) continue;
@@ -255,6 +256,7 @@ void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*
                     float s = 0.0f;
                     for (int i = 0; i < hs; i++) s += query[i] * key[i];
                     s *= scale;
+                    if (a) s += a[t] - a[t2];
                     if (s > maxval) maxval = s;
                     att_row[t2] = s;
                 }
@@ -281,7 +283,7 @@ void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*
 
 void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                                   const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                                  int B, int T, int C, int NH, int qkv_stride) {
+                                  int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float *datt = xmalloc((size_t)T * sizeof(float));    // one row's dP, then dS
@@ -310,6 +312,12 @@ void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float 
                 float dot = 0.0f;
                 for (int t2 = 0; t2 <= t; t2++) dot += att_row[t2] * datt[t2];
                 for (int t2 = 0; t2 <= t; t2++) datt[t2] = att_row[t2] * (datt[t2] - dot);
+                // undo the bias, score[t2] += a[t] - a[t2]: da[t2] -= d score[t2]. (The query's own
+                // term, da[t] += sum_t2 d score[t2], is 0: a softmax gradient sums to 0 over its row.)
+                if (dbias) {
+                    float *da = dbias + ((size_t)b * NH + h) * T;
+                    for (int t2 = 0; t2 <= t; t2++) da[t2] -= datt[t2];
+                }
                 // undo (1) score[t2] = query . key[t2] * scale
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
@@ -367,9 +375,9 @@ static int blockwise_first_key(int t, int block) {
 }
 
 /* One head. q, k, v: (T,hs) with row stride ld_qkv; out: (T,hs) with row stride ld_out;
- * att: (T,T); block: 0 (causal) or the BCA block size. */
+ * att: (T,T); block: 0 (causal) or the BCA block size; a: the head's score bias (T) or NULL. */
 static void attention_head_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                                   int T, int hs, int ld_qkv, int ld_out, float scale, int block) {
+                                   int T, int hs, int ld_qkv, int ld_out, float scale, int block, const float *a) {
     for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
         int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
         int k0 = blockwise_first_key(r0, block); // the tile's rows look at keys [k0, r1) at most
@@ -386,6 +394,8 @@ static void attention_head_forward(float *out, float *att, const float *q, const
             int first = blockwise_first_key(t, block), n = t + 1 - first;
             int n_padded = min_int((n + SIMD_LANES - 1) / SIMD_LANES * SIMD_LANES, T - first);
             if (first > 0) memset(row, 0, (size_t)first * sizeof(float));
+            if (a)
+                for (int j = first; j <= t; j++) row[j] += a[t] - a[j];
             for (int j = first + n; j < first + n_padded; j++) row[j] = -INFINITY;
             softmax_row(row + first, n_padded, NULL, NULL);
             memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
@@ -398,7 +408,7 @@ static void attention_head_forward(float *out, float *att, const float *q, const
 
 void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
-                                 int block) {
+                                 int block, const float *bias /*(B,NH,T) or NULL*/) {
     double profile_t0 = layer_profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -407,7 +417,8 @@ void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
         for (int h = 0; h < NH; h++) {
             const float *q = qkv + (size_t)b * T * qkv_stride + (size_t)h * hs;
             attention_head_forward(out + (size_t)b * T * C + (size_t)h * hs, att + ((size_t)b * NH + h) * T * T,
-                                   q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale, block);
+                                   q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale, block,
+                                   bias ? bias + ((size_t)b * NH + h) * T : NULL);
         }
     }
     layer_profile_stop(&layer_profile.attention_s, profile_t0);
@@ -415,14 +426,15 @@ void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
 
 void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
                        int B, int T, int C, int NH, int qkv_stride) {
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, qkv_stride, 0);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, qkv_stride, 0, NULL);
 }
 
 /* One head's backward, tile by tile. dq, dk, dv: (T,hs) with stride ld_qkv; dout: (T,hs) with
- * stride ld_out; p: the head's saved (T,T) probabilities; scratch: ATTENTION_TILE * T floats. */
+ * stride ld_out; p: the head's saved (T,T) probabilities; scratch: ATTENTION_TILE * T floats;
+ * da: the head's score-bias gradient (T, accumulated) or NULL. */
 static void attention_head_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                     const float *k, const float *v, const float *att, float *scratch,
-                                    int T, int hs, int ld_qkv, int ld_out, float scale) {
+                                    int T, int hs, int ld_qkv, int ld_out, float scale, float *da) {
     for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
         int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
         const float *p = att + (size_t)r0 * T;      // P[r0:r1, :]
@@ -443,6 +455,10 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
             int n_padded = min_int((t + SIMD_LANES) / SIMD_LANES * SIMD_LANES, r1);
             softmax_backward_inplace(drow, att + (size_t)t * T, n_padded);
             for (int j = t + 1; j < r1; j++) drow[j] = 0.0f;
+            // undo the bias S[t, j] += a[t] - a[j]: da[j] -= dS[t, j] (a[t]'s term sums a softmax
+            // gradient's row: 0)
+            if (da)
+                for (int j = 0; j <= t; j++) da[j] -= drow[j];
         }
         // undo (1) S = Q K^T * scale:
         //   dQ[r0:r1] += dS[r0:r1, 0:r1] . K[0:r1] * scale
@@ -456,7 +472,7 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
 
 void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                         const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                        int B, int T, int C, int NH, int qkv_stride) {
+                        int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/) {
     double profile_t0 = layer_profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -472,7 +488,7 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
                 const float *q = qkv + qoff;
                 attention_head_backward(dq, dq + C, dq + 2 * C, dout + (size_t)b * T * C + (size_t)h * hs, q,
                                         q + C, q + 2 * C, att + ((size_t)b * NH + h) * T * T, scratch, T, hs,
-                                        qkv_stride, C, scale);
+                                        qkv_stride, C, scale, dbias ? dbias + ((size_t)b * NH + h) * T : NULL);
             }
         }
         free(scratch);

@@ -52,13 +52,16 @@ void matmul_backward_reference(float *dinp, float *dweight, const float *dout, c
  * qkv rows hold q (C), k (C), v (C) and possibly more columns after them (a positional encoding
  * may ask the QKV projection for extra outputs); qkv_stride >= 3C is the row length. Head h uses
  * channels [h*hs, (h+1)*hs) of each of q, k, v. att saves the softmax probabilities (zero above
- * the diagonal) for the backward. */
+ * the diagonal) for the backward. bias (B,NH,T), where given, is a score bias a: the score of
+ * query t and key j gets a[t] - a[j] (ALiBi, FoX; posenc.h); the backward then adds its gradient,
+ * da[j] -= sum_t dS[t,j] (dS: the scores' gradient), into dbias. a[t]'s own term, sum_j dS[t,j],
+ * is 0 (a softmax's gradient sums to 0 over its row), as a[t] shifts the whole row. */
 void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
                        int B, int T, int C, int NH, int qkv_stride);
-/* dqkv (only its first 3C columns) += the gradient through attention. */
+/* dqkv (only its first 3C columns) += the gradient through attention; dbias += the bias's (or NULL). */
 void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                         const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                        int B, int T, int C, int NH, int qkv_stride);
+                        int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/);
 void attention_forward_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                                  int qkv_stride);
 /* Blockwise causal attention (BCA, docs/posenc.md §3.4; an evaluation option): query t sees keys j with
@@ -67,11 +70,11 @@ void attention_forward_reference(float *out, float *att, const float *qkv, int B
  * zero outside the window, so attention_backward serves this mask unchanged. */
 void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
-                                 int block);
+                                 int block, const float *bias /*(B,NH,T) or NULL*/);
 void attention_forward_blockwise_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
-                                           int qkv_stride, int block);
+                                           int qkv_stride, int block, const float *bias);
 void attention_backward_reference(float *dqkv, const float *dout, const float *qkv, const float *att,
-                                  int B, int T, int C, int NH, int qkv_stride);
+                                  int B, int T, int C, int NH, int qkv_stride, float *dbias);
 
 /* ---- GELU, tanh approximation, elementwise over n values ---- */
 void gelu_forward(float *out, const float *inp, long n);

@@ -26,6 +26,15 @@ POSENC_KIND_LIST(DECLARE_KIND)
 #define KIND_ENTRY(name) &posenc_##name,
 const PosEncKind *const posenc_kinds[] = {POSENC_KIND_LIST(KIND_ENTRY) NULL};
 
+/* The registered score biases: `const ScoreBiasKind bias_N` in model/bias_N.c. */
+#define BIAS_KIND_LIST(KIND) \
+    KIND(alibi)
+
+#define DECLARE_BIAS(name) extern const ScoreBiasKind bias_##name;
+BIAS_KIND_LIST(DECLARE_BIAS)
+#define BIAS_ENTRY(name) &bias_##name,
+const ScoreBiasKind *const posenc_bias_kinds[] = {BIAS_KIND_LIST(BIAS_ENTRY) NULL};
+
 /* Writes names (up to a NULL or max_count of them) comma-separated ("kind, base") into buf. */
 static void join_names(char *buf, size_t cap, const char *const names[], int max_count) {
     size_t used = 0;
@@ -43,6 +52,31 @@ static void kinds_list(char *buf, size_t cap) {
     int n = 0;
     for (; n < 64 && posenc_kinds[n]; n++) names[n] = posenc_kinds[n]->name;
     join_names(buf, cap, names, n);
+}
+static void bias_kinds_list(char *buf, size_t cap) {
+    const char *names[64];
+    int n = 0;
+    for (; n < 64 && posenc_bias_kinds[n]; n++) names[n] = posenc_bias_kinds[n]->name;
+    join_names(buf, cap, names, n);
+}
+
+/* options["bias"] (present): a bias name, or an object naming it in "kind". Sets pe->bias and
+ * configures it. 0 / -1 (error set). */
+static int configure_bias(PosEnc *pe, const cJSON *item) {
+    char list[256];
+    bias_kinds_list(list, sizeof list);
+    const cJSON *name = cJSON_IsObject(item) ? cJSON_GetObjectItemCaseSensitive(item, "kind") : item;
+    if (!cJSON_IsString(name) || !name->valuestring) {
+        tr_set_error("posenc.bias: must be a bias name or an object such as {\"kind\": \"alibi\"} (known: %s)", list);
+        return -1;
+    }
+    for (int i = 0; posenc_bias_kinds[i] && !pe->bias; i++)
+        if (strcmp(posenc_bias_kinds[i]->name, name->valuestring) == 0) pe->bias = posenc_bias_kinds[i];
+    if (!pe->bias) {
+        tr_set_error("posenc.bias: unknown bias \"%s\" (known: %s)", name->valuestring, list);
+        return -1;
+    }
+    return pe->bias->configure ? pe->bias->configure(pe, cJSON_IsObject(item) ? item : NULL) : 0;
 }
 
 /* ---- helpers for the kinds' configure (declared in posenc.h) ---- */
@@ -126,7 +160,14 @@ int posenc_create(PosEnc *pe, const cJSON *options, ModelDims dims) {
     }
     pe->kind = kind;
     pe->dims = dims;
-    if (kind->configure && kind->configure(pe, options) != 0) {
+    /* The kind sees its own options: "bias" belongs to the score bias. */
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(options, "bias");
+    cJSON *own = bias ? cJSON_Duplicate(options, 1) : NULL;
+    if (own) cJSON_DeleteItemFromObjectCaseSensitive(own, "bias");
+    int rc = kind->configure ? kind->configure(pe, own ? own : options) : 0;
+    cJSON_Delete(own);
+    if (rc == 0 && bias) rc = configure_bias(pe, bias);
+    if (rc != 0) {
         posenc_destroy(pe);
         return -1;
     }
@@ -136,7 +177,12 @@ int posenc_create(PosEnc *pe, const cJSON *options, ModelDims dims) {
 void posenc_destroy(PosEnc *pe) {
     if (pe->kind && pe->kind->destroy) pe->kind->destroy(pe);
     else free(pe->impl);
+    free(pe->bias_impl);
     memset(pe, 0, sizeof *pe);
+}
+
+void posenc_describe(const PosEnc *pe, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s%s%s", pe->kind ? pe->kind->name : "?", pe->bias ? " + " : "", pe->bias ? pe->bias->name : "");
 }
 
 int posenc_max_positions(const PosEnc *pe) {

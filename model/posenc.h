@@ -30,6 +30,12 @@
  * Every hook except configure may be NULL: a NULL size counts as 0, a NULL init or destroy does
  * nothing, a NULL embed or qk hook means the kind does not act there. A failed posenc_create
  * leaves the PosEnc zeroed.
+ *
+ * A score bias composes with any kind: {"kind": "rope", "bias": "alibi"} (or "bias": {"kind":
+ * "alibi"}) keeps RoPE's rotations and adds a[i] - a[j] to the score of query i and key j, where
+ * the bias kind fills a (B, NH, T) for each layer (ALiBi: a[t] = -m_h t, so the score drops by m_h
+ * per position of distance). NoPE with a bias is {"kind": "none", "bias": ...}. Bias kinds have
+ * their own registry (posenc.c); one is one file model/bias_<name>.c plus one line there.
  */
 #ifndef TINYROPE_POSENC_H
 #define TINYROPE_POSENC_H
@@ -95,10 +101,24 @@ typedef struct {
                         const float *params, float *dparams, const float *acts, int B, int T, int pos0);
 } PosEncKind;
 
+/* An additive score bias (see the header comment). */
+typedef struct {
+    const char *name;            /* "bias": name, or {"kind": name, ...} */
+    const char *summary;
+    /* Reads the bias's options (the "bias" object, "kind" included; NULL for the string form)
+     * into pe->bias_impl. 0, or -1 with the error set ("posenc.bias.<key>: what is wrong"). */
+    int (*configure)(PosEnc *pe, const cJSON *options);
+    /* a (B, NH, T) = the bias of positions pos0 .. pos0 + T - 1 at layer l; qkv (B, T, S) is
+     * the layer's projection (after qk_forward). */
+    void (*forward)(const PosEnc *pe, int l, float *a, const float *qkv, int B, int T, int pos0);
+} ScoreBiasKind;
+
 struct PosEnc {
     const PosEncKind *kind;
     ModelDims dims;
     void *impl;                  /* the kind's own configuration and tables */
+    const ScoreBiasKind *bias;   /* NULL: no score bias */
+    void *bias_impl;             /* the bias's own configuration */
 };
 
 /* Helpers for the kinds' configure: each returns 0, or -1 with the error set ("posenc.<key>: ...").
@@ -129,6 +149,9 @@ static inline void posenc_turn_pairs(float *v, const float *row, int heads, int 
     }
 }
 
+/* "rope", or "rope + alibi" with a score bias: the encoding's name, for logs. */
+void posenc_describe(const PosEnc *pe, char *buf, size_t cap);
+
 /* pe->kind->max_positions(pe), 0 (no limit) when the kind has no such hook. */
 int posenc_max_positions(const PosEnc *pe);
 
@@ -136,7 +159,8 @@ int posenc_max_positions(const PosEnc *pe);
  * naming the known kinds when the name is unknown). */
 int posenc_create(PosEnc *pe, const cJSON *options, ModelDims dims);
 void posenc_destroy(PosEnc *pe);
-/* The registry, NULL-terminated, for listing. */
+/* The registries, NULL-terminated, for listing. */
 extern const PosEncKind *const posenc_kinds[];
+extern const ScoreBiasKind *const posenc_bias_kinds[];
 
 #endif

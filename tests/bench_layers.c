@@ -69,11 +69,11 @@ static void run_matmul_backward(void *p) {
 }
 static void run_attention_forward(void *p) {
     Ctx *x = p;
-    attention_forward(x->c, x->b, x->a, x->B, x->T, x->C, x->NH, x->S);
+    attention_forward(x->c, x->b, x->a, x->B, x->T, x->C, x->NH, x->S, NULL);
 }
 static void run_attention_backward(void *p) {
     Ctx *x = p;
-    attention_backward(x->d, x->e, x->a, x->b, x->B, x->T, x->C, x->NH, x->S);
+    attention_backward(x->d, x->e, x->a, x->b, x->B, x->T, x->C, x->NH, x->S, NULL);
 }
 static void run_gelu(void *p) {
     Ctx *x = p;

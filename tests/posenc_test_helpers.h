@@ -26,8 +26,9 @@ static inline int create_json(PosEnc *pe, const char *json, ModelDims d) {
 }
 
 /* The option sets the tests run for every registered kind: {"kind": name} with its defaults, then
- * one per entry of the kind's test_options. Writes up to max JSON texts into out; returns how
- * many. A new kind is covered by walking the registry, without editing any test. */
+ * one per entry of the kind's test_options; then every registered score bias, alone (on NoPE)
+ * and on RoPE. Writes up to max JSON texts into out; returns how many. A new kind or bias is
+ * covered by walking the registries, without editing any test. */
 static inline int posenc_test_option_sets(char (*out)[256], int max) {
     int n = 0;
     for (int k = 0; posenc_kinds[k]; k++) {
@@ -38,6 +39,10 @@ static inline int posenc_test_option_sets(char (*out)[256], int max) {
             while (*rest == ' ' || *rest == '{') rest++;   /* the options after their opening brace */
             snprintf(out[n++], 256, "{\"kind\": \"%s\", %s", kind->name, rest);
         }
+    }
+    for (int b = 0; posenc_bias_kinds[b]; b++) {
+        if (n < max) snprintf(out[n++], 256, "{\"kind\": \"none\", \"bias\": \"%s\"}", posenc_bias_kinds[b]->name);
+        if (n < max) snprintf(out[n++], 256, "{\"kind\": \"rope\", \"bias\": {\"kind\": \"%s\"}}", posenc_bias_kinds[b]->name);
     }
     return n;
 }
