@@ -35,11 +35,15 @@ static void add_tensor(ModelTensor *list, int *n, float *data, int64_t d0, int64
 
 int model_tensors(const GPT *m, ModelTensor **out) {
     const ParameterTensors *p = &m->params;
-    const int64_t V = m->config.V, L = m->config.L, C = m->config.C, S = m->S, E = S - 3 * C;
-    const char *kind = m->posenc.kind->name;
+    const PosEnc *pe = &m->posenc;
+    const int64_t V = m->config.V, L = m->config.L, C = m->config.C, S = m->S, E = posenc_kind_extra(pe),
+                  E_bias = posenc_bias_extra(pe);
+    const char *kind = pe->kind->name;
     const int hdd = !strcmp(kind, "hddrope"), learned = !strcmp(kind, "learned");
-    const size_t n_posenc = m->param_sizes[GPT_NUM_PARAM_TENSORS];
-    ModelTensor *list = xcalloc((size_t)(9 * L + 4), sizeof *list);
+    /* the posenc tensor: the kind's parameters, then its score bias's (posenc.h) */
+    const size_t n_posenc = posenc_kind_params(pe), n_bias = posenc_bias_params(pe);
+    float *bias_params = m->posenc_params ? m->posenc_params + n_posenc : NULL;
+    ModelTensor *list = xcalloc((size_t)(11 * L + 5), sizeof *list);
     int n = 0;
     add_tensor(list, &n, p->wte, V, C, "wte.weight");
     if (learned) add_tensor(list, &n, m->posenc_params, (int64_t)n_posenc / C, C, "wpe.weight");
@@ -49,6 +53,13 @@ int model_tensors(const GPT *m, ModelTensor **out) {
         /* The posenc's extra rows of Wqkv: HDD-RoPE's generator W_g (the only kind with such rows). */
         if (E) add_tensor(list, &n, p->qkvw + (l * S + 3 * C) * C, E, C, "h.%lld.attn.%s.%s", (long long)l, kind,
                           hdd ? "w_g" : "extra_weight");
+        /* The score bias's extra rows (FoX's w_f, a row per head), after the kind's. */
+        if (E_bias)
+            add_tensor(list, &n, p->qkvw + (l * S + 3 * C + E) * C, E_bias, C, "h.%lld.attn.%s.weight", (long long)l,
+                       pe->bias->name);
+        if (n_bias)
+            add_tensor(list, &n, bias_params + (size_t)l * (n_bias / (size_t)L), (int64_t)n_bias / L, 0,
+                       "h.%lld.attn.%s.bias", (long long)l, pe->bias->name);
         if (hdd && n_posenc)
             add_tensor(list, &n, m->posenc_params + (size_t)l * (n_posenc / (size_t)L), (int64_t)n_posenc / L, 0,
                        "h.%lld.attn.hddrope.g_base", (long long)l);

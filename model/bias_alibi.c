@@ -45,7 +45,8 @@ static int alibi_configure(PosEnc *pe, const cJSON *options) {
     return 0;
 }
 
-static void alibi_forward(const PosEnc *pe, int l, float *a, const float *qkv, int B, int T, int pos0) {
+static void alibi_forward(const PosEnc *pe, int l, float *a, const float *qkv, const float *params, float *state,
+                          int B, int T, int pos0) {
     const Alibi *al = pe->bias_impl;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < al->NH; h++) {

@@ -41,7 +41,7 @@ static void fill_param_sizes(size_t sizes[GPT_NUM_PARAM_TENSORS + 1], const GPTC
 /* want_grads = 1 gives the sizes of the activation gradients: 0 for tensors the backward never
  * needs a gradient buffer for. */
 static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfig *c, size_t S, int B, int T,
-                           size_t n_posenc_acts, int has_bias, int want_grads) {
+                           size_t n_posenc_acts, const PosEnc *pe, int want_grads) {
     size_t L = (size_t)c->L, C = (size_t)c->C, NH = (size_t)c->NH, V = (size_t)c->V;
     size_t N = mul_sat((size_t)B, (size_t)T);
     size_t g = want_grads ? 0 : 1;   /* multiplies the sizes of forward-only tensors */
@@ -63,7 +63,9 @@ static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfi
     sizes[15] = g * N;                              /* lnf_mean */
     sizes[16] = g * N;                              /* lnf_rstd */
     sizes[17] = product(g, N, V);                   /* probs */
-    sizes[18] = product(g, has_bias, mul_sat(NH, N)); /* score_bias (B, NH, T), one layer's */
+    /* score_bias (B, NH, T), one layer's; its gradient where the bias has inputs to send it to */
+    const int bias_buffer = pe && pe->bias && (!want_grads || pe->bias->backward);
+    sizes[18] = bias_buffer ? mul_sat(NH, N) : 0;
     sizes[19] = g * n_posenc_acts;                  /* the posenc's saved activations */
 }
 
@@ -81,13 +83,13 @@ static size_t sum_sizes(const size_t *sizes, int n, size_t align) {
 
 size_t gpt_training_bytes(const GPTConfig *cfg, const PosEnc *pe, int B, int T) {
     const PosEncKind *k = pe ? pe->kind : NULL;
-    size_t S = 3 * (size_t)cfg->C + (size_t)(k && k->num_extra ? k->num_extra(pe) : 0);
+    size_t S = 3 * (size_t)cfg->C + (size_t)(pe ? posenc_num_extra(pe) : 0);
     size_t sizes[GPT_NUM_ACT_TENSORS + 1];
-    fill_param_sizes(sizes, cfg, S, k && k->num_params ? k->num_params(pe) : 0);
+    fill_param_sizes(sizes, cfg, S, pe ? posenc_num_params(pe) : 0);
     size_t floats = mul_sat(4, sum_sizes(sizes, GPT_NUM_PARAM_TENSORS + 1, 0)); /* parameters, gradients, m, v */
     size_t n_posenc_acts = k && k->num_acts ? k->num_acts(pe, B, T) : 0;
     for (int want_grads = 0; want_grads <= 1; want_grads++) {
-        fill_act_sizes(sizes, cfg, S, B, T, n_posenc_acts, pe && pe->bias, want_grads);
+        fill_act_sizes(sizes, cfg, S, B, T, n_posenc_acts, pe, want_grads);
         floats = add_sat(floats, sum_sizes(sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN));
     }
     size_t per_position = sizeof(int32_t) + sizeof(float); /* targets and losses */
@@ -137,11 +139,10 @@ int gpt_build(GPT *m, const GPTConfig *cfg, const cJSON *posenc_options, uint64_
     m->config = *cfg;
     ModelDims dims = {.L = cfg->L, .C = cfg->C, .NH = cfg->NH, .hs = cfg->C / cfg->NH, .max_T = cfg->max_T};
     if (posenc_create(&m->posenc, posenc_options, dims) != 0) return -1;
-    const PosEncKind *k = m->posenc.kind;
-    int E = k->num_extra ? k->num_extra(&m->posenc) : 0;
-    m->S = 3 * cfg->C + E;
+    const PosEnc *pe = &m->posenc;
+    m->S = (int)posenc_qkv_stride(pe);
 
-    fill_param_sizes(m->param_sizes, cfg, (size_t)m->S, k->num_params ? k->num_params(&m->posenc) : 0);
+    fill_param_sizes(m->param_sizes, cfg, (size_t)m->S, posenc_num_params(pe));
     float **pf[] = PARAM_FIELDS(&m->params, &m->posenc_params);
     m->params_memory = alloc_and_point(pf, m->param_sizes, GPT_NUM_PARAM_TENSORS + 1, 0, &m->num_params);
     float **gf[] = PARAM_FIELDS(&m->grads, &m->posenc_grads);
@@ -163,7 +164,10 @@ int gpt_build(GPT *m, const GPTConfig *cfg, const cJSON *posenc_options, uint64_
         fill_normal(p->fcprojw + l * C * 4 * C, 4 * C * C, resid_std, &rng);
     }
     for (size_t i = 0; i < C; i++) p->lnfw[i] = 1.0f;
-    if (k->init) k->init(&m->posenc, m->posenc_params, p->qkvw + 3 * C * C, S * C, seed ^ 0x5DEECE66DULL);
+    if (pe->kind->init) pe->kind->init(pe, m->posenc_params, p->qkvw + 3 * C * C, S * C, seed ^ 0x5DEECE66DULL);
+    if (pe->bias && pe->bias->init)
+        pe->bias->init(pe, m->posenc_params + posenc_kind_params(pe), p->qkvw + (size_t)posenc_bias_column(pe) * C,
+                       S * C, seed ^ 0xB1A5ULL);
     m->mean_loss = -1.0f;
     return 0;
 }
@@ -190,11 +194,11 @@ static void ensure_activations(GPT *m, int B, int T) {
     size_t n_pe_acts = k->num_acts ? k->num_acts(&m->posenc, B, T) : 0;
     m->B = B;
     m->T = T;
-    fill_act_sizes(m->act_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, m->posenc.bias != NULL, 0);
+    fill_act_sizes(m->act_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, &m->posenc, 0);
     float **af[] = ACT_FIELDS(&m->acts, &m->posenc_acts);
     m->acts_memory = alloc_and_point(af, m->act_sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN, &m->num_acts);
     size_t grad_sizes[GPT_NUM_ACT_TENSORS + 1];
-    fill_act_sizes(grad_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, m->posenc.bias != NULL, 1);
+    fill_act_sizes(grad_sizes, &m->config, (size_t)m->S, B, T, n_pe_acts, &m->posenc, 1);
     float *unused_posenc_grad_acts;
     float **gf[] = ACT_FIELDS(&m->grad_acts, &unused_posenc_grad_acts);
     m->grad_acts_memory = alloc_and_point(gf, grad_sizes, GPT_NUM_ACT_TENSORS + 1, ACT_ALIGN, &m->num_grad_acts);
@@ -251,7 +255,8 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
             pe->kind->qk_forward(pe, l, l_qkv, l_ln1, m->posenc_params, m->posenc_acts, NULL, B, T, 0);
             layer_profile_stop(&layer_profile.posenc_s, profile_t0);
         }
-        if (pe->bias) pe->bias->forward(pe, l, a->score_bias, l_qkv, B, T, 0);
+        if (pe->bias)
+            pe->bias->forward(pe, l, a->score_bias, l_qkv, m->posenc_params + posenc_kind_params(pe), NULL, B, T, 0);
         attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block, a->score_bias);
         matmul_forward(l_res2, l_atty, p->attprojw + (size_t)l * C * C, (int)N, C, C);
         residual_forward(l_res2, res, l_res2, (long)(N * C));
@@ -355,7 +360,12 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
                         (int)N, C, C);
         /* atty = attention(qkv) */
         zero_floats(dl_qkv, N * S);
-        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S, NULL);
+        float *dbias = ga->score_bias; /* NULL unless the bias has inputs */
+        if (dbias) memset(dbias, 0, sizeof(float) * N * (size_t)NH);
+        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S, dbias);
+        if (dbias)
+            pe->bias->backward(pe, l, dbias, dl_qkv, l_qkv, m->posenc_params + posenc_kind_params(pe),
+                               m->posenc_grads + posenc_kind_params(pe), B, T);
         /* posenc.qk_forward(qkv, ln1): from rotated to un-rotated q, k, and the extra columns */
         if (pe->kind->qk_backward) {
             double profile_t0 = layer_profile_start();
@@ -428,10 +438,10 @@ void gpt_kv_init(KVCache *kv, const GPT *m) {
     size_t L = (size_t)c->L, C = (size_t)c->C, cap = (size_t)c->max_T, S = (size_t)m->S, V = (size_t)c->V;
     size_t n_state = k->num_state ? k->num_state(&m->posenc, 1) : 0;
     size_t n_acts = k->num_acts ? k->num_acts(&m->posenc, 1, 1) : 0;
-    size_t n_bias = m->posenc.bias ? L * (size_t)c->NH * cap : 0;
-    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V, n_bias};
+    size_t n_bias = m->posenc.bias ? L * (size_t)c->NH * cap : 0, n_bias_state = posenc_bias_state(&m->posenc, 1);
+    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V, n_bias, n_bias_state};
     float **fields[] = {&kv->k, &kv->v, &kv->posenc_state, &kv->posenc_acts, &kv->x, &kv->ln, &kv->qkv,
-                        &kv->atty, &kv->att, &kv->fch, &kv->logits, &kv->bias};
+                        &kv->atty, &kv->att, &kv->fch, &kv->logits, &kv->bias, &kv->bias_state};
     size_t total;
     kv->memory = alloc_and_point(fields, sizes, (int)(sizeof sizes / sizeof sizes[0]), 0, &total);
     kv->capacity = c->max_T;
@@ -442,6 +452,8 @@ void gpt_kv_reset(KVCache *kv, const GPT *m) {
     const PosEncKind *k = m->posenc.kind;
     size_t n_state = k->num_state ? k->num_state(&m->posenc, 1) : 0;
     if (n_state) memset(kv->posenc_state, 0, n_state * sizeof(float));
+    size_t n_bias_state = posenc_bias_state(&m->posenc, 1);
+    if (n_bias_state) memset(kv->bias_state, 0, n_bias_state * sizeof(float));
     kv->len = 0;
 }
 
@@ -479,7 +491,9 @@ const float *gpt_step(GPT *m, KVCache *kv, int32_t token) {
         /* the score bias of this position, kept beside the cached keys: a (NH, capacity) */
         float *bias = kv->bias ? kv->bias + (size_t)l * NH * kv->capacity : NULL;
         if (bias) {
-            pe->bias->forward(pe, l, kv->atty, kv->qkv, 1, 1, pos); /* a_pos (NH), atty as scratch */
+            /* a_pos (NH), atty as scratch */
+            pe->bias->forward(pe, l, kv->atty, kv->qkv, m->posenc_params + posenc_kind_params(pe), kv->bias_state, 1,
+                              1, pos);
             for (int h = 0; h < NH; h++) bias[(size_t)h * kv->capacity + pos] = kv->atty[h];
         }
         /* attention of the one query over positions 0..pos, head by head */

@@ -13,7 +13,7 @@
  * with res of layer 0 = wte[tokens] (+ posenc.embed_forward for absolute kinds), then
  *     logits = layernorm(res, lnfw) @ wte^T          (B,T,V)
  * Init: N(0, 0.02) for every matrix, N(0, 0.02/sqrt(2L)) for attprojw and fcprojw, LayerNorm
- * weights 1, the posenc's parameters and extra rows as the kind decides.
+ * weights 1, the posenc's parameters and extra rows as the kind (and its score bias) decide.
  */
 #ifndef TINYROPE_GPT_H
 #define TINYROPE_GPT_H
@@ -134,6 +134,7 @@ typedef struct {
     float *posenc_acts;      /* scratch for the posenc's hooks at (B, T) = (1, 1) */
     float *x, *ln, *qkv, *atty, *att, *fch, *logits; /* one row each: C, C, S, C, capacity, 4C, V */
     float *bias;             /* (L, NH, capacity) the score bias of every cached position, if any */
+    float *bias_state;       /* the score bias's recurrent state (posenc_bias_state(1) floats) */
     float *memory;           /* all of the above, one allocation */
 } KVCache;
 

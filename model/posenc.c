@@ -28,7 +28,8 @@ const PosEncKind *const posenc_kinds[] = {POSENC_KIND_LIST(KIND_ENTRY) NULL};
 
 /* The registered score biases: `const ScoreBiasKind bias_N` in model/bias_N.c. */
 #define BIAS_KIND_LIST(KIND) \
-    KIND(alibi)
+    KIND(alibi)                \
+    KIND(fox)
 
 #define DECLARE_BIAS(name) extern const ScoreBiasKind bias_##name;
 BIAS_KIND_LIST(DECLARE_BIAS)

@@ -34,8 +34,12 @@
  * A score bias composes with any kind: {"kind": "rope", "bias": "alibi"} (or "bias": {"kind":
  * "alibi"}) keeps RoPE's rotations and adds a[i] - a[j] to the score of query i and key j, where
  * the bias kind fills a (B, NH, T) for each layer (ALiBi: a[t] = -m_h t, so the score drops by m_h
- * per position of distance). NoPE with a bias is {"kind": "none", "bias": ...}. Bias kinds have
- * their own registry (posenc.c); one is one file model/bias_<name>.c plus one line there.
+ * per position of distance; FoX: a[t] = sum_{s <= t} log f_s, a data-dependent decay). NoPE with
+ * a bias is {"kind": "none", "bias": ...}. Bias kinds have their own registry (posenc.c); one is
+ * one file model/bias_<name>.c plus one line there. A bias may own parameters and extra QKV
+ * outputs as a kind does: the model appends them after the kind's (its parameters after the
+ * kind's, its extra columns at 3C + the kind's E), and the positional encoding's totals below
+ * count both.
  */
 #ifndef TINYROPE_POSENC_H
 #define TINYROPE_POSENC_H
@@ -108,9 +112,21 @@ typedef struct {
     /* Reads the bias's options (the "bias" object, "kind" included; NULL for the string form)
      * into pe->bias_impl. 0, or -1 with the error set ("posenc.bias.<key>: what is wrong"). */
     int (*configure)(PosEnc *pe, const cJSON *options);
+    /* Sizes in floats, as for a kind: parameters (all layers), extra QKV outputs per layer (at
+     * posenc_bias_column), recurrent state for generation (all layers). NULL: 0. */
+    size_t (*num_params)(const PosEnc *pe);
+    int (*num_extra)(const PosEnc *pe);
+    size_t (*num_state)(const PosEnc *pe, int B);
+    /* As a kind's init: params (num_params floats), extra_w + l * extra_stride = layer l's rows. */
+    void (*init)(const PosEnc *pe, float *params, float *extra_w, size_t extra_stride, uint64_t seed);
     /* a (B, NH, T) = the bias of positions pos0 .. pos0 + T - 1 at layer l; qkv (B, T, S) is
-     * the layer's projection (after qk_forward). */
-    void (*forward)(const PosEnc *pe, int l, float *a, const float *qkv, int B, int T, int pos0);
+     * the layer's projection (after qk_forward); state as a kind's (NULL in training). */
+    void (*forward)(const PosEnc *pe, int l, float *a, const float *qkv, const float *params, float *state, int B,
+                    int T, int pos0);
+    /* da (B, NH, T) = the loss's gradient w.r.t. a: adds the gradient of the bias's extra columns
+     * into dqkv and of its parameters into dparams. NULL for a bias without inputs (ALiBi). */
+    void (*backward)(const PosEnc *pe, int l, const float *da, float *dqkv, const float *qkv, const float *params,
+                     float *dparams, int B, int T);
 } ScoreBiasKind;
 
 struct PosEnc {
@@ -129,9 +145,24 @@ int posenc_check_option_keys(const cJSON *options, const char *kind, const char 
 int posenc_number_option(const cJSON *options, const char *key, double fallback, double *value);
 int posenc_string_option(const cJSON *options, const char *key, const char *fallback, const char **value);
 
-/* The qkv row length the hooks see: S = 3C + E. */
-static inline long posenc_qkv_stride(const PosEnc *pe) {
-    return 3L * pe->dims.C + (pe->kind->num_extra ? pe->kind->num_extra(pe) : 0);
+/* The extra QKV outputs per layer of the kind alone, of the bias alone, and of both (E). */
+static inline int posenc_kind_extra(const PosEnc *pe) { return pe->kind->num_extra ? pe->kind->num_extra(pe) : 0; }
+static inline int posenc_bias_extra(const PosEnc *pe) {
+    return pe->bias && pe->bias->num_extra ? pe->bias->num_extra(pe) : 0;
+}
+static inline int posenc_num_extra(const PosEnc *pe) { return posenc_kind_extra(pe) + posenc_bias_extra(pe); }
+/* The qkv row length the hooks see: S = 3C + E; the bias's first extra column. */
+static inline long posenc_qkv_stride(const PosEnc *pe) { return 3L * pe->dims.C + posenc_num_extra(pe); }
+static inline long posenc_bias_column(const PosEnc *pe) { return 3L * pe->dims.C + posenc_kind_extra(pe); }
+/* Parameters of the kind alone, of the bias alone (stored after the kind's), and of both. */
+static inline size_t posenc_kind_params(const PosEnc *pe) { return pe->kind->num_params ? pe->kind->num_params(pe) : 0; }
+static inline size_t posenc_bias_params(const PosEnc *pe) {
+    return pe->bias && pe->bias->num_params ? pe->bias->num_params(pe) : 0;
+}
+static inline size_t posenc_num_params(const PosEnc *pe) { return posenc_kind_params(pe) + posenc_bias_params(pe); }
+/* The bias's recurrent state for generation (floats, all layers). */
+static inline size_t posenc_bias_state(const PosEnc *pe, int B) {
+    return pe->bias && pe->bias->num_state ? pe->bias->num_state(pe, B) : 0;
 }
 
 /* Multiplies each pair (v[2i], v[2i+1]) of `heads` consecutive head vectors of size hs by the

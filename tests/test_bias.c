@@ -1,9 +1,13 @@
-/* test_bias.c: additive score biases (posenc.h's "bias": ALiBi) and attention's bias path
+/* test_bias.c: additive score biases (posenc.h's "bias": ALiBi, FoX) and attention's bias path
  * (model/layers.c).
  *
  * - ALiBi's slopes for 8 and 12 heads against the numbers written out from the paper's rule.
  * - With q = 0 every q.k score is 0, so ALiBi's attention row is exp(-m (t - j)) normalised:
  *   compared with that geometric series in closed form.
+ * - FoX: a against sums of log sigmoid computed here in double; two calls carrying the state
+ *   equal one; its backward against central differences of that double formula; with every gate
+ *   at 1 (a large gate bias) a model with FoX gives the probabilities of the same model without
+ *   it, on NoPE and on RoPE, and with gates at 1/2 it does not.
  * - Attention with a bias a (scores + a[t] - a[j]): the fast and reference forwards against a
  *   double forward written here; the backward's d qkv and d a against central differences of
  *   that double forward (sizes cross the attention tile of 64 rows); the blockwise mask too.
@@ -18,6 +22,7 @@
 #include <string.h>
 
 #include "base/util.h"
+#include "model/gpt.h"
 #include "model/layers.h"
 #include "model/posenc.h"
 #include "tests/layers_test_helpers.h"
@@ -33,7 +38,7 @@ static void alibi_slopes(int NH, double *slope) {
            tr_error());
     if (test_current_failed) return;
     float a[3 * 16];
-    pe.bias->forward(&pe, 0, a, NULL, 1, 3, 5);
+    pe.bias->forward(&pe, 0, a, NULL, NULL, NULL, 1, 3, 5);
     for (int h = 0; h < NH; h++) {
         slope[h] = (double)a[h * 3] - (double)a[h * 3 + 1];
         CHECKF(fabs(a[h * 3] + 5 * slope[h]) < 1e-5, "head %d: a at position 5 is %g, not -5 m", h, a[h * 3]);
@@ -66,7 +71,7 @@ static void test_alibi_attention_rows(void) {
     float *att = xmalloc(sizeof(float) * B * NH * T * T);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < C; i++) qkv[(size_t)t * S + i] = 0.0f; /* q = 0 */
-    pe.bias->forward(&pe, 0, a, qkv, B, T, 0);
+    pe.bias->forward(&pe, 0, a, qkv, NULL, NULL, B, T, 0);
     attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, a);
     double worst = 0;
     for (int h = 0; h < NH; h++) {
@@ -186,6 +191,133 @@ static void test_bias_shift_invariance(void) {
     free(qkv), free(a), free(R), free(out), free(out2), free(att), free(dqkv), free(da);
 }
 
+/* ---- FoX ---- */
+
+enum { FB = 2, FT = 9, FNH = 3, FC = 6 };
+
+/* Sum over (b, h, t) of R * a, a_t = sum_{s <= t} log sigmoid(z_s + b_f[h]), z = the fox columns
+ * of qkv (at col, row stride S), in double. */
+static double fox_loss_d(const double *qkv, const double *b_f, const double *R, long S, long col) {
+    double total = 0;
+    for (int b = 0; b < FB; b++)
+        for (int h = 0; h < FNH; h++) {
+            double a = 0;
+            for (int t = 0; t < FT; t++) {
+                const double z = qkv[((size_t)b * FT + t) * S + col + h] + b_f[h];
+                a += -log(1 + exp(-z));
+                total += R[((size_t)b * FNH + h) * FT + t] * a;
+            }
+        }
+    return total;
+}
+
+typedef struct {
+    double *qkv, *b_f, *R;
+    long S, col;
+} FoxCtx;
+static double fox_ctx_loss(void *p) {
+    FoxCtx *g = p;
+    return fox_loss_d(g->qkv, g->b_f, g->R, g->S, g->col);
+}
+
+static void test_fox_values_state_and_backward(void) {
+    PosEnc pe;
+    ModelDims d = make_dims(FC, FNH, 32);
+    CHECKF(create_json(&pe, "{\"kind\": \"rope\", \"bias\": {\"kind\": \"fox\", \"gate_bias\": 0.5}}", d) == 0, "%s",
+           tr_error());
+    if (test_current_failed) return;
+    const long S = posenc_qkv_stride(&pe), col = posenc_bias_column(&pe);
+    CHECK(S == 3 * FC + FNH && col == 3 * FC && posenc_bias_params(&pe) == (size_t)d.L * FNH);
+    const size_t n_qkv = (size_t)FB * FT * S, n_a = (size_t)FB * FNH * FT;
+    rng_seed(21);
+    float *qkv = random_floats(n_qkv, 3.0f), *R = random_floats(n_a, 1.0f), params[2 * FNH], a[FB * FNH * FT];
+    float *w = xmalloc(sizeof(float) * (size_t)d.L * (size_t)S * FC);
+    pe.bias->init(&pe, params, w, (size_t)S * FC, 1);
+    CHECK(params[0] == 0.5f && params[2 * FNH - 1] == 0.5f);
+    params[FNH + 1] = -1.5f; /* layer 1, head 1 */
+    const int l = 1;
+    pe.bias->forward(&pe, l, a, qkv, params, NULL, FB, FT, 0);
+    /* a against the running sums in double */
+    double worst = 0;
+    for (int b = 0; b < FB; b++)
+        for (int h = 0; h < FNH; h++) {
+            double sum = 0;
+            for (int t = 0; t < FT; t++) {
+                sum += -log(1 + exp(-((double)qkv[((size_t)b * FT + t) * S + col + h] + params[l * FNH + h])));
+                worst = fmax(worst, fabs(a[((size_t)b * FNH + h) * FT + t] - sum));
+            }
+        }
+    CHECKF(worst < 1e-5, "FoX a differs from the double running sum by %g", worst);
+    /* positions 0..3 then 4..8 with the state (L, B, NH) carried equal one call */
+    float state[2 * FB * FNH] = {0}, first[FB * FNH * 4], rest[FB * FNH * 5];
+    float *qkv_rest = xmalloc(sizeof(float) * (size_t)FB * 5 * S), *qkv_first = xmalloc(sizeof(float) * (size_t)FB * 4 * S);
+    for (int b = 0; b < FB; b++) {
+        memcpy(qkv_first + (size_t)b * 4 * S, qkv + (size_t)b * FT * S, sizeof(float) * 4 * (size_t)S);
+        memcpy(qkv_rest + (size_t)b * 5 * S, qkv + ((size_t)b * FT + 4) * S, sizeof(float) * 5 * (size_t)S);
+    }
+    pe.bias->forward(&pe, l, first, qkv_first, params, state, FB, 4, 0);
+    pe.bias->forward(&pe, l, rest, qkv_rest, params, state, FB, 5, 4);
+    int same = 1;
+    for (int bh = 0; bh < FB * FNH; bh++)
+        for (int t = 0; t < FT; t++)
+            same &= a[(size_t)bh * FT + t] == (t < 4 ? first[bh * 4 + t] : rest[bh * 5 + t - 4]);
+    CHECKF(same, "FoX over 4 + 5 positions with the state differs from one call over 9");
+    /* backward: d qkv (the fox columns) and d b_f against central differences */
+    float *dqkv = calloc(n_qkv, sizeof(float)), dparams[2 * FNH] = {0};
+    pe.bias->backward(&pe, l, R, dqkv, qkv, params, dparams, FB, FT);
+    double b_f[FNH];
+    for (int h = 0; h < FNH; h++) b_f[h] = params[l * FNH + h];
+    FoxCtx g = {to_double(qkv, n_qkv), b_f, to_double(R, n_a), S, col};
+    double *fd = xmalloc(n_qkv * sizeof(double)), fd_b[FNH];
+    finite_differences(fd, g.qkv, n_qkv, fox_ctx_loss, &g);
+    finite_differences(fd_b, g.b_f, FNH, fox_ctx_loss, &g);
+    const double eq = rel_err_d(dqkv, fd, n_qkv), eb = rel_err_d(dparams + l * FNH, fd_b, FNH);
+    CHECKF(eq < 1e-6 && eb < 1e-6, "FoX backward: d qkv off by %g, d b_f by %g", eq, eb);
+    int others = 1;
+    for (int h = 0; h < FNH; h++) others &= dparams[h] == 0.0f; /* layer 0's b_f: untouched */
+    CHECK(others);
+    free(qkv), free(R), free(w), free(qkv_rest), free(qkv_first), free(dqkv), free(g.qkv), free(g.R), free(fd);
+    posenc_destroy(&pe);
+}
+
+/* The largest |p - p'| between the probabilities of two models built from the same seed. */
+static double probs_gap(const char *a_json, const char *b_json) {
+    const GPTConfig cfg = {.V = 11, .L = 2, .C = 12, .NH = 3, .max_T = 16};
+    GPT m[2];
+    const char *json[2] = {a_json, b_json};
+    int32_t tokens[2 * 16];
+    for (int i = 0; i < 2 * 16; i++) tokens[i] = (int32_t)((i * 7 + 3) % cfg.V);
+    for (int k = 0; k < 2; k++) {
+        cJSON *o = cJSON_Parse(json[k]);
+        const int rc = gpt_build(&m[k], &cfg, o, 5);
+        cJSON_Delete(o);
+        CHECKF(rc == 0, "%s: %s", json[k], tr_error());
+        if (rc != 0) {
+            if (k) gpt_free(&m[0]);
+            return -1;
+        }
+        CHECK(gpt_forward(&m[k], tokens, NULL, 2, 16) == 0);
+    }
+    double gap = 0;
+    for (size_t i = 0; i < (size_t)2 * 16 * cfg.V; i++) gap = fmax(gap, fabs(m[0].acts.probs[i] - m[1].acts.probs[i]));
+    gpt_free(&m[0]);
+    gpt_free(&m[1]);
+    return gap;
+}
+
+static void test_fox_gates_at_one_change_nothing(void) {
+    const char *base[] = {"none", "rope"};
+    for (int i = 0; i < 2; i++) {
+        char plain[64], open_gates[128], half_gates[128];
+        snprintf(plain, sizeof plain, "{\"kind\": \"%s\"}", base[i]);
+        snprintf(open_gates, sizeof open_gates, "{\"kind\": \"%s\", \"bias\": {\"kind\": \"fox\", \"gate_bias\": 30}}", base[i]);
+        snprintf(half_gates, sizeof half_gates, "{\"kind\": \"%s\", \"bias\": \"fox\"}", base[i]);
+        const double open_gap = probs_gap(plain, open_gates), half_gap = probs_gap(plain, half_gates);
+        CHECKF(open_gap >= 0 && open_gap < 1e-6, "%s: FoX with f = 1 changes the probabilities by %g", base[i], open_gap);
+        CHECKF(half_gap > 1e-4, "%s: FoX with f = 1/2 changes the probabilities by only %g", base[i], half_gap);
+    }
+}
+
 /* ---- options ---- */
 
 static void test_bias_options(void) {
@@ -201,9 +333,12 @@ static void test_bias_options(void) {
     } bad[] = {
         {"{\"kind\": \"none\", \"bias\": 3}", "posenc.bias: must be"},
         {"{\"kind\": \"none\", \"bias\": {}}", "posenc.bias: must be"},
-        {"{\"kind\": \"none\", \"bias\": \"fog\"}", "posenc.bias: unknown bias \"fog\" (known: alibi"},
+        {"{\"kind\": \"none\", \"bias\": \"fog\"}", "posenc.bias: unknown bias \"fog\" (known: alibi, fox)"},
         {"{\"kind\": \"none\", \"bias\": {\"kind\": \"alibi\", \"slope\": 1}}", "posenc.bias.slope: unknown option"},
         {"{\"kind\": \"rope\", \"bias\": \"alibi\", \"base\": \"x\"}", "posenc.base"},
+        {"{\"kind\": \"none\", \"bias\": {\"kind\": \"fox\", \"gate_bias\": \"high\"}}", "posenc.bias.gate_bias: must be"},
+        {"{\"kind\": \"none\", \"bias\": {\"kind\": \"fox\", \"gate_bias\": 31}}", "posenc.bias.gate_bias: must be"},
+        {"{\"kind\": \"none\", \"bias\": {\"kind\": \"fox\", \"gate\": 1}}", "posenc.bias.gate: unknown option"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECKF(create_json(&pe, bad[i].json, d) == -1 && strstr(tr_error(), bad[i].want), "%s: got \"%s\"", bad[i].json,
@@ -217,6 +352,8 @@ int main(void) {
     RUN(test_alibi_attention_rows);
     RUN(test_biased_attention_vs_double);
     RUN(test_bias_shift_invariance);
+    RUN(test_fox_values_state_and_backward);
+    RUN(test_fox_gates_at_one_change_nothing);
     RUN(test_bias_options);
     return test_summary();
 }

@@ -136,6 +136,9 @@ static long checkpoint_offset(const Dims *d, const char *name, long *count, long
     if (!strcmp(rest, "attn.c_attn.weight")) return AT(qkv + l * S * C, 3 * C, C);
     if (!strcmp(rest, "attn.hddrope.w_g")) return AT(qkv + l * S * C + 3 * C * C, S - 3 * C, C);
     if (!strcmp(rest, "attn.hddrope.g_base")) return AT(pe + l * d->G, d->G, 0);
+    /* a score bias after a kind without extra rows or parameters: FoX's w_f (NH rows), b_f (NH) */
+    if (!strcmp(rest, "attn.fox.weight")) return AT(qkv + l * S * C + 3 * C * C, S - 3 * C, C);
+    if (!strcmp(rest, "attn.fox.bias")) return AT(pe + l * (S - 3 * C), S - 3 * C, 0);
     if (!strcmp(rest, "attn.c_proj.weight")) return AT(proj + l * C * C, C, C);
     if (!strcmp(rest, "ln_2.weight")) return AT(ln2 + l * C, C, 0);
     if (!strcmp(rest, "mlp.c_fc.weight")) return AT(fc + l * 4 * C * C, 4 * C, C);
@@ -234,6 +237,15 @@ static void test_export_import_hddrope(void) {
     if (train_tiny("hdd", "--set model.posenc.kind=hddrope --set model.posenc.dynamic=true", 6, dir, sizeof dir) != 0)
         return;
     const Dims d = {.V = 4096, .L = 2, .C = 32, .S = 96 + 48, .G = 48, .T = 32};
+    check_export(dir, &d, 1 + 2 * 8 + 1, weights, sizeof weights);
+    check_import_agrees(dir, weights);
+}
+
+/* RoPE with FoX's forget gate: NH = 2 extra Wqkv rows (w_f) and b_f of 2 per layer. */
+static void test_export_import_rope_fox(void) {
+    char dir[600], weights[700];
+    if (train_tiny("fox", "--set model.posenc.bias=fox", 6, dir, sizeof dir) != 0) return;
+    const Dims d = {.V = 4096, .L = 2, .C = 32, .S = 96 + 2, .G = 0, .T = 32};
     check_export(dir, &d, 1 + 2 * 8 + 1, weights, sizeof weights);
     check_import_agrees(dir, weights);
 }
@@ -409,6 +421,7 @@ static void test_resume_from_import_is_a_fresh_run(void) {
 int main(void) {
     RUN(test_export_import_rope);
     RUN(test_export_import_hddrope);
+    RUN(test_export_import_rope_fox);
     RUN(test_import_refuses_bad_files);
     RUN(test_resume_from_import_is_a_fresh_run);
     return test_summary();
