@@ -51,7 +51,9 @@ static void fill_act_sizes(size_t sizes[GPT_NUM_ACT_TENSORS + 1], const GPTConfi
     sizes[3] = product(g, L, N);                    /* ln1_rstd */
     sizes[4] = product(L, N, S);                    /* qkv */
     sizes[5] = product(L, N, C);                    /* atty */
-    sizes[6] = mul_sat(product(g, L, NH), mul_sat((size_t)T, N)); /* att (L, B, NH, T, T) */
+    /* att (L, B, NH, T, T); as a gradient, one layer's scores' gradient for a kind that forms them */
+    const int dscores = want_grads && pe && pe->kind && pe->kind->scores_backward;
+    sizes[6] = mul_sat(product(dscores ? 1 : g, dscores ? 1 : L, NH), mul_sat((size_t)T, N));
     sizes[7] = product(L, N, C);                    /* res2 */
     sizes[8] = product(L, N, C);                    /* ln2 */
     sizes[9] = product(g, L, N);                    /* ln2_mean */
@@ -255,9 +257,15 @@ int gpt_forward(GPT *m, const int32_t *tokens, const int32_t *targets, int B, in
             pe->kind->qk_forward(pe, l, l_qkv, l_ln1, m->posenc_params, m->posenc_acts, NULL, B, T, 0);
             layer_profile_stop(&layer_profile.posenc_s, profile_t0);
         }
+        const int scores_given = pe->kind->scores_forward != NULL;
+        if (scores_given) {
+            double profile_t0 = layer_profile_start();
+            pe->kind->scores_forward(pe, l, l_att, l_qkv, m->posenc_params, m->posenc_acts, B, T);
+            layer_profile_stop(&layer_profile.posenc_s, profile_t0);
+        }
         if (pe->bias)
             pe->bias->forward(pe, l, a->score_bias, l_qkv, m->posenc_params + posenc_kind_params(pe), NULL, B, T, 0);
-        attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block, a->score_bias);
+        attention_forward_blockwise(l_atty, l_att, l_qkv, B, T, C, NH, S, m->attn_block, a->score_bias, scores_given);
         matmul_forward(l_res2, l_atty, p->attprojw + (size_t)l * C * C, (int)N, C, C);
         residual_forward(l_res2, res, l_res2, (long)(N * C));
         layernorm_forward(l_ln2, l_ln2_mean, l_ln2_rstd, l_res2, p->ln2w + (size_t)l * C, (int)N, C);
@@ -362,7 +370,14 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
         zero_floats(dl_qkv, N * S);
         float *dbias = ga->score_bias; /* NULL unless the bias has inputs */
         if (dbias) memset(dbias, 0, sizeof(float) * N * (size_t)NH);
-        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S, dbias);
+        float *dscores = pe->kind->scores_backward ? ga->att : NULL; /* the kind forms the scores */
+        attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S, dbias, dscores);
+        if (dscores) {
+            double profile_t0 = layer_profile_start();
+            pe->kind->scores_backward(pe, l, dscores, dl_qkv, l_qkv, m->posenc_params, m->posenc_grads,
+                                      m->posenc_acts, B, T);
+            layer_profile_stop(&layer_profile.posenc_s, profile_t0);
+        }
         if (dbias)
             pe->bias->backward(pe, l, dbias, dl_qkv, l_qkv, m->posenc_params + posenc_kind_params(pe),
                                m->posenc_grads + posenc_kind_params(pe), B, T);
@@ -439,9 +454,11 @@ void gpt_kv_init(KVCache *kv, const GPT *m) {
     size_t n_state = k->num_state ? k->num_state(&m->posenc, 1) : 0;
     size_t n_acts = k->num_acts ? k->num_acts(&m->posenc, 1, 1) : 0;
     size_t n_bias = m->posenc.bias ? L * (size_t)c->NH * cap : 0, n_bias_state = posenc_bias_state(&m->posenc, 1);
-    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V, n_bias, n_bias_state};
+    size_t n_scores = k->scores_step ? (size_t)c->NH * cap : 0;
+    size_t sizes[] = {L * cap * C, L * cap * C, n_state, n_acts, C, C, S, C, cap, 4 * C, V, n_bias, n_bias_state,
+                      n_scores};
     float **fields[] = {&kv->k, &kv->v, &kv->posenc_state, &kv->posenc_acts, &kv->x, &kv->ln, &kv->qkv,
-                        &kv->atty, &kv->att, &kv->fch, &kv->logits, &kv->bias, &kv->bias_state};
+                        &kv->atty, &kv->att, &kv->fch, &kv->logits, &kv->bias, &kv->bias_state, &kv->scores};
     size_t total;
     kv->memory = alloc_and_point(fields, sizes, (int)(sizeof sizes / sizeof sizes[0]), 0, &total);
     kv->capacity = c->max_T;
@@ -496,6 +513,10 @@ const float *gpt_step(GPT *m, KVCache *kv, int32_t token) {
                               1, pos);
             for (int h = 0; h < NH; h++) bias[(size_t)h * kv->capacity + pos] = kv->atty[h];
         }
+        /* a kind that forms the scores: all heads' rows at once */
+        if (kv->scores)
+            pe->kind->scores_step(pe, l, kv->scores, kv->capacity, kv->qkv, k_cache, m->posenc_params,
+                                  kv->posenc_state, pos);
         /* attention of the one query over positions 0..pos, head by head */
         for (int h = 0; h < NH; h++) {
             const float *q = kv->qkv + h * hs, *a = bias ? bias + (size_t)h * kv->capacity : NULL;
@@ -503,8 +524,11 @@ const float *gpt_step(GPT *m, KVCache *kv, int32_t token) {
             for (int s = 0; s <= pos; s++) {
                 const float *k = k_cache + (size_t)s * C + h * hs;
                 float dot = 0.0f;
-                for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-                kv->att[s] = dot * scale;
+                if (kv->scores) kv->att[s] = kv->scores[(size_t)h * kv->capacity + s];
+                else {
+                    for (int i = 0; i < hs; i++) dot += q[i] * k[i];
+                    kv->att[s] = dot * scale;
+                }
                 if (a) kv->att[s] += a[pos] - a[s];
                 if (kv->att[s] > maxval) maxval = kv->att[s];
             }

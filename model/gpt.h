@@ -135,6 +135,7 @@ typedef struct {
     float *x, *ln, *qkv, *atty, *att, *fch, *logits; /* one row each: C, C, S, C, capacity, 4C, V */
     float *bias;             /* (L, NH, capacity) the score bias of every cached position, if any */
     float *bias_state;       /* the score bias's recurrent state (posenc_bias_state(1) floats) */
+    float *scores;           /* (NH, capacity) one row of scores, for a kind that forms them (PaTH) */
     float *memory;           /* all of the above, one allocation */
 } KVCache;
 

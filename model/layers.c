@@ -229,7 +229,7 @@ void matmul_backward(float *dinp /*(N,C)*/, float *dweight /*(OC,C)*/, const flo
 void attention_forward_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
                                  int qkv_stride) {
-    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0, NULL);
+    attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, qkv_stride, 0, NULL, 0);
 }
 
 /* Row by row with an explicit mask: key t2 is visible to query t iff allowed(t, t2). */
@@ -239,7 +239,8 @@ static int blockwise_allowed(int t, int t2, int block) {
 
 void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                            const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH,
-                                           int qkv_stride, int block, const float *bias /*(B,NH,T) or NULL*/) {
+                                           int qkv_stride, int block, const float *bias /*(B,NH,T) or NULL*/,
+                                           int scores_given) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     for (int b = 0; b < B; b++) {
@@ -253,9 +254,12 @@ void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*
                 for (int t2 = 0; t2 <= t; t2++) {
                     if (!blockwise_allowed(t, t2, block)) continue;
                     const float *key = qkv + ((size_t)b * T + t2) * qkv_stride + C + (size_t)h * hs;
-                    float s = 0.0f;
-                    for (int i = 0; i < hs; i++) s += query[i] * key[i];
-                    s *= scale;
+                    float s = att_row[t2]; /* scores_given: the kind's */
+                    if (!scores_given) {
+                        s = 0.0f;
+                        for (int i = 0; i < hs; i++) s += query[i] * key[i];
+                        s *= scale;
+                    }
                     if (a) s += a[t] - a[t2];
                     if (s > maxval) maxval = s;
                     att_row[t2] = s;
@@ -283,7 +287,8 @@ void attention_forward_blockwise_reference(float *out /*(B,T,C)*/, float *att /*
 
 void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                                   const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                                  int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/) {
+                                  int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/,
+                                  float *dscores /*(B,NH,T,T) or NULL*/) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float *datt = xmalloc((size_t)T * sizeof(float));    // one row's dP, then dS
@@ -318,7 +323,12 @@ void attention_backward_reference(float *dqkv /*(B,T,qkv_stride)*/, const float 
                     float *da = dbias + ((size_t)b * NH + h) * T;
                     for (int t2 = 0; t2 <= t; t2++) da[t2] -= datt[t2];
                 }
-                // undo (1) score[t2] = query . key[t2] * scale
+                // undo (1) score[t2] = query . key[t2] * scale, or hand d score to the kind that made it
+                if (dscores) {
+                    float *drow = dscores + (((size_t)b * NH + h) * T + t) * T;
+                    for (int t2 = 0; t2 < T; t2++) drow[t2] = t2 <= t ? datt[t2] : 0.0f;
+                    continue;
+                }
                 for (int t2 = 0; t2 <= t; t2++) {
                     size_t off2 = ((size_t)b * T + t2) * qkv_stride + (size_t)h * hs;
                     const float *key = qkv + off2 + C;
@@ -377,14 +387,16 @@ static int blockwise_first_key(int t, int block) {
 /* One head. q, k, v: (T,hs) with row stride ld_qkv; out: (T,hs) with row stride ld_out;
  * att: (T,T); block: 0 (causal) or the BCA block size; a: the head's score bias (T) or NULL. */
 static void attention_head_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                                   int T, int hs, int ld_qkv, int ld_out, float scale, int block, const float *a) {
+                                   int T, int hs, int ld_qkv, int ld_out, float scale, int block, const float *a,
+                                   int scores_given) {
     for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
         int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
         int k0 = blockwise_first_key(r0, block); // the tile's rows look at keys [k0, r1) at most
         float *p = att + (size_t)r0 * T;       // rows [r0,r1) of P, (rows, T) with stride T
-        // (1) S[r0:r1, k0:r1] = Q[r0:r1] . K[k0:r1]^T * scale
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1 - k0, hs, scale, q + (size_t)r0 * ld_qkv,
-                    ld_qkv, k + (size_t)k0 * ld_qkv, ld_qkv, 0.0f, p + k0, T);
+        // (1) S[r0:r1, k0:r1] = Q[r0:r1] . K[k0:r1]^T * scale, unless the kind gave S
+        if (!scores_given)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, r1 - k0, hs, scale, q + (size_t)r0 * ld_qkv,
+                        ld_qkv, k + (size_t)k0 * ld_qkv, ld_qkv, 0.0f, p + k0, T);
         // (2) causal softmax of each row, in place: row t over keys first..t, the rest exactly 0.
         // The row is padded with -inf (exp gives exact zeros, which leave the max and the sum as
         // they are) to a whole number of SIMD_LANES where the row has room: the vector loops then
@@ -408,7 +420,7 @@ static void attention_head_forward(float *out, float *att, const float *q, const
 
 void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
-                                 int block, const float *bias /*(B,NH,T) or NULL*/) {
+                                 int block, const float *bias /*(B,NH,T) or NULL*/, int scores_given) {
     double profile_t0 = layer_profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -418,7 +430,7 @@ void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
             const float *q = qkv + (size_t)b * T * qkv_stride + (size_t)h * hs;
             attention_head_forward(out + (size_t)b * T * C + (size_t)h * hs, att + ((size_t)b * NH + h) * T * T,
                                    q, q + C, q + 2 * C, T, hs, qkv_stride, C, scale, block,
-                                   bias ? bias + ((size_t)b * NH + h) * T : NULL);
+                                   bias ? bias + ((size_t)b * NH + h) * T : NULL, scores_given);
         }
     }
     layer_profile_stop(&layer_profile.attention_s, profile_t0);
@@ -426,7 +438,7 @@ void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)
 
 void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
                        int B, int T, int C, int NH, int qkv_stride) {
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, qkv_stride, 0, NULL);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, qkv_stride, 0, NULL, 0);
 }
 
 /* One head's backward, tile by tile. dq, dk, dv: (T,hs) with stride ld_qkv; dout: (T,hs) with
@@ -434,7 +446,7 @@ void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const 
  * da: the head's score-bias gradient (T, accumulated) or NULL. */
 static void attention_head_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                                     const float *k, const float *v, const float *att, float *scratch,
-                                    int T, int hs, int ld_qkv, int ld_out, float scale, float *da) {
+                                    int T, int hs, int ld_qkv, int ld_out, float scale, float *da, float *dscores) {
     for (int r0 = 0; r0 < T; r0 += ATTENTION_TILE) {
         int r1 = min_int(r0 + ATTENTION_TILE, T), rows = r1 - r0;
         const float *p = att + (size_t)r0 * T;      // P[r0:r1, :]
@@ -460,7 +472,15 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
             if (da)
                 for (int j = 0; j <= t; j++) da[j] -= drow[j];
         }
-        // undo (1) S = Q K^T * scale:
+        // undo (1) S = Q K^T * scale, or hand dS to the kind that made S
+        if (dscores) {
+            for (int t = r0; t < r1; t++) {
+                float *out = dscores + (size_t)t * T;
+                memcpy(out, dS + (size_t)(t - r0) * T, sizeof(float) * (size_t)r1);
+                memset(out + r1, 0, sizeof(float) * (size_t)(T - r1));
+            }
+            continue;
+        }
         //   dQ[r0:r1] += dS[r0:r1, 0:r1] . K[0:r1] * scale
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, r1, scale, dS, T, k, ld_qkv, 1.0f,
                     dq + (size_t)r0 * ld_qkv, ld_qkv);
@@ -472,7 +492,8 @@ static void attention_head_backward(float *dq, float *dk, float *dv, const float
 
 void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                         const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                        int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/) {
+                        int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/,
+                        float *dscores /*(B,NH,T,T) or NULL*/) {
     double profile_t0 = layer_profile_start();
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -488,7 +509,8 @@ void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B
                 const float *q = qkv + qoff;
                 attention_head_backward(dq, dq + C, dq + 2 * C, dout + (size_t)b * T * C + (size_t)h * hs, q,
                                         q + C, q + 2 * C, att + ((size_t)b * NH + h) * T * T, scratch, T, hs,
-                                        qkv_stride, C, scale, dbias ? dbias + ((size_t)b * NH + h) * T : NULL);
+                                        qkv_stride, C, scale, dbias ? dbias + ((size_t)b * NH + h) * T : NULL,
+                                        dscores ? dscores + ((size_t)b * NH + h) * T * T : NULL);
             }
         }
         free(scratch);

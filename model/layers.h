@@ -55,13 +55,17 @@ void matmul_backward_reference(float *dinp, float *dweight, const float *dout, c
  * the diagonal) for the backward. bias (B,NH,T), where given, is a score bias a: the score of
  * query t and key j gets a[t] - a[j] (ALiBi, FoX; posenc.h); the backward then adds its gradient,
  * da[j] -= sum_t dS[t,j] (dS: the scores' gradient), into dbias. a[t]'s own term, sum_j dS[t,j],
- * is 0 (a softmax's gradient sums to 0 over its row), as a[t] shifts the whole row. */
+ * is 0 (a softmax's gradient sums to 0 over its row), as a[t] shifts the whole row.
+ * With scores_given, att holds the scaled scores of every j <= t on entry (a positional kind
+ * that forms them itself, PaTH; posenc.h) instead of q.k/sqrt(hs); the backward then writes the
+ * scores' gradient into dscores (B,NH,T,T), 0 above the diagonal, instead of adding dq and dk. */
 void attention_forward(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/, const float *qkv /*(B,T,qkv_stride)*/,
                        int B, int T, int C, int NH, int qkv_stride);
 /* dqkv (only its first 3C columns) += the gradient through attention; dbias += the bias's (or NULL). */
 void attention_backward(float *dqkv /*(B,T,qkv_stride)*/, const float *dout /*(B,T,C)*/,
                         const float *qkv /*(B,T,qkv_stride)*/, const float *att /*(B,NH,T,T)*/,
-                        int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/);
+                        int B, int T, int C, int NH, int qkv_stride, float *dbias /*(B,NH,T) or NULL*/,
+                        float *dscores /*(B,NH,T,T) or NULL*/);
 void attention_forward_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
                                  int qkv_stride);
 /* Blockwise causal attention (BCA, docs/posenc.md §3.4; an evaluation option): query t sees keys j with
@@ -70,11 +74,11 @@ void attention_forward_reference(float *out, float *att, const float *qkv, int B
  * zero outside the window, so attention_backward serves this mask unchanged. */
 void attention_forward_blockwise(float *out /*(B,T,C)*/, float *att /*(B,NH,T,T)*/,
                                  const float *qkv /*(B,T,qkv_stride)*/, int B, int T, int C, int NH, int qkv_stride,
-                                 int block, const float *bias /*(B,NH,T) or NULL*/);
+                                 int block, const float *bias /*(B,NH,T) or NULL*/, int scores_given);
 void attention_forward_blockwise_reference(float *out, float *att, const float *qkv, int B, int T, int C, int NH,
-                                           int qkv_stride, int block, const float *bias);
+                                           int qkv_stride, int block, const float *bias, int scores_given);
 void attention_backward_reference(float *dqkv, const float *dout, const float *qkv, const float *att,
-                                  int B, int T, int C, int NH, int qkv_stride, float *dbias);
+                                  int B, int T, int C, int NH, int qkv_stride, float *dbias, float *dscores);
 
 /* ---- GELU, tanh approximation, elementwise over n values ---- */
 void gelu_forward(float *out, const float *inp, long n);

@@ -19,7 +19,8 @@
     KIND(learned)              \
     KIND(rope)                 \
     KIND(xpos)                 \
-    KIND(hddrope)
+    KIND(hddrope)              \
+    KIND(path)
 
 #define DECLARE_KIND(name) extern const PosEncKind posenc_##name;
 POSENC_KIND_LIST(DECLARE_KIND)

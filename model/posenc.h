@@ -103,6 +103,23 @@ typedef struct {
                        float *acts, float *state, int B, int T, int pos0);
     void (*qk_backward)(const PosEnc *pe, int l, float *dqkv, const float *qkv, const float *x,
                         const float *params, float *dparams, const float *acts, int B, int T, int pos0);
+
+    /* Kinds that form the attention scores themselves (PaTH), in place of q . k / sqrt(hs):
+     * scores_forward fills scores (B, NH, T, T) with s[i][j] for every j <= i of each head (above
+     * the diagonal is left alone); attention then adds the score bias, takes the softmax and weighs
+     * v as usual (layers.h, scores_given). scores_backward gets the scores' gradient in the same
+     * layout (0 above the diagonal) and adds what it implies into dqkv (q, k and the kind's extra
+     * columns) and dparams. scores_step is generation's row for the token at position pos: scores
+     * + h * row_stride (h < NH) = s[pos][j] for j = 0 .. pos, from the layer's cached keys k_cache
+     * (pos + 1 rows of C, the newest included) and the kind's state (num_state(1) floats, zeroed
+     * at the start of a sequence), which it extends with what later rows need of this one.
+     * All three NULL for kinds whose scores are q . k. */
+    void (*scores_forward)(const PosEnc *pe, int l, float *scores, const float *qkv, const float *params, float *acts,
+                           int B, int T);
+    void (*scores_backward)(const PosEnc *pe, int l, const float *dscores, float *dqkv, const float *qkv,
+                            const float *params, float *dparams, const float *acts, int B, int T);
+    void (*scores_step)(const PosEnc *pe, int l, float *scores, long row_stride, const float *qkv,
+                        const float *k_cache, const float *params, float *state, int pos);
 } PosEncKind;
 
 /* An additive score bias (see the header comment). */

@@ -73,7 +73,7 @@ static void run_attention_forward(void *p) {
 }
 static void run_attention_backward(void *p) {
     Ctx *x = p;
-    attention_backward(x->d, x->e, x->a, x->b, x->B, x->T, x->C, x->NH, x->S, NULL);
+    attention_backward(x->d, x->e, x->a, x->b, x->B, x->T, x->C, x->NH, x->S, NULL, NULL);
 }
 static void run_gelu(void *p) {
     Ctx *x = p;

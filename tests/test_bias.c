@@ -72,7 +72,7 @@ static void test_alibi_attention_rows(void) {
     for (int t = 0; t < T; t++)
         for (int i = 0; i < C; i++) qkv[(size_t)t * S + i] = 0.0f; /* q = 0 */
     pe.bias->forward(&pe, 0, a, qkv, NULL, NULL, B, T, 0);
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, a);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, a, 0);
     double worst = 0;
     for (int h = 0; h < NH; h++) {
         const double m = pow(2.0, -8.0 * (h + 1) / NH), r = exp(-m);
@@ -139,9 +139,9 @@ static void check_biased_attention(int reference, int block) {
     float *qkv = random_floats(n_qkv, 1.0f), *a = random_floats(n_a, 2.0f), *R = random_floats(n_out, 1.0f);
     float *out = xmalloc(n_out * sizeof(float)), *att = xmalloc(sizeof(float) * B * NH * T * T);
     float *dqkv = calloc(n_qkv, sizeof(float)), *da = calloc(n_a, sizeof(float));
-    if (reference) attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, S, block, a);
-    else attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, block, a);
-    (reference ? attention_backward_reference : attention_backward)(dqkv, R, qkv, att, B, T, C, NH, S, da);
+    if (reference) attention_forward_blockwise_reference(out, att, qkv, B, T, C, NH, S, block, a, 0);
+    else attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, block, a, 0);
+    (reference ? attention_backward_reference : attention_backward)(dqkv, R, qkv, att, B, T, C, NH, S, da, NULL);
 
     BiasCtx g = {B, T, C, NH, S, block, to_double(qkv, n_qkv), to_double(a, n_a), to_double(R, n_out),
                  xmalloc(n_out * sizeof(double))};
@@ -178,15 +178,15 @@ static void test_bias_shift_invariance(void) {
     float *out = xmalloc(n_out * sizeof(float)), *out2 = xmalloc(n_out * sizeof(float));
     float *att = xmalloc(sizeof(float) * B * NH * T * T), *dqkv = calloc(n_qkv, sizeof(float));
     float *da = calloc(n_a, sizeof(float));
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, a);
-    attention_backward(dqkv, R, qkv, att, B, T, C, NH, S, da);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, a, 0);
+    attention_backward(dqkv, R, qkv, att, B, T, C, NH, S, da, NULL);
     for (int bh = 0; bh < B * NH; bh++) {
         double sum = 0, size = 0;
         for (int t = 0; t < T; t++) sum += da[(size_t)bh * T + t], size += fabs(da[(size_t)bh * T + t]);
         CHECKF(size > 1e-3 && fabs(sum) < 1e-5 * size, "head %d: d a sums to %g (|d a| %g)", bh, sum, size);
         for (int t = 0; t < T; t++) a[(size_t)bh * T + t] += 0.75f * (float)(bh + 1);
     }
-    attention_forward_blockwise(out2, att, qkv, B, T, C, NH, S, 0, a);
+    attention_forward_blockwise(out2, att, qkv, B, T, C, NH, S, 0, a, 0);
     CHECKF(rel_err(out2, out, n_out) < 1e-5, "shifted bias changes the output by %g", rel_err(out2, out, n_out));
     free(qkv), free(a), free(R), free(out), free(out2), free(att), free(dqkv), free(da);
 }

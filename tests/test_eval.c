@@ -40,8 +40,8 @@ static void test_bca_attention_matches_reference(void) {
     fill_uniform(qkv, n_qkv, &rng, 2.0f);
     for (int k = 0; k < 4; k++) {
         const int w = blocks[k];
-        attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, w, NULL);
-        attention_forward_blockwise_reference(out_ref, att_ref, qkv, B, T, C, NH, S, w, NULL);
+        attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, w, NULL, 0);
+        attention_forward_blockwise_reference(out_ref, att_ref, qkv, B, T, C, NH, S, w, NULL, 0);
         float d_out = max_abs_diff(out, out_ref, n_out), d_att = max_abs_diff(att, att_ref, n_att);
         CHECKF(d_out < 1e-5f && d_att < 1e-5f, "block %d: fast vs reference: out %g, att %g", w, d_out, d_att);
         int mask_ok = 1;
@@ -61,12 +61,12 @@ static void test_bca_attention_matches_reference(void) {
     }
     /* block 0, and any T <= 2 * block, is plain causal attention, bit for bit */
     attention_forward(out_ref, att_ref, qkv, B, T, C, NH, S);
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, NULL);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, NULL, 0);
     CHECK(!memcmp(out, out_ref, n_out * sizeof *out) && !memcmp(att, att_ref, n_att * sizeof *att));
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, (T + 1) / 2, NULL);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, (T + 1) / 2, NULL, 0);
     CHECK(!memcmp(out, out_ref, n_out * sizeof *out) && !memcmp(att, att_ref, n_att * sizeof *att));
     /* and a block that does cut the context changes the result */
-    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, T / 4, NULL);
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, T / 4, NULL, 0);
     CHECK(max_abs_diff(out, out_ref, n_out) > 1e-3f);
     free(qkv); free(out); free(out_ref); free(att); free(att_ref);
 }

@@ -61,11 +61,11 @@ static void acc_matmul_ref(void *p) {
 }
 static void acc_attention(void *p) {
     AccCtx *a = p;
-    attention_backward(a->dx, a->dout, a->x, a->att, a->B, a->T, a->C, a->NH, a->S, NULL);
+    attention_backward(a->dx, a->dout, a->x, a->att, a->B, a->T, a->C, a->NH, a->S, NULL, NULL);
 }
 static void acc_attention_ref(void *p) {
     AccCtx *a = p;
-    attention_backward_reference(a->dx, a->dout, a->x, a->att, a->B, a->T, a->C, a->NH, a->S, NULL);
+    attention_backward_reference(a->dx, a->dout, a->x, a->att, a->B, a->T, a->C, a->NH, a->S, NULL, NULL);
 }
 static void acc_gelu(void *p) { AccCtx *a = p; gelu_backward(a->dx, a->x, a->dout, (long)a->B * a->T * a->C); }
 static void acc_residual(void *p) {
@@ -134,7 +134,7 @@ static void check_causal(int T, int t0, int reference) {
     float *dout = random_floats(nout, 1.0f), *dqkv = xcalloc(nqkv, sizeof(float));
     for (int b = 0; b < B; b++)
         memset(dout + ((size_t)b * T + t0 + 1) * C, 0, (size_t)(T - t0 - 1) * C * sizeof(float));
-    (reference ? attention_backward_reference : attention_backward)(dqkv, dout, qkv, att, B, T, C, NH, S, NULL);
+    (reference ? attention_backward_reference : attention_backward)(dqkv, dout, qkv, att, B, T, C, NH, S, NULL, NULL);
     int leaked = 0;
     for (int b = 0; b < B; b++)
         for (size_t i = ((size_t)b * T + t0 + 1) * S; i < ((size_t)b + 1) * T * S; i++) leaked |= dqkv[i] != 0.0f;

@@ -194,7 +194,7 @@ static void check_attention_grad(int B, int T, int C, int NH, int extra, int che
         CHECKF(err < FWD_TOL, "%s T=%d forward att rel err %g", name, T, err);
 
         float *dqkv = copy_floats(dqkv0, nqkv);
-        (reference ? attention_backward_reference : attention_backward)(dqkv, R, qkv, att, B, T, C, NH, S, NULL);
+        (reference ? attention_backward_reference : attention_backward)(dqkv, R, qkv, att, B, T, C, NH, S, NULL, NULL);
         // compare dqkv - dqkv0 (in double) with the finite differences, on the q, k, v columns
         double diff = 0, scale = 1e-30;
         int extras_kept = 1;
@@ -380,8 +380,8 @@ static void check_attention_fast_vs_reference(int B, int T, int C, int NH, int e
 
     float *dqkv = random_floats(nqkv, 1.0f), *dqkv_ref = copy_floats(dqkv, nqkv);
     // both backwards from the reference's probabilities, so only the backwards are compared
-    attention_backward(dqkv, dout, qkv, att_ref, B, T, C, NH, S, NULL);
-    attention_backward_reference(dqkv_ref, dout, qkv, att_ref, B, T, C, NH, S, NULL);
+    attention_backward(dqkv, dout, qkv, att_ref, B, T, C, NH, S, NULL, NULL);
+    attention_backward_reference(dqkv_ref, dout, qkv, att_ref, B, T, C, NH, S, NULL, NULL);
     err = rel_err(dqkv, dqkv_ref, nqkv);
     CHECKF(err < 1e-5, "B=%d T=%d C=%d NH=%d dqkv rel err %g", B, T, C, NH, err);
     free(qkv); free(dout); free(out); free(out_ref); free(att); free(att_ref); free(dqkv); free(dqkv_ref);

@@ -205,11 +205,13 @@ static void test_registry_every_kind_creates(void) {
             CHECK(!kind->num_state || kind->num_state(&pe, 3) == 0);
         }
         /* which hooks each kind has */
-        int embed = kind->embed_forward != NULL, qk = kind->qk_forward != NULL;
+        int embed = kind->embed_forward != NULL, qk = kind->qk_forward != NULL, scores = kind->scores_forward != NULL;
         CHECK(embed == (kind->embed_backward != NULL) && qk == (kind->qk_backward != NULL));
-        if (strcmp(kind->name, "none") == 0) CHECK(!embed && !qk && !kind->init);
-        else if (strcmp(kind->name, "learned") == 0) CHECK(embed && !qk && kind->init);
-        else CHECKF(!embed && qk, "%s", kind->name);
+        CHECK(scores == (kind->scores_backward != NULL) && scores == (kind->scores_step != NULL));
+        if (strcmp(kind->name, "none") == 0) CHECK(!embed && !qk && !scores && !kind->init);
+        else if (strcmp(kind->name, "learned") == 0) CHECK(embed && !qk && !scores && kind->init);
+        else if (strcmp(kind->name, "path") == 0) CHECK(!embed && !qk && scores && kind->init);
+        else CHECKF(!embed && qk && !scores, "%s", kind->name);
         posenc_destroy(&pe);
         CHECK(pe.kind == NULL && pe.impl == NULL);
         posenc_destroy(&pe); /* twice is harmless */
