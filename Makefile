@@ -51,7 +51,7 @@ REPORT_OBJS := $(addprefix $(BUILD)/scripts/,series.o report_plot.o report_table
 REPORT_BINS := $(BUILD)/plot $(BUILD)/table
 
 .SECONDARY:
-.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd clean deps fuzz fuzz-build
+.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd bench-peers clean deps fuzz fuzz-build
 
 all: train $(REPORT_BINS)
 
@@ -123,10 +123,16 @@ bench-hdd: $(BUILD)/tests/bench_train $(BUILD)/tests/bench_posenc
 	    OMP_NUM_THREADS=1 $(BUILD)/tests/bench_posenc "{\"kind\":\"hddrope\",\"chunk\":$$c,\"map\":\"$$map\"}" 16 256 $$C 4; \
 	done; done
 
+# The published peers (ALiBi, FoX, PaTH, and FoX on RoPE, HDD-RoPE and PaTH) against RoPE, paired
+# as above at both shapes (scripts/bench_peers.sh; ROUNDS and SHAPES as for bench-hdd).
+bench-peers: $(BUILD)/tests/bench_train
+	sh scripts/bench_peers.sh $(BUILD)/tests/bench_train
+
 bench:
 	$(MAKE) --no-print-directory bench-tokenizer
 	$(MAKE) --no-print-directory bench-train
 	$(MAKE) --no-print-directory bench-hdd
+	$(MAKE) --no-print-directory bench-peers
 
 # Fuzzing: libFuzzer with ASan + UBSan through clang, in its own build directory, without
 # OpenMP (one thread: reproducible, and no libomp next to OpenBLAS's libgomp). One binary per
