@@ -7,6 +7,8 @@
  *   i - j is even and k_j^T R q_i when it is odd.
  * - scores_backward against central differences of the double reference, for q, k and the gate
  *   columns (u and z) at once.
+ * - The fast twin (16 queries in lanes) against the reference walk, forward and backward, over
+ *   several query blocks and a partial one (T = 37), for hs = 4 and an odd hs = 5.
  * - Attention with given scores (layers.h, scores_given): fast and reference agree; scores equal to
  *   q . k / sqrt(hs) give plain attention; the scores' gradient matches central differences of a
  *   double softmax-and-values forward, and dq, dk are left to the kind.
@@ -201,6 +203,43 @@ static void test_backward_vs_finite_differences(void) {
     teardown(&x);
 }
 
+/* model/posenc_path.c: 1 runs the reference walk in the training hooks */
+void path_use_reference(int on);
+
+static void lanes_vs_reference(int hs) {
+    enum { LB = 2, LT = 37, LNH = 2 };
+    const int LC = LNH * hs;
+    PosEnc pe;
+    CHECKF(create_json(&pe, "{\"kind\": \"path\"}", make_dims(LC, LNH, 64)) == 0, "%s", tr_error());
+    if (test_current_failed) return;
+    const long S = posenc_qkv_stride(&pe);
+    const size_t n_qkv = (size_t)LB * LT * S, n_s = (size_t)LB * LNH * LT * LT;
+    rng_seed(77 + (uint64_t)hs);
+    float *qkv = random_floats(n_qkv, 1.0f), *dS = random_floats(n_s, 1.0f);
+    for (size_t at = 0; at < n_s; at++)
+        if (at % LT > (at / LT) % LT) dS[at] = 0.0f;
+    float *acts = xmalloc(sizeof(float) * pe.kind->num_acts(&pe, LB, LT)), *s[2], *d[2];
+    for (int ref = 0; ref < 2; ref++) {
+        path_use_reference(ref);
+        s[ref] = calloc(n_s, sizeof(float)), d[ref] = calloc(n_qkv, sizeof(float));
+        pe.kind->scores_forward(&pe, 1, s[ref], qkv, NULL, acts, LB, LT);
+        pe.kind->scores_backward(&pe, 1, dS, d[ref], qkv, NULL, NULL, acts, LB, LT);
+    }
+    path_use_reference(0);
+    for (size_t at = 0; at < n_s; at++) /* above the diagonal: neither writes */
+        if (at % LT > (at / LT) % LT) s[0][at] = s[1][at] = 0.0f;
+    const double es = rel_err(s[0], s[1], n_s), ed = rel_err(d[0], d[1], n_qkv);
+    CHECKF(es < 1e-6 && ed < 1e-5, "hs %d: lanes against the reference walk: scores %g, gradients %g", hs, es, ed);
+    for (int ref = 0; ref < 2; ref++) free(s[ref]), free(d[ref]);
+    free(qkv), free(dS), free(acts);
+    posenc_destroy(&pe);
+}
+
+static void test_lanes_vs_reference(void) {
+    lanes_vs_reference(4);
+    lanes_vs_reference(5);
+}
+
 /* ---- attention with given scores ---- */
 
 enum { AB = 2, AT = 70, ANH = 2, AC = 8, AS = 3 * AC };
@@ -294,6 +333,7 @@ int main(void) {
     RUN(test_beta_zero_is_nope);
     RUN(test_fixed_reflection);
     RUN(test_backward_vs_finite_differences);
+    RUN(test_lanes_vs_reference);
     RUN(test_attention_with_given_scores);
     RUN(test_bad_option);
     return test_summary();
