@@ -413,7 +413,9 @@ int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, flo
                      ParamGroup **groups_out) {
     /* The posenc's extra QKV rows (HDD-RoPE's W_g) and its own parameters (g_base, learned
      * position vectors) share the lr multiplier but not the decay: decaying g_base would pull the
-     * RoPE angles it starts from towards zero, so posenc_weight_decay is for the matrix only. */
+     * RoPE angles it starts from towards zero, so posenc_weight_decay is for the matrix only. A
+     * score bias's rows and parameters (FoX's w_f, b_f) are the model's like any projection and
+     * bias: decay and no_decay, so that "rope" + FoX and "hddrope" + FoX train FoX alike. */
     ParamGroup *gs = xcalloc(4, sizeof *gs);
     snprintf(gs[0].name, sizeof gs[0].name, "decay");
     snprintf(gs[1].name, sizeof gs[1].name, "no_decay");
@@ -425,6 +427,7 @@ int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, flo
     gs[2].weight_decay = posenc_weight_decay;
 
     const size_t L = (size_t)m->config.L, C = (size_t)m->config.C, S = (size_t)m->S;
+    const size_t E_kind = (size_t)posenc_kind_extra(&m->posenc), P_kind = posenc_kind_params(&m->posenc);
     const float *base = m->params_memory;
     const ParameterTensors *p = &m->params;
 #define OFFSET(ptr) ((size_t)((ptr) - base))
@@ -432,14 +435,18 @@ int gpt_param_groups(const GPT *m, float weight_decay, float posenc_lr_mult, flo
     group_add(&gs[1], OFFSET(p->ln1w), m->param_sizes[1]);
     for (size_t l = 0; l < L; l++) {
         group_add(&gs[0], OFFSET(p->qkvw) + l * S * C, 3 * C * C);           /* q, k, v rows */
-        group_add(&gs[2], OFFSET(p->qkvw) + l * S * C + 3 * C * C, (S - 3 * C) * C); /* the posenc's rows */
+        group_add(&gs[2], OFFSET(p->qkvw) + l * S * C + 3 * C * C, E_kind * C);        /* the kind's rows */
+        group_add(&gs[0], OFFSET(p->qkvw) + l * S * C + (3 * C + E_kind) * C, (S - 3 * C - E_kind) * C); /* bias's */
     }
     group_add(&gs[0], OFFSET(p->attprojw), m->param_sizes[3]);
     group_add(&gs[1], OFFSET(p->ln2w), m->param_sizes[4]);
     group_add(&gs[0], OFFSET(p->fcw), m->param_sizes[5]);
     group_add(&gs[0], OFFSET(p->fcprojw), m->param_sizes[6]);
     group_add(&gs[1], OFFSET(p->lnfw), m->param_sizes[7]);
-    if (m->posenc_params) group_add(&gs[3], OFFSET(m->posenc_params), m->param_sizes[8]);
+    if (m->posenc_params) {
+        group_add(&gs[3], OFFSET(m->posenc_params), P_kind);
+        group_add(&gs[1], OFFSET(m->posenc_params) + P_kind, m->param_sizes[8] - P_kind); /* the bias's */
+    }
 #undef OFFSET
     *groups_out = gs;
     return 4;

@@ -45,8 +45,9 @@ static void add_span(Layout *lay, const char *name, size_t count, Role role) {
 }
 
 /* The parameters in the order of ParameterTensors, then the posenc's own: E extra QKV rows per
- * layer and P posenc parameters. */
-static Layout layout_of(size_t E, size_t P) {
+ * layer and P posenc parameters of the kind, then Eb rows and Pb parameters of its score bias
+ * (decayed and not decayed like the model's own). */
+static Layout layout_of(size_t E, size_t P, size_t Eb, size_t Pb) {
     const size_t V = (size_t)shape.V, L = (size_t)shape.L, C = (size_t)shape.C;
     Layout lay = {.n = 0};
     char name[48];
@@ -57,6 +58,8 @@ static Layout layout_of(size_t E, size_t P) {
         add_span(&lay, name, 3 * C * C, DECAYED);
         snprintf(name, sizeof name, "qkvw[%zu] posenc rows", l);
         add_span(&lay, name, E * C, POSENC_MATRIX);
+        snprintf(name, sizeof name, "qkvw[%zu] score bias rows", l);
+        add_span(&lay, name, Eb * C, DECAYED);
     }
     add_span(&lay, "attprojw", L * C * C, DECAYED);
     add_span(&lay, "ln2w", L * C, NOT_DECAYED);
@@ -64,6 +67,7 @@ static Layout layout_of(size_t E, size_t P) {
     add_span(&lay, "fcprojw", L * C * 4 * C, DECAYED);
     add_span(&lay, "lnfw", C, NOT_DECAYED);
     add_span(&lay, "posenc parameters", P, POSENC_OWN);
+    add_span(&lay, "score bias parameters", Pb, NOT_DECAYED);
     return lay;
 }
 
@@ -75,15 +79,15 @@ static size_t span_start(const Layout *lay, const char *prefix) {
 }
 
 /* Builds the model for options_json and checks its groups against the layout with E extra rows
- * per layer and P posenc parameters. */
-static void check_groups(const char *options_json, size_t E, size_t P) {
+ * per layer and P posenc parameters (Eb, Pb: its score bias's). */
+static void check_groups_bias(const char *options_json, size_t E, size_t P, size_t Eb, size_t Pb) {
     cJSON *options = cJSON_Parse(options_json);
     GPT m;
     int rc = gpt_build(&m, &shape, options, 1);
     cJSON_Delete(options);
     CHECKF(rc == 0, "%s: %s", options_json, tr_error());
     if (rc) return;
-    const Layout lay = layout_of(E, P);
+    const Layout lay = layout_of(E, P, Eb, Pb);
     CHECKF(m.num_params == lay.end, "%s: %zu parameters, the layout has %zu", options_json, m.num_params, lay.end);
     const ParameterTensors *p = &m.params;
     const float *base = m.params_memory;
@@ -138,6 +142,8 @@ static void check_groups(const char *options_json, size_t E, size_t P) {
     gpt_free(&m);
 }
 
+static void check_groups(const char *options_json, size_t E, size_t P) { check_groups_bias(options_json, E, P, 0, 0); }
+
 /* HDD-RoPE's generator count from docs/hdd-rope.md: NH heads, hs / c chunks per head, c (c - 1) / 2
  * generators per chunk. */
 static size_t hdd_generators(int c) {
@@ -156,6 +162,13 @@ static void test_groups_of_known_kinds(void) {
     check_groups("{\"kind\": \"hddrope\", \"chunk\": 2}", hdd_generators(2), L * hdd_generators(2));
     check_groups("{\"kind\": \"hddrope\", \"chunk\": 8, \"dynamic\": true}", hdd_generators(8), L * hdd_generators(8));
     check_groups("{\"kind\": \"hddrope\", \"dynamic\": false}", 0, L * hdd_generators(4));
+    /* PaTH: w (C rows) and beta (NH rows) per layer; FoX: w_f (NH rows) and b_f (NH) per layer,
+     * in the model's own groups after the kind's */
+    const size_t NH = (size_t)shape.NH, C = (size_t)shape.C;
+    check_groups("{\"kind\": \"path\"}", C + NH, 0);
+    check_groups_bias("{\"kind\": \"none\", \"bias\": \"fox\"}", 0, 0, NH, L * NH);
+    check_groups_bias("{\"kind\": \"hddrope\", \"bias\": \"fox\"}", hdd_generators(4), L * hdd_generators(4), NH, L * NH);
+    check_groups_bias("{\"kind\": \"path\", \"bias\": \"alibi\"}", C + NH, 0, 0, 0);
 }
 
 /* Every registered kind and test option set, with the sizes the kind itself reports. */
@@ -170,10 +183,10 @@ static void test_groups_of_every_registered_kind(void) {
             CHECKF(0, "%s: %s", sets[i], tr_error());
             continue;
         }
-        size_t E = (size_t)(posenc_qkv_stride(&pe) - 3L * shape.C);
-        size_t P = posenc_num_params(&pe);
+        const size_t E = (size_t)posenc_kind_extra(&pe), P = posenc_kind_params(&pe);
+        const size_t Eb = (size_t)posenc_bias_extra(&pe), Pb = posenc_bias_params(&pe);
         posenc_destroy(&pe);
-        check_groups(sets[i], E, P);
+        check_groups_bias(sets[i], E, P, Eb, Pb);
     }
 }
 
