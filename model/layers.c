@@ -367,13 +367,18 @@ static int min_int(int a, int b) { return a < b ? a : b; }
 #endif
 
 /* Given p = softmax(s) and dp = dL/dp over [0, n), replaces dp by dL/ds:
- * ds_j = sum_i dp_i p_i ([i == j] - p_j) = p_j (dp_j - sum_i p_i dp_i). */
+ * ds_j = sum_i dp_i p_i ([i == j] - p_j) = p_j (dp_j - sum_i p_i dp_i).
+ * |ds_j| below 2^-100 becomes 0, as softmax_row does for p: a decaying bias makes many p_j tiny,
+ * and their products would be subnormal floats, slow in every product that reads dS. */
 NOINLINE static void softmax_backward_inplace(float *dp, const float *p, int n) {
     float dot = 0.0f;
 #pragma omp simd simdlen(SIMD_LANES) reduction(+ : dot)
     for (int j = 0; j < n; j++) dot = MADD(p[j], dp[j], dot);
 #pragma omp simd simdlen(SIMD_LANES)
-    for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - dot);
+    for (int j = 0; j < n; j++) {
+        const float ds = p[j] * (dp[j] - dot);
+        dp[j] = ds < 0x1p-100f && ds > -0x1p-100f ? 0.0f : ds;
+    }
 }
 
 /* The first key query t may attend to: 0 for causal attention (block 0), else the start of the

@@ -107,9 +107,16 @@ void softmax_row(float *x, int n, float *max_out, float *sum_out) {
         x[j] = fast_expf(x[j] - maxval);
         sum += x[j];
     }
+    /* Probabilities below 2^-100 (1e-30 of the row) become exact zeros: left as they are, a
+     * decaying bias (FoX, ALiBi at long range) fills rows with subnormal floats, which cost the
+     * products that read them (P V, the softmax backward, PaTH's walk) tens of times a normal
+     * float's work. */
     float inv = 1.0f / sum;
 #pragma omp simd simdlen(SIMD_LANES)
-    for (int j = 0; j < n; j++) x[j] *= inv;
+    for (int j = 0; j < n; j++) {
+        const float p = x[j] * inv;
+        x[j] = p < 0x1p-100f ? 0.0f : p;
+    }
     if (max_out) *max_out = maxval;
     if (sum_out) *sum_out = sum;
 }

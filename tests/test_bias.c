@@ -191,6 +191,33 @@ static void test_bias_shift_invariance(void) {
     free(qkv), free(a), free(R), free(out), free(out2), free(att), free(dqkv), free(da);
 }
 
+/* A steep decaying bias (a FoX gate of 1/2 at every step) leaves no subnormal float in the
+ * probabilities nor in the scores' gradient (layers.c flushes what lies below 2^-100), and the
+ * output still matches the double forward. */
+static void test_steep_bias_no_subnormals(void) {
+    enum { B = 1, T = 200, NH = 2, C = 8, S = 3 * C };
+    rng_seed(17);
+    float *qkv = random_floats((size_t)B * T * S, 1.0f), *R = random_floats((size_t)B * T * C, 1e-3f);
+    float a[B * NH * T], out[B * T * C];
+    for (int h = 0; h < NH; h++)
+        for (int t = 0; t < T; t++) a[h * T + t] = -0.693f * (float)(t + 1) * (float)(h + 1);
+    float *att = xmalloc(sizeof(float) * B * NH * T * T), *ds = xmalloc(sizeof(float) * B * NH * T * T);
+    float *dqkv = calloc((size_t)B * T * S, sizeof(float));
+    attention_forward_blockwise(out, att, qkv, B, T, C, NH, S, 0, a, 0);
+    attention_backward(dqkv, R, qkv, att, B, T, C, NH, S, NULL, ds);
+    long subnormal = 0, zeros = 0;
+    for (size_t i = 0; i < (size_t)B * NH * T * T; i++) {
+        subnormal += fpclassify(att[i]) == FP_SUBNORMAL || fpclassify(ds[i]) == FP_SUBNORMAL;
+        zeros += att[i] == 0.0f;
+    }
+    CHECKF(subnormal == 0, "%ld subnormal probabilities or score gradients", subnormal);
+    CHECK(zeros > (long)B * NH * T * (T - 1) / 2 + 1000); /* the far keys really are cut */
+    double *qd = to_double(qkv, (size_t)B * T * S), *ad = to_double(a, (size_t)B * NH * T), *want = xmalloc(sizeof(double) * B * T * C);
+    biased_attention_d(want, qd, ad, B, T, C, NH, S, 0);
+    CHECKF(rel_err_d(out, want, (size_t)B * T * C) < 1e-5, "steep bias: output off by %g", rel_err_d(out, want, (size_t)B * T * C));
+    free(qkv), free(R), free(att), free(ds), free(dqkv), free(qd), free(ad), free(want);
+}
+
 /* ---- FoX ---- */
 
 enum { FB = 2, FT = 9, FNH = 3, FC = 6 };
@@ -352,6 +379,7 @@ int main(void) {
     RUN(test_alibi_attention_rows);
     RUN(test_biased_attention_vs_double);
     RUN(test_bias_shift_invariance);
+    RUN(test_steep_bias_no_subnormals);
     RUN(test_fox_values_state_and_backward);
     RUN(test_fox_gates_at_one_change_nothing);
     RUN(test_bias_options);
