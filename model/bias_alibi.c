@@ -1,4 +1,4 @@
-/* bias_alibi.c: ALiBi (Press et al., "Train Short, Test Long", ICLR 2022) as a score bias
+/* bias_alibi.c: ALiBi (Press et al., "Train Short, Test Long", ICLR 2022; docs/posenc.md §8) as a score bias
  * (posenc.h): the score of query i and key j <= i drops by m_h (i - j), a fixed slope per head,
  * so a[t] = -m_h t. No parameters; any position is computed, so no length limit.
  *

@@ -1,5 +1,5 @@
 /* bias_fox.c: the forgetting transformer's forget gate (Lin et al., "Forgetting Transformer:
- * Softmax Attention with a Forget Gate", ICLR 2025) as a score bias (posenc.h).
+ * Softmax Attention with a Forget Gate", ICLR 2025) as a score bias (posenc.h; docs/posenc.md §8).
  *
  * Per layer l, head h and position t (shape legend in layers.h):
  *     z_t = w_f . x_t + b_f          w_f: one extra QKV row per head, x the layer's ln1 output;

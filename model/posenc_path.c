@@ -1,6 +1,7 @@
 /* posenc_path.c: PaTH attention (Yang et al., "PaTH Attention: Position Encoding via Accumulating
  * Householder Transformations", NeurIPS 2025), the "path" kind: the scores come from running
- * products of data-dependent Householder-like matrices instead of q . k (posenc.h, scores_*).
+ * products of data-dependent Householder-like matrices instead of q . k (posenc.h, scores_*;
+ * docs/posenc.md §9).
  *
  * Maths, per layer, head h and position t (shape legend in layers.h):
  *     u_t = W_w x_t                 (hs)   the kind's first C extra QKV columns (NH heads of hs)
