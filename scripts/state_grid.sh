@@ -11,7 +11,8 @@
 # runs have finished.
 #
 # KINDS replaces the list of configurations, one per line: NAME|POSENC-JSON[|KEY=VALUE], the
-# optional last field one more --set for the run (an ablation), e.g.
+# optional last field one more --set for the run (an ablation); KINDS=peers is the published
+# peers (ALiBi, FoX on NoPE and on RoPE, PaTH, PaTH + FoX, HDD-RoPE c = 4 + FoX), e.g.
 #   KINDS='hdd-c2-cayley|{"kind":"hddrope","chunk":2,"map":"cayley"}
 #   hdd-c3-lr0.1|{"kind":"hddrope","chunk":3}|optim.posenc_lr_mult=0.1' sh scripts/state_grid.sh ...
 set -eu
@@ -32,6 +33,14 @@ hdd-c3|{"kind":"hddrope","chunk":3}
 hdd-c4|{"kind":"hddrope","chunk":4}
 hdd-c8|{"kind":"hddrope","chunk":8}
 hdd-c4-static|{"kind":"hddrope","chunk":4,"dynamic":false}'}
+if [ "$kinds" = peers ]; then
+    kinds='alibi|{"kind":"none","bias":"alibi"}
+fox|{"kind":"none","bias":"fox"}
+rope-fox|{"kind":"rope","bias":"fox"}
+path|{"kind":"path"}
+path-fox|{"kind":"path","bias":"fox"}
+hdd-c4-fox|{"kind":"hddrope","chunk":4,"bias":"fox"}'
+fi
 jobs=${JOBS:-1}
 case "$jobs" in ''|*[!0-9]*|0) echo "error: JOBS must be a positive integer, not '$jobs'" >&2; exit 1 ;; esac
 mkdir -p "$out"

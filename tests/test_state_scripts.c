@@ -167,6 +167,25 @@ static void test_second_pass_keeps_runs_and_bad_config(void) {
     CHECK(cli_run(cmd, out, sizeof out) != 0 && strstr(out, "missing.json") != NULL);
 }
 
+/* KINDS=peers trains the published peers, one row each. */
+static void test_peers_preset(void) {
+    char cmd[4096], peers[800], path[900];
+    snprintf(peers, sizeof peers, "%s/state-peers", test_tmp_dir());
+    snprintf(cmd, sizeof cmd, "rm -rf %s && KINDS=peers JOBS=2 TRAIN=%s sh scripts/state_grid.sh %s %s 1 1", peers,
+             cli_train_bin(), config, peers);
+    const int rc = cli_run(cmd, out, sizeof out);
+    CHECKF(rc == 0, "state_grid.sh KINDS=peers exited %d:\n%s", rc, out);
+    const char *names[] = {"alibi", "fox", "rope-fox", "path", "path-fox", "hdd-c4-fox"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s-L1-s1/final.json", peers, names[i]);
+        CHECKF(tr_file_exists(path), "%s: not trained", path);
+    }
+    snprintf(path, sizeof path, "%s/path-fox-L1-s1/config.json", peers);
+    char *text = tr_read_file(path, NULL);
+    CHECKF(text && strstr(text, "\"path\"") && strstr(text, "\"fox\""), "%s: not PaTH + FoX", path);
+    free(text);
+}
+
 static void test_figures(void) {
     char path[900], cmd[4096], tools[600], figs[800];
     snprintf(path, sizeof path, "%s/summary.csv", runs);
@@ -197,5 +216,6 @@ int main(void) {
     RUN(test_grid_rows_and_table);
     RUN(test_second_pass_keeps_runs_and_bad_config);
     RUN(test_figures);
+    RUN(test_peers_preset);
     return test_summary();
 }
