@@ -369,7 +369,7 @@ void gpt_backward(GPT *m, const int32_t *tokens, float loss_scale) {
         /* atty = attention(qkv) */
         zero_floats(dl_qkv, N * S);
         float *dbias = ga->score_bias; /* NULL unless the bias has inputs */
-        if (dbias) memset(dbias, 0, sizeof(float) * N * (size_t)NH);
+        if (dbias) zero_floats(dbias, N * (size_t)NH);
         float *dscores = pe->kind->scores_backward ? ga->att : NULL; /* the kind forms the scores */
         attention_backward(dl_qkv, dl_atty, l_qkv, l_att, B, T, C, NH, S, dbias, dscores);
         if (dscores) {

@@ -5,7 +5,9 @@
  *     ln1   = layernorm(res, ln1w[l])               (B,T,C)
  *     qkv   = ln1 @ qkvw[l]^T                       (B,T,S)
  *     posenc.qk_forward(qkv, ln1)                   rotates q, k in place
- *     atty  = attention(qkv)                        (B,T,C)
+ *     atty  = attention(qkv)                        (B,T,C)   scores q.k/sqrt(hs), or the kind's own
+ *                                                             (PaTH), plus a score bias a_n - a_m
+ *                                                             (ALiBi, FoX) when the posenc has one
  *     res2  = res + atty @ attprojw[l]^T            (B,T,C)
  *     ln2   = layernorm(res2, ln2w[l])              (B,T,C)
  *     fch   = gelu(ln2 @ fcw[l]^T)                  (B,T,4C)
