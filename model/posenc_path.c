@@ -115,7 +115,7 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-/* One query's walk: out[j] = scale k_j . (H_{j+1} .. H_i q) for j = i .. 0, with k_j = k + j k_stride,
+/* One query's walk: out[j] (out NULL: the backward, which only wants R) = scale k_j . (H_{j+1} .. H_i q) for j = i .. 0, with k_j = k + j k_stride,
  * w_j = w + j w_stride, beta_j = beta[j b_stride]; R (if not NULL) keeps each r_j at R + j hs.
  * Training and generation both call this, so a cached row repeats the full forward's bits. */
 static void walk(const float *q, const float *k, long k_stride, const float *w, long w_stride, const float *beta,
@@ -124,7 +124,7 @@ static void walk(const float *q, const float *k, long k_stride, const float *w, 
     memcpy(r, q, sizeof(float) * (size_t)hs);
     for (int j = i; j >= 0; j--) {
         if (R) memcpy(R + (size_t)j * hs, r, sizeof(float) * (size_t)hs);
-        out[j] = scale * dot(k + j * k_stride, r, hs);
+        if (out) out[j] = scale * dot(k + j * k_stride, r, hs);
         if (j == 0) break;
         const float *wj = w + j * w_stride, c = beta[j * b_stride] * dot(wj, r, hs);
 #pragma omp simd
@@ -147,7 +147,7 @@ static inline float lanes_sum(lanes x) {
     return s;
 }
 
-/* Queries i0 .. i1 - 1 (at most QL) of one head: rows (query i0's row of scores, row stride ld)
+/* Queries i0 .. i1 - 1 (at most QL) of one head: rows (query i0's row of scores, row stride ld; NULL: none)
  * as walk gives them. q, k: rows of stride stride; w, beta as walk's. R (if not NULL): r_j of
  * each lane at R + j hs (lanes), for the backward. */
 static void walk_lanes(const float *q, const float *k, long stride, const float *w, long w_stride, const float *beta,
@@ -162,14 +162,19 @@ static void walk_lanes(const float *q, const float *k, long stride, const float 
         const float *kj = k + j * stride, *wj = w + j * w_stride;
         lanes s0 = splat(0), s1 = splat(0), d0 = splat(0), d1 = splat(0); /* two partial sums each */
         int c = 0;
-        for (; c + 1 < hs; c += 2) {
-            s0 += kj[c] * r[c], s1 += kj[c + 1] * r[c + 1];
-            d0 += wj[c] * r[c], d1 += wj[c + 1] * r[c + 1];
+        if (rows) {
+            for (; c + 1 < hs; c += 2) {
+                s0 += kj[c] * r[c], s1 += kj[c + 1] * r[c + 1];
+                d0 += wj[c] * r[c], d1 += wj[c + 1] * r[c + 1];
+            }
+            if (c < hs) s0 += kj[c] * r[c], d0 += wj[c] * r[c];
+            const lanes sc = (s0 + s1) * scale;
+            for (int v = j > i0 ? j - i0 : 0; v < n; v++) rows[v * ld + j] = sc[v]; /* lanes with i >= j */
+        } else { /* the backward's pass: only the r_j */
+            for (; c + 1 < hs; c += 2) d0 += wj[c] * r[c], d1 += wj[c + 1] * r[c + 1];
+            if (c < hs) d0 += wj[c] * r[c];
         }
-        if (c < hs) s0 += kj[c] * r[c], d0 += wj[c] * r[c];
-        const lanes sc = (s0 + s1) * scale;
         if (R) memcpy(R + (size_t)j * hs, r, sizeof(lanes) * (size_t)hs);
-        for (int v = j > i0 ? j - i0 : 0; v < n; v++) rows[v * ld + j] = sc[v]; /* lanes with i >= j */
         if (j == 0) break;
         lanes coef = beta[j * b_stride] * (d0 + d1);
         if (j > i0) coef = keep(lane_index >= j - i0, coef); /* queries before key j do not move */
@@ -276,7 +281,6 @@ static void path_backward_lanes(const Path *p, const float *dscores, float *dqkv
         lanes *R = xaligned_alloc(sizeof(lanes), sizeof(lanes) * (size_t)T * (size_t)(3 * hs + 1));
         lanes *DK = R + (size_t)T * hs, *DW = DK + (size_t)T * hs, *DB = DW + (size_t)T * hs;
         float *dw = xmalloc(sizeof(float) * (size_t)T * (size_t)(hs + 1)), *dbeta = dw + (size_t)T * hs;
-        float *unused = xmalloc(sizeof(float) * (size_t)QL * (size_t)T);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
@@ -287,7 +291,7 @@ static void path_backward_lanes(const Path *p, const float *dscores, float *dqkv
                 memset(DK, 0, sizeof(lanes) * (size_t)T * (size_t)(2 * hs + 1));
                 for (int i0 = 0; i0 < T; i0 += QL) {
                     const int i1 = i0 + QL < T ? i0 + QL : T;
-                    walk_lanes(q, k, S, wh, C, bh, NH, i0, i1, hs, scale, unused, T, R);
+                    walk_lanes(q, k, S, wh, C, bh, NH, i0, i1, hs, scale, NULL, T, R);
                     backward_lanes(k, S, wh, C, bh, NH, i0, i1, hs, scale, ds + (size_t)i0 * T, T, R, dq, DK, DW, DB);
                 }
                 for (int j = 0; j < T; j++) {
@@ -301,7 +305,6 @@ static void path_backward_lanes(const Path *p, const float *dscores, float *dqkv
             }
         free(R);
         free(dw);
-        free(unused);
     }
 }
 
@@ -321,7 +324,7 @@ static void path_scores_backward(const PosEnc *pe, int l, const float *dscores, 
     {
         /* per thread: the walk's r_j (T, hs), dL/dw (T, hs) and dL/dbeta (T) of one (b, h) */
         float *R = xmalloc(sizeof(float) * (size_t)T * (size_t)(2 * hs + 1)), *dw = R + (size_t)T * hs,
-              *dbeta = dw + (size_t)T * hs, *unused = xmalloc(sizeof(float) * (size_t)T);
+              *dbeta = dw + (size_t)T * hs;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
@@ -331,7 +334,7 @@ static void path_scores_backward(const PosEnc *pe, int l, const float *dscores, 
                 const float *ds = dscores + ((size_t)b * NH + h) * T * T;
                 memset(dw, 0, sizeof(float) * (size_t)T * (size_t)(hs + 1));
                 for (int i = 0; i < T; i++) {
-                    walk(q + (size_t)i * S, k, S, wh, C, bh, NH, i, hs, scale, unused, R);
+                    walk(q + (size_t)i * S, k, S, wh, C, bh, NH, i, hs, scale, NULL, R);
                     float g[PATH_MAX_HS], next[PATH_MAX_HS]; /* g = dL/dr_{j-1}, next = dL/dr_j */
                     for (int j = 0; j <= i; j++) {
                         const float d = scale * ds[(size_t)i * T + j], *rj = R + (size_t)j * hs;
@@ -360,7 +363,6 @@ static void path_scores_backward(const PosEnc *pe, int l, const float *dscores, 
                 gates_backward(p, dqkv, wh, bh, inv_norm + (size_t)b * T * NH + h, dw, hs, dbeta, 1, S, b, h, T);
             }
         free(R);
-        free(unused);
     }
 }
 
