@@ -3,6 +3,7 @@
 #                   and the report tools $(BUILD)/plot and $(BUILD)/table (scripts/)
 #   make test       build and run every test twice: optimised, then under ASan + UBSan
 #   make demo       the main job on the shipped TinyStories sample (see README)
+#   make tiny       a seconds-long run of a 2-layer model on the sample (docs/tour.md starts here)
 #   make bench      benchmarks (make bench-tokenizer: tokenizer only)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 60) each, clang + ASan + UBSan
 #                   (tests/fuzz/README.md); FUZZ_TARGETS="tok_file config" picks some
@@ -45,13 +46,14 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 DEPS_OK  := build/.deps-ok
 
-# The report tools: plot (PNG figure) and table (Markdown) over runs' log.csv files. Their shared
-# and testable code is in REPORT_OBJS; the mains (scripts/plot.c, scripts/table.c) are thin.
-REPORT_OBJS := $(addprefix $(BUILD)/scripts/,series.o report_plot.o report_table.o)
-REPORT_BINS := $(BUILD)/plot $(BUILD)/table
+# The report tools: plot (PNG figure) and table (Markdown) over runs' log.csv files, and figure
+# (the teaching figures of docs/figures/). Their shared and testable code is in REPORT_OBJS; the
+# mains (scripts/plot.c, scripts/table.c, scripts/figure.c) are thin.
+REPORT_OBJS := $(addprefix $(BUILD)/scripts/,series.o report_plot.o report_table.o figure_posenc.o figure_model.o)
+REPORT_BINS := $(BUILD)/plot $(BUILD)/table $(BUILD)/figure
 
 .SECONDARY:
-.PHONY: all test test-fast test-san demo bench bench-tokenizer bench-train bench-hdd bench-peers clean deps fuzz fuzz-build
+.PHONY: all test test-fast test-san demo tiny bench bench-tokenizer bench-train bench-hdd bench-peers clean deps fuzz fuzz-build
 
 all: train $(REPORT_BINS)
 
@@ -80,8 +82,8 @@ $(REPORT_BINS): $(BUILD)/%: $(BUILD)/scripts/%.o $(REPORT_OBJS) $(BUILD)/libtiny
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libtinyrope.a
 	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-# test_report calls the report tools' functions (and runs the two binaries for their errors).
-$(BUILD)/tests/test_report: $(BUILD)/tests/test_report.o $(REPORT_OBJS) $(BUILD)/libtinyrope.a
+# test_report and test_figure call the report tools' functions (and run the binaries for their errors).
+$(BUILD)/tests/test_report $(BUILD)/tests/test_figure: $(BUILD)/tests/%: $(BUILD)/tests/%.o $(REPORT_OBJS) $(BUILD)/libtinyrope.a
 	$(CC) $(TR_LDFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # test_fuzz_regressions replays the committed fuzz inputs through the fuzz targets' functions.
@@ -102,6 +104,9 @@ test-san:
 
 demo: train
 	sh scripts/demo.sh
+
+tiny: train
+	./train run configs/tiny.json
 
 bench-tokenizer: train
 	sh scripts/bench_tokenizer.sh

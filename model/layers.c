@@ -140,8 +140,9 @@ void layernorm_backward(float *dinp /*(N,C)*/, float *dweight /*(C)*/, const flo
                 // undoes (2) o = norm * weight, for the weight
                 my_dweight[c] += norm * dy[c];
                 // undoes (1) norm = (x - mean) * rstd, with mean and rstd functions of the whole
-                // row: the gradient flows through x directly, through the mean (every norm moves
-                // by -rstd) and through rstd (every norm moves by -norm/C * d(var)).
+                // row: the gradient flows through x directly (dnorm), through the mean (every norm
+                // moves by -rstd: dnorm_mean) and through rstd (d rstd = -rstd^3 / 2 d(var), so
+                // every norm moves by -norm * rstd^2 / 2 * d(var): norm * dnorm_norm_mean).
                 dx[c] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
             }
         }

@@ -10,7 +10,7 @@
  *     g_t = g_base[l] + (W_g x_t)                (W_g x_t: the E = G extra qkv columns; "dynamic")
  *     A_t = L - L^T, L strictly lower triangular, filled row-major over (i, k), i > k, from g_t
  *     M_t = exp(A_t)  ("map": "expm")   or   (I - A_t)^-1 (I + A_t)  ("map": "cayley")
- *     P_t = P_{t-1} M_t,  P_0 = I        (inclusive right-accumulated scan)
+ *     P_t = P_{t-1} M_t,  P_{-1} = I     (inclusive right-accumulated scan: P_0 = M_0)
  *     q~_t = P_t q_t,  k~_t = P_t k_t    (column vectors, per chunk)
  * Right accumulation with column application is what makes scores relative: for s <= t,
  * q~_t . k~_s = (M_{s+1}..M_t q_t) . k_s depends on the steps strictly after s only (docs/hdd-rope.md §2).
@@ -20,7 +20,7 @@
  * rebuilt from g_t):
  *     dq_t = P_t^T dq~_t,  dk_t = P_t^T dk~_t          (written over dqkv in place)
  *     G_t = dq~_t q_t^T + dk~_t k_t^T,  q_t = P_t^T q~_t (recovered from the rotated qkv)
- *     B_T = G_T,  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
+ *     B_{T-1} = G_{T-1},  B_t = G_t + B_{t+1} M_{t+1}^T,  dL/dM_t = P_{t-1}^T B_t
  *     dL/dA_t = the adjoint of the map at A_t applied to dL/dM_t (model/hddrope_matrix.c)
  *     dg(i,k) = dA[i][k] - dA[k][i]; it goes to d g_base and (dynamic) onto the extra columns.
  * The extra columns pass through qk_forward unchanged and are read by it, so their gradient is

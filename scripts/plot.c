@@ -2,6 +2,7 @@
  *
  *   build/plot --out fig.png [--x tokens] [--y val_loss] [--log-x] [--log-y] [--ymin V] [--ymax V]
  *              [--title T] [--xlabel T] [--ylabel T] [--width W --height H]
+ *              [--legend-right] [--mark-x V [--mark-label T]] [--minus LABEL]
  *              LABEL=run1/log.csv[,run2/log.csv...] ...
  *
  * See report_plot.h for what is drawn. */

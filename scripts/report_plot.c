@@ -46,6 +46,34 @@ void plot_default_options(PlotOptions *o) {
     o->height = 500;
     o->ymin = o->ymax = NAN;
     o->bin = 1;
+    o->mark_x = NAN;
+}
+
+/* Every series minus series `base`'s mean, row by row: rows the base lacks, or whose x differs
+ * from the base's, are an error rather than a silently shifted difference. */
+static int subtract_base(SeriesAgg *agg, const Series *series, int n, const char *base_label) {
+    int b = -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(series[i].label, base_label)) b = i;
+    if (b < 0) { tr_set_error("--minus: no series is labelled '%s'", base_label); return -1; }
+    double *base = xmalloc((size_t)agg[b].n * sizeof *base);
+    memcpy(base, agg[b].y, (size_t)agg[b].n * sizeof *base);
+    for (int i = 0; i < n; i++) {
+        SeriesAgg *g = &agg[i];
+        for (int j = 0; j < g->n; j++) {
+            if (j >= agg[b].n || fabs(g->x[j] - agg[b].x[j]) > 1e-9 * fmax(1, fabs(g->x[j]))) {
+                tr_set_error("--minus: series '%s' has x = %g at row %d where '%s' has %s", series[i].label, g->x[j],
+                             j, base_label, j >= agg[b].n ? "no row" : "another x");
+                free(base);
+                return -1;
+            }
+            g->y[j] -= base[j];
+            g->lo[j] -= base[j];
+            g->hi[j] -= base[j];
+        }
+    }
+    free(base);
+    return 0;
 }
 
 /* ---- canvas ---- */
@@ -264,8 +292,10 @@ int plot_render(const PlotOptions *o, const Series *series, int n, unsigned char
     Canvas c = {0};
     int rc = -1;
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (series_aggregate_binned(&series[i], o->xcol, o->ycol, o->bin, &agg[i]) != 0) goto out;
+    if (o->minus && subtract_base(agg, series, n, o->minus) != 0) goto out;
+    for (int i = 0; i < n; i++) {
         for (int j = 0; j < agg[i].n; j++) {
             const SeriesAgg *g = &agg[i];
             /* A log axis cannot show values <= 0 (e.g. a step-0 row at 0 tokens): drop the point. */
@@ -300,7 +330,12 @@ int plot_render(const PlotOptions *o, const Series *series, int n, unsigned char
         axis_labels_of(&ay, i, lab, sizeof lab);
         if (ay.label[i] && text_width(lab) > ytick_w) ytick_w = text_width(lab);
     }
-    int left = pad + fh + pad + ytick_w + 8, right = W - 30;
+    /* The legend's size; right of the plot area it takes its width from the plot. */
+    int row = fh + 8, lw = 0, sw = 24;
+    for (int i = 0; i < n; i++) lw = text_width(series[i].label) > lw ? text_width(series[i].label) : lw;
+    lw += sw + 3 * 8;
+    int lh = n * row + 8;
+    int left = pad + fh + pad + ytick_w + 8, right = W - 30 - (o->legend_right ? lw : 0);
     int top = o->title ? pad + fh + 2 * pad : 2 * pad, bottom = H - (8 + fh + pad + fh + pad);
     if (right - left < 50 || bottom - top < 50) {
         tr_set_error("--width %d --height %d: too small for a figure", W, H);
@@ -372,11 +407,23 @@ int plot_render(const PlotOptions *o, const Series *series, int n, unsigned char
     free(xl);
     free(yl);
 
-    /* Legend: in the corner of the plot area with the fewest data pixels (top-right first). */
-    int row = fh + 8, lw = 0, sw = 24;
-    for (int i = 0; i < n; i++) lw = text_width(series[i].label) > lw ? text_width(series[i].label) : lw;
-    lw += sw + 3 * 8;
-    int lh = n * row + 8, best = -1;
+    /* The marked x: a dashed line over the whole height, its label at the top, inside. */
+    if (!isnan(o->mark_x) && (!ax.log || o->mark_x > 0)) {
+        int x = (int)lround(axis_px(&ax, o->mark_x));
+        if (x >= left && x < right) {
+            for (int y = top; y < bottom; y += 8) fill_rect(&c, x, y, x + 2, y + 5 < bottom ? y + 5 : bottom, BLACK, 0.7);
+            char mark[96];
+            if (o->mark_label) snprintf(mark, sizeof mark, "%s", o->mark_label);
+            else snprintf(mark, sizeof mark, "x = %g", o->mark_x);
+            int tx = x + 6 + text_width(mark) < right ? x + 6 : x - 6 - text_width(mark);
+            fill_rect(&c, tx - 2, top + 6, tx + text_width(mark) + 2, top + 8 + fh, (const unsigned char[3]){255, 255, 255}, 0.9);
+            draw_text(&c, tx, top + 8, mark, BLACK, 0, 0);
+        }
+    }
+
+    /* Legend: right of the plot area when asked, else in the corner of the plot area with the
+     * fewest data pixels (top-right first). */
+    int best = -1;
     long best_ink = -1;
     int corners[4][2] = {{right - 10 - lw, top + 10}, {left + 10, bottom - 10 - lh},
                          {left + 10, top + 10}, {right - 10 - lw, bottom - 10 - lh}};
@@ -391,6 +438,7 @@ int plot_render(const PlotOptions *o, const Series *series, int n, unsigned char
         if (best < 0 || ink < best_ink) { best = k; best_ink = ink; }
     }
     int lx = corners[best][0], ly = corners[best][1];
+    if (o->legend_right) lx = right + 14, ly = top;
     fill_rect(&c, lx, ly, lx + lw, ly + lh, (const unsigned char[3]){255, 255, 255}, 0.9);
     fill_rect(&c, lx, ly, lx + lw, ly + 1, GREY, 1);
     fill_rect(&c, lx, ly + lh - 1, lx + lw, ly + lh, GREY, 1);
@@ -422,29 +470,51 @@ static void png_to_file(void *atomic_file, void *data, int size) {
     tr_atomic_write(atomic_file, data, (size_t)size);
 }
 
-/* Written through a temporary and renamed, so a crash or a full disk never leaves half a PNG. */
-int plot_write(const PlotOptions *o, const Series *series, int n) {
-    unsigned char *rgb;
-    if (plot_render(o, series, n, &rgb, NULL) != 0) return -1;
+int plot_write_png(const char *path, const unsigned char *rgb, int w, int h) {
     TrAtomicFile af;
-    if (tr_atomic_open(&af, o->out) != 0) {
-        free(rgb);
-        return -1;
-    }
-    int encoded = stbi_write_png_to_func(png_to_file, &af, o->width, o->height, 3, rgb, 3 * o->width);
-    free(rgb);
-    if (!encoded) {
+    if (tr_atomic_open(&af, path) != 0) return -1;
+    if (!stbi_write_png_to_func(png_to_file, &af, w, h, 3, rgb, 3 * w)) {
         tr_atomic_abort(&af);
-        tr_set_error("%s: cannot encode the PNG", o->out);
+        tr_set_error("%s: cannot encode the PNG", path);
         return -1;
     }
     return tr_atomic_commit(&af);
 }
 
+int plot_write(const PlotOptions *o, const Series *series, int n) {
+    unsigned char *rgb;
+    if (plot_render(o, series, n, &rgb, NULL) != 0) return -1;
+    int rc = plot_write_png(o->out, rgb, o->width, o->height);
+    free(rgb);
+    return rc;
+}
+
+/* ---- drawing for other figures: a canvas over the caller's image, without a mask ---- */
+
+static Canvas canvas_of(unsigned char *rgb, int w, int h) {
+    Canvas c = {w, h, rgb, NULL, {0, 0, w, h}};
+    return c;
+}
+
+void plot_draw_text(unsigned char *rgb, int w, int h, int x, int y, const char *s, const unsigned char color[3],
+                    int rotated) {
+    Canvas c = canvas_of(rgb, w, h);
+    draw_text(&c, x, y, s, color, rotated, 0);
+}
+
+int plot_text_width(const char *s) { return text_width(s); }
+int plot_text_height(void) { return CAP_H * TEXT_SCALE; }
+
+void plot_fill_rect(unsigned char *rgb, int w, int h, int x0, int y0, int x1, int y1, const unsigned char color[3]) {
+    Canvas c = canvas_of(rgb, w, h);
+    fill_rect(&c, x0, y0, x1, y1, color, 1);
+}
+
 /* ---- the command ---- */
 
 #define USAGE "usage: plot --out FILE.png [--x COL] [--y COL] [--log-x] [--log-y] [--ymin V] [--ymax V] [--bin K] " \
-              "[--title T] [--xlabel T] [--ylabel T] [--width W] [--height H] LABEL=FILE.csv[,FILE.csv...]..."
+              "[--title T] [--xlabel T] [--ylabel T] [--width W] [--height H] [--legend-right] [--mark-x V [--mark-label T]] " \
+              "[--minus LABEL] LABEL=FILE.csv[,FILE.csv...]..."
 
 static int parse_number(const char *opt, const char *s, double *v) {
     char *end;
@@ -463,13 +533,15 @@ int plot_run(int argc, char **argv) {
         const char *a = argv[i];
         if (strcmp(a, "--log-x") == 0) { o.log_x = 1; continue; }
         if (strcmp(a, "--log-y") == 0) { o.log_y = 1; continue; }
+        if (strcmp(a, "--legend-right") == 0) { o.legend_right = 1; continue; }
         if (strncmp(a, "--", 2) != 0) {
             if (series_load(a, &series[n]) != 0) goto out;
             n++;
             continue;
         }
         static const char *with_value[] = {"--out", "--x", "--y", "--title", "--xlabel", "--ylabel",
-                                           "--width", "--height", "--ymin", "--ymax", "--bin"};
+                                           "--width", "--height", "--ymin", "--ymax", "--bin",
+                                           "--mark-x", "--mark-label", "--minus"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(a, with_value[k]) == 0;
         if (!known) { tr_set_error("unknown option %s (%s)", a, USAGE); goto out; }
@@ -482,10 +554,13 @@ int plot_run(int argc, char **argv) {
         else if (strcmp(a, "--title") == 0) o.title = v;
         else if (strcmp(a, "--xlabel") == 0) o.xlabel = v;
         else if (strcmp(a, "--ylabel") == 0) o.ylabel = v;
+        else if (strcmp(a, "--mark-label") == 0) o.mark_label = v;
+        else if (strcmp(a, "--minus") == 0) o.minus = v;
         else {
             if (parse_number(a, v, &d) != 0) goto out;
             if (strcmp(a, "--ymin") == 0) o.ymin = d;
             else if (strcmp(a, "--ymax") == 0) o.ymax = d;
+            else if (strcmp(a, "--mark-x") == 0) o.mark_x = d;
             else if (strcmp(a, "--bin") == 0) {
                 if (d != floor(d) || d < 1 || d > 1e6) {
                     tr_set_error("--bin: %s is not a whole number of rows >= 1", v);

@@ -21,6 +21,13 @@ typedef struct {
     int width, height;                  /* pixels (default 800 x 500) */
     double ymin, ymax;                  /* NAN: fit the data (with a small margin) */
     int bin;                            /* average every `bin` rows into one point (default 1) */
+    int legend_right;                   /* the legend right of the plot area, off the data (default:
+                                           inside, in the emptiest corner) */
+    double mark_x;                      /* NAN, or a dashed vertical line at this x ... */
+    const char *mark_label;             /* ... labelled so (NULL: "x = value") */
+    const char *minus;                  /* NULL, or the label of a series whose seed-mean y is
+                                           subtracted, row by row, from every series (the
+                                           difference to a baseline; the x must match) */
 } PlotOptions;
 
 void plot_default_options(PlotOptions *o);
@@ -33,6 +40,17 @@ int plot_render(const PlotOptions *o, const Series *series, int n, unsigned char
 int plot_write(const PlotOptions *o, const Series *series, int n);
 /* The colour of series i: the palette, repeating. */
 void plot_series_color(int i, unsigned char rgb[3]);
+
+/* Drawing helpers for figures that are not curves (scripts/figure_model.c), on an RGB image of
+ * w x h pixels (3 bytes each, row-major) in the same font and colours as the curves. Pixels outside
+ * the image are skipped. */
+void plot_draw_text(unsigned char *rgb, int w, int h, int x, int y, const char *s, const unsigned char color[3],
+                    int rotated);  /* rotated: reads bottom to top, (x, y) its bottom-left corner */
+int plot_text_width(const char *s);
+int plot_text_height(void);        /* a capital letter's height in pixels */
+void plot_fill_rect(unsigned char *rgb, int w, int h, int x0, int y0, int x1, int y1, const unsigned char color[3]);
+/* The image as a PNG at path, through a temporary file (never half a PNG). 0 or -1 (error set). */
+int plot_write_png(const char *path, const unsigned char *rgb, int w, int h);
 
 /* The whole command (argv[0] is the program): parses the options and series, writes the PNG.
  * 0, or -1 with the error set (bad option, bad file). */
