@@ -29,14 +29,7 @@ static double alibi_slope(int h, int n) {
 
 static int alibi_configure(PosEnc *pe, const cJSON *options) {
     static const char *const known[] = {"kind", NULL};
-    for (const cJSON *item = options ? options->child : NULL; item; item = item->next) {
-        int found = 0;
-        for (int i = 0; known[i] && !found; i++) found = item->string && !strcmp(item->string, known[i]);
-        if (!found) {
-            tr_set_error("posenc.bias.%s: unknown option for bias alibi (it has none)", item->string ? item->string : "?");
-            return -1;
-        }
-    }
+    if (posenc_check_bias_option_keys(options, "alibi", known) != 0) return -1;
     const int NH = pe->dims.NH;
     Alibi *al = xmalloc(sizeof *al + (size_t)NH * sizeof(float));
     al->NH = NH;

@@ -37,20 +37,16 @@ typedef struct {
 } Fox;
 
 static int fox_configure(PosEnc *pe, const cJSON *options) {
+    static const char *const known[] = {"kind", "gate_bias", NULL};
+    if (posenc_check_bias_option_keys(options, "fox", known) != 0) return -1;
     double gate_bias = 0.0;
-    for (const cJSON *item = options ? options->child : NULL; item; item = item->next) {
-        if (item->string && !strcmp(item->string, "kind")) continue;
-        if (item->string && !strcmp(item->string, "gate_bias")) {
-            if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || fabs(item->valuedouble) > 30) {
-                tr_set_error("posenc.bias.gate_bias: must be a number in [-30, 30]");
-                return -1;
-            }
-            gate_bias = item->valuedouble;
-            continue;
+    const cJSON *item = options ? cJSON_GetObjectItemCaseSensitive(options, "gate_bias") : NULL;
+    if (item) {
+        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || fabs(item->valuedouble) > 30) {
+            tr_set_error("posenc.bias.gate_bias: must be a number in [-30, 30]");
+            return -1;
         }
-        tr_set_error("posenc.bias.%s: unknown option for bias fox (known: kind, gate_bias)",
-                     item->string ? item->string : "?");
-        return -1;
+        gate_bias = item->valuedouble;
     }
     Fox *fx = xmalloc(sizeof *fx);
     *fx = (Fox){.L = pe->dims.L, .NH = pe->dims.NH, .gate_bias = gate_bias};

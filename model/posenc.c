@@ -83,20 +83,32 @@ static int configure_bias(PosEnc *pe, const cJSON *item) {
 
 /* ---- helpers for the kinds' configure (declared in posenc.h) ---- */
 
-/* Every key of `options` must be in known[] (NULL-terminated, "kind" included). */
-int posenc_check_option_keys(const cJSON *options, const char *kind, const char *const known[]) {
-    for (const cJSON *item = options->child; item; item = item->next) {
+/* Every key of `options` (NULL: none) must be in known[] (NULL-terminated, "kind" included);
+ * the error names the key under `prefix` ("posenc." or "posenc.bias."). */
+static int check_keys(const cJSON *options, const char *prefix, const char *what, const char *const known[]) {
+    for (const cJSON *item = options ? options->child : NULL; item; item = item->next) {
         int found = 0;
         for (int i = 0; known[i] && !found; i++) found = item->string && strcmp(item->string, known[i]) == 0;
         if (!found) {
             char list[256];
             join_names(list, sizeof list, known, 64);
-            tr_set_error("posenc.%s: unknown option for kind %s (known: %s)", item->string ? item->string : "?", kind,
-                         list);
+            tr_set_error("%s%s: unknown option for %s (known: %s)", prefix, item->string ? item->string : "?", what, list);
             return -1;
         }
     }
     return 0;
+}
+
+int posenc_check_option_keys(const cJSON *options, const char *kind, const char *const known[]) {
+    char what[96];
+    snprintf(what, sizeof what, "kind %s", kind);
+    return check_keys(options, "posenc.", what, known);
+}
+
+int posenc_check_bias_option_keys(const cJSON *options, const char *bias, const char *const known[]) {
+    char what[96];
+    snprintf(what, sizeof what, "bias %s", bias);
+    return check_keys(options, "posenc.bias.", what, known);
 }
 
 /* options[key] as a finite number, or fallback when absent. 0 / -1 (error set). */

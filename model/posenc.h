@@ -159,6 +159,8 @@ struct PosEnc {
  * number_option / string_option: options[key] if present (checked to be a number / string), else
  * the fallback. */
 int posenc_check_option_keys(const cJSON *options, const char *kind, const char *const known[]);
+/* The same for a score bias's options (NULL: none), the error naming "posenc.bias.<key>". */
+int posenc_check_bias_option_keys(const cJSON *options, const char *bias, const char *const known[]);
 int posenc_number_option(const cJSON *options, const char *key, double fallback, double *value);
 int posenc_string_option(const cJSON *options, const char *key, const char *fallback, const char **value);
 

@@ -52,7 +52,7 @@ p=$(series log.csv $peers)
 if [ -n "$p" ]; then
     "$plot" --out "$out/peers_val_loss.png" --ymax 4.5 --legend-right --width 960 \
         --title "The published peers against RoPE" --xlabel "tokens seen" --ylabel "validation loss (nats/token)" $p
-    "$plot" --out "$out/peers_val_loss_diff.png" --legend-right --width 960 --minus rope --ymin -0.1 --ymax 0.3 \
+    "$plot" --out "$out/peers_val_loss_diff.png" --legend-right --width 960 --minus rope --ymin -0.25 --ymax 0.1 \
         --title "Validation loss minus RoPE's" --xlabel "tokens seen" --ylabel "val loss - rope val loss (nats/token)" $p
     "$table" --baseline rope $p > "$out/peers_table.md"
 fi

@@ -130,7 +130,7 @@ static void test_attention_and_motion_pngs(void) {
     float att[L * NH * n * n] = {0};
     /* Layer 1, head 2: every query attends to key 0 alone. */
     for (int i = 0; i < n; i++) att[((1 * NH + 2) * n + i) * n + 0] = 1.0f;
-    char names[n][8], *labels[n];
+    char names[n][16], *labels[n];
     for (int t = 0; t < n; t++) snprintf(names[t], sizeof names[t], "tok%d", t), labels[t] = names[t];
     char out[600];
     snprintf(out, sizeof out, "%s/attention.png", test_tmp_dir());
@@ -224,14 +224,75 @@ static void test_plot_minus_mark_and_legend(void) {
     CHECK(strstr(tr_error(), "nobody") != NULL);
 }
 
-static void test_figure_command_errors(void) {
-    /* build/figure beside the trainer under test (tests/run_binaries.sh), else the default build. */
-    char dir[1000], bin[1100];
+/* build/figure beside the trainer under test (tests/run_binaries.sh), else the default build. */
+static const char *figure_bin(void) {
+    static char bin[1100];
+    char dir[1000];
     snprintf(dir, sizeof dir, "%.990s", cli_train_bin());
     char *slash = strrchr(dir, '/');
     if (slash) *slash = '\0';
     snprintf(bin, sizeof bin, "%s/figure", slash ? dir : "build");
-    if (!tr_file_exists(bin)) SKIP("the figure tool is not built beside the trainer");
+    return tr_file_exists(bin) ? bin : NULL;
+}
+
+/* The two checkpoint figures end to end, on a few steps of configs/tiny.json with dynamic
+ * HDD-RoPE (2 layers, 4 heads): the PNGs have the layout's size and the CSVs every row. */
+static void test_figures_of_a_checkpoint(void) {
+    const char *bin = figure_bin();
+    if (!bin) SKIP("the figure tool is not built beside the trainer");
+    char run[256], args[1024], png[320], csv[320];
+    snprintf(run, sizeof run, "%s/fig_run", test_tmp_dir());
+    snprintf(args, sizeof args,
+             "run configs/tiny.json --set out_dir=%s --set 'model.posenc={\"kind\":\"hddrope\",\"chunk\":4}' "
+             "--set train.max_steps=4 --set train.eval_every=4 --set train.eval_max_tokens=256 --set train.sample_tokens=0",
+             run);
+    int rc = run_train(args);
+    CHECKF(rc == 0, "training: %s", err_buf);
+    if (rc != 0) return;
+    snprintf(png, sizeof png, "%s/att.png", test_tmp_dir());
+    snprintf(csv, sizeof csv, "%s/att.csv", test_tmp_dir());
+    snprintf(args, sizeof args, "attention %s --out %s --csv %s --tokens 16", run, png, csv);
+    CHECKF(run_program(bin, args) == 0, "figure attention: %s", err_buf);
+    int w = 0, h = 0, ch;
+    unsigned char *img = stbi_load(png, &w, &h, &ch, 3);
+    /* cells of 12 px: panels of 192, 4 heads 210 apart from x = 100, and 10 px to spare */
+    CHECKF(img && w == 100 + 4 * 210 + 10 && h > 64 + 2 * 210, "attention PNG %d x %d", w, h);
+    stbi_image_free(img);
+    char *text = tr_read_file(csv, NULL);
+    int rows = 0;
+    for (char *p = text; p && *p; p++) rows += *p == '\n';
+    CHECKF(rows == 1 + 2 * 4 * (16 * 17 / 2), "attention CSV: %d lines", rows);
+    free(text);
+    snprintf(png, sizeof png, "%s/motion.png", test_tmp_dir());
+    snprintf(csv, sizeof csv, "%s/motion.csv", test_tmp_dir());
+    snprintf(args, sizeof args, "motion %s --out %s --csv %s --tokens 16", run, png, csv);
+    CHECKF(run_program(bin, args) == 0, "figure motion: %s", err_buf);
+    img = stbi_load(png, &w, &h, &ch, 3);
+    CHECKF(img && w == 100 + 16 * 18 + 190, "motion PNG %d x %d", w, h);
+    stbi_image_free(img);
+    text = tr_read_file(csv, NULL);
+    rows = 0;
+    int positive = 0;
+    for (char *line = text ? strchr(text, '\n') : NULL; line && line[1]; line = strchr(line + 1, '\n')) {
+        int l, t, tok;
+        double angle;
+        rows++;
+        positive += sscanf(line + 1, "%d,%d,%d,%lf", &l, &t, &tok, &angle) == 4 && angle > 0 && angle < 3.1416;
+    }
+    CHECKF(positive == rows, "%d of %d angles in (0, pi)", positive, rows);
+    CHECKF(rows == 2 * 16, "motion CSV: %d rows", rows);
+    free(text);
+    /* A run that is not HDD-RoPE has no motion to show: one error line. */
+    snprintf(args, sizeof args, "run configs/tiny.json --set out_dir=%s_rope --set train.max_steps=2 "
+             "--set train.eval_every=2 --set train.eval_max_tokens=256 --set train.sample_tokens=0", run);
+    CHECK(run_train(args) == 0);
+    snprintf(args, sizeof args, "motion %s_rope --out %s", run, png);
+    CHECKF(run_program(bin, args) == 1 && one_error_line() && strstr(err_buf, "rope"), "%s", err_buf);
+}
+
+static void test_figure_command_errors(void) {
+    const char *bin = figure_bin();
+    if (!bin) SKIP("the figure tool is not built beside the trainer");
     const char *cases[][2] = {
         {"shapes --out x", "unknown figure"},
         {"decay", "--out"},
@@ -253,6 +314,7 @@ int main(void) {
     RUN(test_hdd_step_angles_equal_generator_size);
     RUN(test_attention_and_motion_pngs);
     RUN(test_plot_minus_mark_and_legend);
+    RUN(test_figures_of_a_checkpoint);
     RUN(test_figure_command_errors);
     return test_summary();
 }
