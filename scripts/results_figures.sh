@@ -76,7 +76,7 @@ for T in 512 1024; do
         [ -n "$e" ] || continue
         "$plot" --out "$out/extrapolation_peers_T$T$v-diff.png" --x position --y loss --bin 32 --legend-right \
             --mark-x 256 --mark-label "trained length 256" --width 960 --minus rope \
-            --title "The peers: loss per position at context $T minus RoPE's $how" \
+            --title "Peers: loss minus RoPE's at context $T $how" \
             --xlabel "position in the window" --ylabel "loss - rope loss (nats/token)" $e
     done
 done
