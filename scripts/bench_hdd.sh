@@ -17,6 +17,7 @@ rounds=${ROUNDS:-4}
 shapes=${SHAPES:-small author}
 chunks=${CHUNKS:-2 3 4 8 16}
 [ -x "$bench" ] || { echo "bench_hdd.sh: $bench is not built (make $bench)" >&2; exit 1; }
+. "$(dirname "$0")/bench_pair.sh"
 
 # target KIND-LABEL C SHAPE: the issue's bound on the ratio for that row
 target() {
@@ -41,32 +42,12 @@ for shape in $shapes; do
         if [ "$c" = 3 ] && [ "$shape" = small ]; then cdims="96 4 4 256 4096 16" label="small, C = 96"; fi
         for kind in dynamic cayley static; do
             case "$kind" in
-                dynamic) json="{\"kind\":\"hddrope\",\"chunk\":$c}" ;;
-                cayley) json="{\"kind\":\"hddrope\",\"chunk\":$c,\"map\":\"cayley\"}" ;;
-                static) json="{\"kind\":\"hddrope\",\"chunk\":$c,\"dynamic\":false}" ;;
+                dynamic) json="{\"kind\":\"hddrope\",\"chunk\":$c}" name="c = $c dynamic expm" ;;
+                cayley) json="{\"kind\":\"hddrope\",\"chunk\":$c,\"map\":\"cayley\"}" name="c = $c dynamic Cayley" ;;
+                static) json="{\"kind\":\"hddrope\",\"chunk\":$c,\"dynamic\":false}" name="c = $c static expm" ;;
             esac
-            # shellcheck disable=SC2086 # dims: six numbers
-            out=$(OMP_NUM_THREADS=$threads "$bench" --pair rope "$json" $cdims "$rounds") || {
-                echo "bench_hdd.sh: bench_train --pair rope '$json' $cdims failed" >&2
-                exit 1
-            }
-            printf '%s\n' "$out" | awk -v shape="$label" -v threads="$threads" -v kind="$kind" -v c="$c" \
-                -v target="$(target "$kind" "$c" "$shape")" '
-                / B .*median/ { for (i = 1; i <= NF; i++) if ($i == "posenc") { posenc = $(i + 1); sub(/,$/, "", posenc) } }
-                /ratio of medians/ {
-                    for (i = 1; i < NF; i++) {
-                        if ($i == "medians") ratio = $(i + 1)
-                        if ($i == "median") med = $(i + 1)
-                        if ($i == "range") range = $(i + 1)
-                        if ($i == "FLOPs") flops = $(i + 1)
-                    }
-                    sub(/;$/, "", ratio); sub(/,$/, "", med); sub(/;$/, "", range)
-                }
-                END {
-                    label = kind == "static" ? "static expm" : kind == "cayley" ? "dynamic Cayley" : "dynamic expm"
-                    printf "| %s | %d | c = %d %s | %s | %s (%s) | %s | %s | %s |\n",
-                        shape, threads, c, label, ratio, med, range, posenc, flops, target
-                }'
+            pair_row "$bench" "$rounds" "$threads" "$cdims" "$json" "$label" "$name" "$(target "$kind" "$c" "$shape")" ||
+                { echo "bench_hdd.sh: a pair failed" >&2; exit 1; }
         done
     done
 done

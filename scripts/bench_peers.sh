@@ -15,6 +15,7 @@ bench=${1:-build/tests/bench_train}
 rounds=${ROUNDS:-4}
 shapes=${SHAPES:-small author}
 [ -x "$bench" ] || { echo "bench_peers.sh: $bench is not built (make $bench)" >&2; exit 1; }
+. "$(dirname "$0")/bench_pair.sh"
 peers='alibi|{"kind":"none","bias":"alibi"}
 fox|{"kind":"none","bias":"fox"}
 rope + fox|{"kind":"rope","bias":"fox"}
@@ -31,22 +32,7 @@ for shape in $shapes; do
         *) echo "bench_peers.sh: unknown shape '$shape' (small, author)" >&2; exit 1 ;;
     esac
     echo "$peers" | while IFS='|' read -r name json; do
-        # shellcheck disable=SC2086 # dims: six numbers
-        out=$(OMP_NUM_THREADS=$threads "$bench" --pair rope "$json" $dims "$rounds") || {
-            echo "bench_peers.sh: bench_train --pair rope '$json' $dims failed" >&2
-            exit 1
-        }
-        printf '%s\n' "$out" | awk -v shape="$shape" -v threads="$threads" -v name="$name" '
-            / B .*median/ { for (i = 1; i <= NF; i++) if ($i == "posenc") { posenc = $(i + 1); sub(/,$/, "", posenc) } }
-            /ratio of medians/ {
-                for (i = 1; i < NF; i++) {
-                    if ($i == "medians") ratio = $(i + 1)
-                    if ($i == "median") med = $(i + 1)
-                    if ($i == "range") range = $(i + 1)
-                    if ($i == "FLOPs") flops = $(i + 1)
-                }
-                sub(/;$/, "", ratio); sub(/,$/, "", med); sub(/;$/, "", range)
-            }
-            END { printf "| %s | %d | %s | %s | %s (%s) | %s | %s |\n", shape, threads, name, ratio, med, range, posenc, flops }'
+        pair_row "$bench" "$rounds" "$threads" "$dims" "$json" "$shape" "$name" ||
+            { echo "bench_peers.sh: a pair failed" >&2; exit 1; }
     done
 done

@@ -1,4 +1,5 @@
-/* test_bench_script.c: scripts/bench_hdd.sh (make bench-hdd) against a stand-in for bench_train
+/* test_bench_script.c: scripts/bench_hdd.sh (make bench-hdd) and scripts/bench_peers.sh (make
+ * bench-peers), which share scripts/bench_pair.sh's row, against a stand-in for bench_train
  * that prints a fixed --pair report and logs its arguments: one table row per (shape, chunk,
  * kind) with the report's numbers in the right columns and the row's target, each pair run with
  * the shape's dimensions and thread count, and a failing pair named with a non-zero exit. */
@@ -61,8 +62,25 @@ static void test_failing_pair_is_named(void) {
     CHECK(cli_run(cmd, out, sizeof out) != 0 && strstr(out, "unknown shape 'huge'"));
 }
 
+/* The peers' table: one row per peer and shape, the same columns without a target. */
+static void test_peers_rows(void) {
+    write_fake_bench();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "chmod +x '%s' && ROUNDS=3 sh scripts/bench_peers.sh '%s'", fake, fake);
+    CHECKF(cli_run(cmd, out, sizeof out) == 0, "bench_peers.sh failed: %s", out);
+    int rows = 0;
+    for (const char *p = out; (p = strstr(p, "| 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 |\n")); p++) rows++;
+    CHECKF(rows == 12, "%d rows, want 2 shapes x 6 peers:\n%s", rows, out);
+    CHECK(strstr(out, "| small | 1 | path + fox | 1.250 |") && strstr(out, "| author | 2 | alibi | 1.250 |"));
+    char *log = tr_read_file(calls, NULL);
+    CHECKF(log && strstr(log, "2 --pair rope {\"kind\":\"path\",\"bias\":\"fox\"} 768 4 16 512 4096 4 3\n"),
+           "author-shape call: %s", log ? log : "(no calls)");
+    free(log);
+}
+
 int main(void) {
     RUN(test_rows_columns_and_targets);
+    RUN(test_peers_rows);
     RUN(test_failing_pair_is_named);
     return test_summary();
 }
