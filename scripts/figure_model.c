@@ -22,26 +22,32 @@ void figure_hdd_step_angles(const GPT *model, int n, double *angle) {
     const PosEnc *pe = &model->posenc;
     const Hdd *d = pe->impl;
     const int c = d->c;
-    float P[HDD_MAX_C * HDD_MAX_C], prev[HDD_MAX_C * HDD_MAX_C];
-    for (int l = 0; l < model->config.L; l++)
-        for (int t = 0; t < n; t++) {
-            double sum = 0;
-            for (int h = 0; h < d->NH; h++)
-                for (int j = 0; j < d->nc; j++) {
+    float buf[2][HDD_MAX_C * HDD_MAX_C];
+    for (int l = 0; l < model->config.L; l++) {
+        double *row = angle + (size_t)l * n;
+        for (int t = 0; t < n; t++) row[t] = 0;
+        /* along each chunk's scan, P_{t-1} is the previous step's P_t */
+        for (int h = 0; h < d->NH; h++)
+            for (int j = 0; j < d->nc; j++) {
+                float *prev = buf[0], *P = buf[1];
+                for (int i = 0; i < c * c; i++) prev[i] = (i % (c + 1) == 0);  /* P_{-1} = I */
+                for (int t = 0; t < n; t++) {
                     hddrope_saved_P(pe, model->posenc_acts, l, 1, n, 0, t, h, j, P);
-                    if (t > 0) hddrope_saved_P(pe, model->posenc_acts, l, 1, n, 0, t - 1, h, j, prev);
                     double f2 = 0;  /* ||P_{t-1}^T P_t - I||_F^2 */
                     for (int r = 0; r < c; r++)
                         for (int k = 0; k < c; k++) {
-                            double m = 0;
-                            for (int i = 0; i < c; i++) m += (t > 0 ? prev[i * c + r] : (i == r)) * P[i * c + k];
-                            m -= (r == k);
+                            double m = -(double)(r == k);
+                            for (int i = 0; i < c; i++) m += (double)prev[i * c + r] * P[i * c + k];
                             f2 += m * m;
                         }
-                    sum += 2 * asin(fmin(1.0, sqrt(f2 / 8)));
+                    row[t] += 2 * asin(fmin(1.0, sqrt(f2 / 8)));
+                    float *swap = prev;
+                    prev = P;
+                    P = swap;
                 }
-            angle[(size_t)l * n + t] = sum / (d->NH * d->nc);
-        }
+            }
+        for (int t = 0; t < n; t++) row[t] /= d->NH * d->nc;
+    }
 }
 
 void figure_heat_colour(double v, const unsigned char full[3], unsigned char rgb[3]) {

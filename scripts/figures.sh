@@ -27,10 +27,10 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out" "$tmp/near" "$tmp/far" "$tmp/angles"
 
 kinds="none rope xpos xpos-author hddrope-static-c4"
-"$fig" decay --out "$tmp/near" --max-distance 500
 "$fig" decay --out "$tmp/far" --max-distance 50000
 near="" far=""
 for k in $kinds; do
+    head -n 502 "$tmp/far/decay-$k.csv" > "$tmp/near/decay-$k.csv"   # the header and distances 0..500
     near="$near $k=$tmp/near/decay-$k.csv"
     far="$far $k=$tmp/far/decay-$k.csv"
 done

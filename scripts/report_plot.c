@@ -423,22 +423,24 @@ int plot_render(const PlotOptions *o, const Series *series, int n, unsigned char
 
     /* Legend: right of the plot area when asked, else in the corner of the plot area with the
      * fewest data pixels (top-right first). */
-    int best = -1;
-    long best_ink = -1;
-    int corners[4][2] = {{right - 10 - lw, top + 10}, {left + 10, bottom - 10 - lh},
-                         {left + 10, top + 10}, {right - 10 - lw, bottom - 10 - lh}};
-    for (int k = 0; k < 4; k++) {
-        long ink = 0;
-        for (int y = corners[k][1]; y < corners[k][1] + lh; y++)
-            for (int x = corners[k][0]; x < corners[k][0] + lw; x++) {
-                if (x < 0 || y < 0 || x >= W || y >= H) continue;
-                const unsigned char *p = c.px + 3 * ((size_t)y * W + x);
-                ink += (p[0] != p[1] || p[1] != p[2]);  /* coloured: a series, not grid or white */
-            }
-        if (best < 0 || ink < best_ink) { best = k; best_ink = ink; }
+    int lx = right + 14, ly = top;
+    if (!o->legend_right) {
+        int best = -1;
+        long best_ink = -1;
+        int corners[4][2] = {{right - 10 - lw, top + 10}, {left + 10, bottom - 10 - lh},
+                             {left + 10, top + 10}, {right - 10 - lw, bottom - 10 - lh}};
+        for (int k = 0; k < 4; k++) {
+            long ink = 0;
+            for (int y = corners[k][1]; y < corners[k][1] + lh; y++)
+                for (int x = corners[k][0]; x < corners[k][0] + lw; x++) {
+                    if (x < 0 || y < 0 || x >= W || y >= H) continue;
+                    const unsigned char *p = c.px + 3 * ((size_t)y * W + x);
+                    ink += (p[0] != p[1] || p[1] != p[2]);  /* coloured: a series, not grid or white */
+                }
+            if (best < 0 || ink < best_ink) { best = k; best_ink = ink; }
+        }
+        lx = corners[best][0], ly = corners[best][1];
     }
-    int lx = corners[best][0], ly = corners[best][1];
-    if (o->legend_right) lx = right + 14, ly = top;
     fill_rect(&c, lx, ly, lx + lw, ly + lh, (const unsigned char[3]){255, 255, 255}, 0.9);
     fill_rect(&c, lx, ly, lx + lw, ly + 1, GREY, 1);
     fill_rect(&c, lx, ly + lh - 1, lx + lw, ly + lh, GREY, 1);

@@ -39,6 +39,18 @@ static inline int run_program(const char *bin, const char *args) {
 
 static inline int run_train(const char *args) { return run_program(cli_train_bin(), args); }
 
+/* The report tool `name` (plot, table, figure) built beside the trainer under test, or NULL when
+ * it is not there. */
+static inline const char *cli_tool_bin(const char *name) {
+    static char bin[512];
+    char dir[440];
+    snprintf(dir, sizeof dir, "%.430s", cli_train_bin());
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    snprintf(bin, sizeof bin, "%s/%.60s", slash ? dir : ".", name);
+    return tr_file_exists(bin) ? bin : NULL;
+}
+
 /* Column `col` (0 = step, 3 = val_loss, 4 = val_bpb, 5 = val_acc) of every row of dir/log.csv into v (at most
  * cap rows). Returns the number of rows, -1 if the file cannot be read. */
 static inline int cli_log_column(const char *dir, int col, double *v, int cap) {

@@ -26,13 +26,22 @@ static void write_fake_bench(void) {
     remove(calls);
 }
 
-static void test_rows_columns_and_targets(void) {
+/* Runs "ENV sh scripts/SCRIPT" on the stand-in (its output in out) and returns how many lines
+ * carry the stand-in's numbers in the report's columns ending with `tail` ("" or "\n"); -1 if the
+ * script failed. */
+static int script_rows(const char *env, const char *script, const char *tail) {
     write_fake_bench();
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "chmod +x '%s' && CHUNKS='3 8' ROUNDS=2 sh scripts/bench_hdd.sh '%s'", fake, fake);
-    CHECKF(cli_run(cmd, out, sizeof out) == 0, "bench_hdd.sh failed: %s", out);
+    char cmd[2048], row[96];
+    snprintf(cmd, sizeof cmd, "chmod +x '%s' && %s sh scripts/%s '%s'", fake, env, script, fake);
+    if (cli_run(cmd, out, sizeof out) != 0) return -1;
+    snprintf(row, sizeof row, "| 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 |%s", tail);
     int rows = 0;
-    for (const char *p = out; (p = strstr(p, "| 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 |")); p++) rows++;
+    for (const char *p = out; (p = strstr(p, row)); p++) rows++;
+    return rows;
+}
+
+static void test_rows_columns_and_targets(void) {
+    int rows = script_rows("CHUNKS='3 8' ROUNDS=2", "bench_hdd.sh", "");
     CHECKF(rows == 12, "%d rows with the report's numbers in place, want 2 shapes x 2 chunks x 3 kinds:\n%s", rows,
            out);
     CHECK(strstr(out, "| small, C = 96 | 1 | c = 3 dynamic expm | 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 | ≤ 1.15 |"));
@@ -64,12 +73,7 @@ static void test_failing_pair_is_named(void) {
 
 /* The peers' table: one row per peer and shape, the same columns without a target. */
 static void test_peers_rows(void) {
-    write_fake_bench();
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "chmod +x '%s' && ROUNDS=3 sh scripts/bench_peers.sh '%s'", fake, fake);
-    CHECKF(cli_run(cmd, out, sizeof out) == 0, "bench_peers.sh failed: %s", out);
-    int rows = 0;
-    for (const char *p = out; (p = strstr(p, "| 1.250 | 1.251 (1.240-1.262) | 123.4 | 1.068 |\n")); p++) rows++;
+    int rows = script_rows("ROUNDS=3", "bench_peers.sh", "\n");
     CHECKF(rows == 12, "%d rows, want 2 shapes x 6 peers:\n%s", rows, out);
     CHECK(strstr(out, "| small | 1 | path + fox | 1.250 |") && strstr(out, "| author | 2 | alibi | 1.250 |"));
     char *log = tr_read_file(calls, NULL);

@@ -180,11 +180,6 @@ static const NameSet *defined_names(void) {
 
 /* ---- what a doc anchors ---- */
 
-static int path_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 static int is_path_char(int c) { return isalnum(c) || c == '_' || c == '.' || c == '/' || c == '-' || c == '+'; }
 
 static int starts_with_repo_folder(const char *s, size_t n) {
@@ -232,7 +227,7 @@ static void check_span(DocCheck *dc, const char *s, size_t n) {
         if (p > i && !pattern && starts_with_repo_folder(s + i, p - i)) {
             char path[1024];
             snprintf(path, sizeof path, "%.*s", (int)(p - i), s + i);
-            if (!path_exists(path)) fail_anchor(dc, s + i, p - i, "", "no such file or folder");
+            if (!tr_file_exists(path)) fail_anchor(dc, s + i, p - i, "", "no such file or folder");
         }
         while (p < n && !isspace((unsigned char)s[p]) && s[p] != '=') p++;
         i = p;
@@ -260,7 +255,7 @@ static void check_links(DocCheck *dc, const char *s, size_t n) {
         if (len == 0 || has_scheme(target, len)) continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/%.*s", dc->link_dir, (int)len, target);
-        if (!path_exists(path)) fail_anchor(dc, target, len, "", "the link leads to no file or folder");
+        if (!tr_file_exists(path)) fail_anchor(dc, target, len, "", "the link leads to no file or folder");
     }
 }
 
@@ -381,8 +376,8 @@ static void test_checker_reports_bad_anchors(void) {
 }
 
 static void check_doc(const char *path) {
-    CHECKF(path_exists(path), "%s is missing", path);
-    if (!path_exists(path)) return;
+    CHECKF(tr_file_exists(path), "%s is missing", path);
+    if (!tr_file_exists(path)) return;
     int failures = check_doc_file(path);
     CHECKF(failures == 0, "%d broken anchors in %s (listed above)", failures, path);
 }

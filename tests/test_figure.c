@@ -179,16 +179,30 @@ static const char *csv_fixture(const char *name, double offset, int sine) {
     return p;
 }
 
-static unsigned char *render(const PlotOptions *o, const char *a, const char *b) {
+/* The figure of series base=a and other=b; area (may be NULL) gets the plot area. */
+static unsigned char *render_area(const PlotOptions *o, const char *a, const char *b, int area[4]) {
     char sa[700], sb[700];
     snprintf(sa, sizeof sa, "base=%s", a);
     snprintf(sb, sizeof sb, "other=%s", b);
     Series s[2];
     unsigned char *rgb = NULL;
-    if (series_load(sa, &s[0]) == 0 && series_load(sb, &s[1]) == 0) plot_render(o, s, 2, &rgb, NULL);
+    if (series_load(sa, &s[0]) == 0 && series_load(sb, &s[1]) == 0) plot_render(o, s, 2, &rgb, area);
     series_free(&s[0]);
     series_free(&s[1]);
     return rgb;
+}
+
+static unsigned char *render(const PlotOptions *o, const char *a, const char *b) { return render_area(o, a, b, NULL); }
+
+/* Coloured (not grey or white) pixels of the image right of column x0. */
+static long coloured_right_of(const unsigned char *rgb, int w, int h, int x0) {
+    long n = 0;
+    for (int y = 0; y < h; y++)
+        for (int x = x0; x < w; x++) {
+            const unsigned char *p = rgb + 3 * ((size_t)y * w + x);
+            n += p[0] != p[1] || p[1] != p[2];
+        }
+    return n;
 }
 
 static void test_plot_minus_mark_and_legend(void) {
@@ -217,6 +231,18 @@ static void test_plot_minus_mark_and_legend(void) {
     free(diff);
     free(direct);
     free(marked);
+    /* The legend right of the plot area: the area gives up its width, and the swatches are there;
+     * inside (the default) the area keeps the width and nothing is drawn right of it. */
+    int area[4];
+    o.mark_x = NAN;
+    o.minus = NULL;
+    unsigned char *right = render_area(&o, csv_fixture("zero", 0, 0), csv_fixture("one", 1, 0), area);
+    CHECK(right && area[2] < o.width - 100 && coloured_right_of(right, o.width, o.height, area[2] + 1) > 0);
+    free(right);
+    o.legend_right = 0;
+    unsigned char *inside = render_area(&o, csv_fixture("zero", 0, 0), csv_fixture("one", 1, 0), area);
+    CHECK(inside && area[2] == o.width - 30 && coloured_right_of(inside, o.width, o.height, area[2] + 1) == 0);
+    free(inside);
     /* --minus with a label no series has, or with other positions, is an error naming them. */
     o.mark_x = NAN;
     o.minus = "nobody";
@@ -224,21 +250,10 @@ static void test_plot_minus_mark_and_legend(void) {
     CHECK(strstr(tr_error(), "nobody") != NULL);
 }
 
-/* build/figure beside the trainer under test (tests/run_binaries.sh), else the default build. */
-static const char *figure_bin(void) {
-    static char bin[1100];
-    char dir[1000];
-    snprintf(dir, sizeof dir, "%.990s", cli_train_bin());
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    snprintf(bin, sizeof bin, "%s/figure", slash ? dir : "build");
-    return tr_file_exists(bin) ? bin : NULL;
-}
-
 /* The two checkpoint figures end to end, on a few steps of configs/tiny.json with dynamic
  * HDD-RoPE (2 layers, 4 heads): the PNGs have the layout's size and the CSVs every row. */
 static void test_figures_of_a_checkpoint(void) {
-    const char *bin = figure_bin();
+    const char *bin = cli_tool_bin("figure");
     if (!bin) SKIP("the figure tool is not built beside the trainer");
     char run[256], args[1024], png[320], csv[320];
     snprintf(run, sizeof run, "%s/fig_run", test_tmp_dir());
@@ -291,7 +306,7 @@ static void test_figures_of_a_checkpoint(void) {
 }
 
 static void test_figure_command_errors(void) {
-    const char *bin = figure_bin();
+    const char *bin = cli_tool_bin("figure");
     if (!bin) SKIP("the figure tool is not built beside the trainer");
     const char *cases[][2] = {
         {"shapes --out x", "unknown figure"},

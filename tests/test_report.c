@@ -366,14 +366,9 @@ static void test_plot_png(void) {
 
 /* Runs "<build>/<tool> <args>" (build: where run_binaries.sh put train); -1 if not found. */
 static int run_tool(const char *tool, const char *args) {
-    const char *train = getenv("TINYROPE_TRAIN_BIN");
-    if (!train) return -1;
-    char bin[512];
-    snprintf(bin, sizeof bin, "%s", train);
-    char *slash = strrchr(bin, '/');
-    snprintf(slash ? slash + 1 : bin, sizeof bin - (size_t)(slash ? slash + 1 - bin : 0), "%s", tool);
-    if (!tr_file_exists(bin)) return -1;
-    return run_program(bin, args);
+    if (!getenv("TINYROPE_TRAIN_BIN")) return -1;
+    const char *bin = cli_tool_bin(tool);
+    return bin ? run_program(bin, args) : -1;
 }
 
 static int one_error_naming(const char *needle) { return one_error_line() && strstr(err_buf, needle); }
